@@ -63,8 +63,7 @@ class Profile(_Strict):
     def _consistent(self) -> Profile:
         if self.quantization in QUANTIZED_METHODS and self.dtype not in QUANTIZED_DTYPES:
             raise ValueError(
-                f"dtype '{self.dtype}' does not work with quantization '{self.quantization}'; "
-                "set dtype: half"
+                f"dtype '{self.dtype}' does not work with quantization '{self.quantization}'; set dtype: half"
             )
         if self.max_model_len > self.architecture.max_context and not self.rope_scaling:
             raise ValueError(

@@ -17,12 +17,12 @@ from rich.table import Table
 
 from controller import catalog as catalog_mod
 from controller.errors import ControllerError
-from controller.plan import GB, GIB, plan, weight_bytes
+from controller.plan import GB, GIB, weight_bytes
 from controller.settings import SiteConfig, merged_values
 
 # Piped output (no terminal) gets wide tables instead of truncated columns.
 out = Console(width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 _debug = False
 
 app = typer.Typer(
@@ -64,7 +64,9 @@ def main_options(
     project_dir: Annotated[
         Path, typer.Option("--project-dir", envvar="CONTROLLER_HOME", help="Checkout holding .env and compose/.")
     ] = Path("."),
-    env_file: Annotated[Path | None, typer.Option("--env-file", help="Settings file [default: PROJECT_DIR/.env].")] = None,
+    env_file: Annotated[
+        Path | None, typer.Option("--env-file", help="Settings file [default: PROJECT_DIR/.env].")
+    ] = None,
     catalog: Annotated[
         Path | None,
         typer.Option("--catalog", envvar="CONTROLLER_CATALOG", help="User catalog YAML that adds or overrides models."),
@@ -114,9 +116,14 @@ def models(ctx: typer.Context, as_json: JsonOption = False) -> None:
         table.add_column(column)
     for row in rows:
         table.add_row(
-            row["name"], row["model"], row["quantization"] or "-", row["dtype"], str(row["max_model_len"]),
-            f"{row['weights_gb']:.1f} GB", row["accelerator"],
-        )  # fmt: skip
+            row["name"],
+            row["model"],
+            row["quantization"] or "-",
+            row["dtype"],
+            str(row["max_model_len"]),
+            f"{row['weights_gb']:.1f} GB",
+            row["accelerator"],
+        )
     out.print(table)
 
 

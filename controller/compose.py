@@ -49,12 +49,16 @@ class ComposeProject:
 
     def argv(self, *args: str) -> list[str]:
         return [
-            "docker", "compose",
-            "--project-name", self.name,
-            "--env-file", str(self.env_file),
-            "--file", str(self.compose_file),
+            "docker",
+            "compose",
+            "--project-name",
+            self.name,
+            "--env-file",
+            str(self.env_file),
+            "--file",
+            str(self.compose_file),
             *args,
-        ]  # fmt: skip
+        ]
 
     def run(self, *args: str, timeout: float | None = None, stream: bool = False) -> subprocess.CompletedProcess:
         return run_command(self.argv(*args), timeout=timeout, stream=stream)

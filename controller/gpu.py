@@ -57,9 +57,14 @@ def from_nvml(nvml) -> list[Gpu]:
             memory = nvml.nvmlDeviceGetMemoryInfo(handle)
             major, minor = nvml.nvmlDeviceGetCudaComputeCapability(handle)
             gpus.append(
-                Gpu(index, name.decode() if isinstance(name, bytes) else name, int(memory.total), int(memory.free),
-                    (int(major), int(minor)))
-            )  # fmt: skip
+                Gpu(
+                    index,
+                    name.decode() if isinstance(name, bytes) else name,
+                    int(memory.total),
+                    int(memory.free),
+                    (int(major), int(minor)),
+                )
+            )
         return gpus
     finally:
         nvml.nvmlShutdown()

@@ -131,9 +131,7 @@ def plan(
     fit_len = min(kv_tokens, context_cap)
     fits = kv_tokens >= length
     if fits and concurrency < CONCURRENCY_WARNING_BELOW:
-        notes.append(
-            f"only {concurrency:.1f} full-length sequences fit at once; users will queue at long contexts"
-        )
+        notes.append(f"only {concurrency:.1f} full-length sequences fit at once; users will queue at long contexts")
     result = Plan(
         profile=profile.name,
         accelerator=profile.accelerator,
@@ -166,15 +164,19 @@ def _recommend(result: Plan, profile: Profile, alternatives: list[Profile]) -> l
             continue
         alt = plan(other, gpu_memory_gib=result.gpu_memory_gib, max_model_len=result.max_model_len)
         if alt.fits:
-            advice.append(f"use the quantized profile '{other.name}' ({alt.weights_gib:.1f} GiB of weights, "
-                          f"{alt.max_concurrency:.1f} full-length sequences)")
+            advice.append(
+                f"use the quantized profile '{other.name}' ({alt.weights_gib:.1f} GiB of weights, "
+                f"{alt.max_concurrency:.1f} full-length sequences)"
+            )
     if result.max_model_len_fit >= 512:
         advice.append(f"lower max_model_len to {result.max_model_len_fit} (--max-model-len)")
     if result.gpu_memory_utilization < 0.95:
         higher = plan(
-            profile, gpu_memory_gib=result.gpu_memory_gib, max_model_len=result.max_model_len,
+            profile,
+            gpu_memory_gib=result.gpu_memory_gib,
+            max_model_len=result.max_model_len,
             gpu_memory_utilization=0.95,
-        )  # fmt: skip
+        )
         if higher.fits:
             advice.append("raise gpu_memory_utilization to 0.95 (only if nothing else uses this GPU)")
     if not advice:

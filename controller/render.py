@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,12 +35,17 @@ def vllm_args(profile: Profile, capability: tuple[int, int] | None = None) -> li
     """The arguments after `vllm serve`; the API key comes from the environment, never argv."""
     args = [
         profile.container_model,
-        "--served-model-name", profile.served_model_name,
-        "--host", "0.0.0.0",
-        "--port", str(VLLM_PORT),
-        "--dtype", effective_dtype(profile, capability),
-        "--max-model-len", str(profile.max_model_len),
-    ]  # fmt: skip
+        "--served-model-name",
+        profile.served_model_name,
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(VLLM_PORT),
+        "--dtype",
+        effective_dtype(profile, capability),
+        "--max-model-len",
+        str(profile.max_model_len),
+    ]
     quantization = effective_quantization(profile, capability)
     if quantization:
         args += ["--quantization", quantization]
@@ -50,9 +53,11 @@ def vllm_args(profile: Profile, capability: tuple[int, int] | None = None) -> li
         args += ["--kv-cache-dtype", profile.kv_cache_dtype]
     if profile.accelerator == "gpu":
         args += [
-            "--gpu-memory-utilization", f"{profile.gpu_memory_utilization:g}",
-            "--tensor-parallel-size", str(profile.tensor_parallel_size),
-        ]  # fmt: skip
+            "--gpu-memory-utilization",
+            f"{profile.gpu_memory_utilization:g}",
+            "--tensor-parallel-size",
+            str(profile.tensor_parallel_size),
+        ]
     if profile.rope_scaling:
         args += ["--hf-overrides", json.dumps({"rope_scaling": profile.rope_scaling}, sort_keys=True)]
     return args + list(profile.extra_args)
@@ -107,20 +112,3 @@ def render_template(name: str, context: dict) -> str:
 
 def render_compose(profile: Profile, settings: Settings, capability: tuple[int, int] | None = None) -> str:
     return render_template(COMPOSE_TEMPLATE, render_context(profile, settings, capability))
-
-
-def write_atomic(path: Path, text: str, mode: int = 0o644) -> bool:
-    """Write text to path via a temp file and rename; returns False when nothing changed."""
-    if path.exists() and path.read_text(encoding="utf-8") == text:
-        return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return True

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -13,18 +12,45 @@ from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from controller.errors import SettingsError
+from controller.files import write_atomic
 
 MIN_ADMIN_PASSWORD_LENGTH = 12
 GENERATED_PASSWORD_LENGTH = 24
 # Passwords seen in blog posts and quick-start guides; a stack exposed on a LAN must not use them.
 KNOWN_WEAK_PASSWORDS = frozenset(
     {
-        "admin", "admin123", "admin1234", "admin12345", "adminadmin", "administrator",
-        "password", "password1", "password123", "passw0rd", "changeme", "changeme123",
-        "changeme1234", "openwebui", "open-webui", "openwebui123", "letmein", "welcome123",
-        "123456789012", "qwertyuiop12", "supersecret", "secret123", "your-password-here",
-        "your_password_here", "yourpassword", "demo", "demo1234", "demopassword",
-        "admin@123", "admin_password", "adminpassword", "myadminpassword",
+        "admin",
+        "admin123",
+        "admin1234",
+        "admin12345",
+        "adminadmin",
+        "administrator",
+        "password",
+        "password1",
+        "password123",
+        "passw0rd",
+        "changeme",
+        "changeme123",
+        "changeme1234",
+        "openwebui",
+        "open-webui",
+        "openwebui123",
+        "letmein",
+        "welcome123",
+        "123456789012",
+        "qwertyuiop12",
+        "supersecret",
+        "secret123",
+        "your-password-here",
+        "your_password_here",
+        "yourpassword",
+        "demo",
+        "demo1234",
+        "demopassword",
+        "admin@123",
+        "admin_password",
+        "adminpassword",
+        "myadminpassword",
     }
 )
 UNPINNED_TAGS = {"latest", "main", "dev", "nightly"}
@@ -55,7 +81,9 @@ class Settings(BaseModel):
 
     webui_port: Port = Field(7860, alias="WEBUI_PORT")
     webui_bind_address: str = Field("0.0.0.0", alias="WEBUI_BIND_ADDRESS")
-    webui_admin_email: str = Field("admin@example.com", alias="WEBUI_ADMIN_EMAIL", pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    webui_admin_email: str = Field(
+        "admin@example.com", alias="WEBUI_ADMIN_EMAIL", pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+    )
     webui_admin_name: str = Field("Admin", alias="WEBUI_ADMIN_NAME", min_length=1)
     webui_admin_password: SecretStr = Field(alias="WEBUI_ADMIN_PASSWORD")
     webui_secret_key: SecretStr = Field(alias="WEBUI_SECRET_KEY")
@@ -164,25 +192,10 @@ def write_env_values(path: Path, values: dict[str, str], *, overwrite: bool) -> 
         if not replaced:
             lines.append(_env_line(key, value))
         written.append(key)
-    if not written:
-        _tighten_mode(path)
-        return []
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".env.", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write("\n".join(lines) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    if written or path.exists():
+        # Rewriting also tightens a hand-made .env that others could read.
+        write_atomic(path, "\n".join(lines) + "\n" if lines else "", mode=0o600)
     return written
-
-
-def _tighten_mode(path: Path) -> None:
-    if path.exists() and path.stat().st_mode & 0o077:
-        path.chmod(0o600)
 
 
 def merged_values(env_file: Path, environ: dict[str, str] | None = None) -> dict[str, str]:

