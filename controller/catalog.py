@@ -198,3 +198,12 @@ def check_local_model(profile: Profile) -> None:
             f"local model directory {local} does not exist",
             hint="download the weights there first, or use a Hugging Face id",
         )
+
+
+def local_weights_bytes(profile: Profile) -> int | None:
+    """For a local model directory, the size of its safetensors files: the weights as stored."""
+    local = profile.local_path
+    if local is None or not local.is_dir():
+        return None
+    total = sum(f.stat().st_size for f in local.glob("*.safetensors"))
+    return total or None

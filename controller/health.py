@@ -9,7 +9,7 @@ from typing import TypeVar
 from docker.models.containers import Container
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
-from controller import vllm_logs
+from controller import vllm_text
 from controller.compose import Engine
 from controller.errors import StartupFailed
 from controller.webui import NotReady
@@ -77,7 +77,7 @@ class VllmProbe:
         container = self.container()
         container.reload()
         log = self.engine.logs_since(container)
-        fatal = vllm_logs.find_fatal(log)
+        fatal = vllm_text.find_fatal(log)
         if fatal:
             raise StartupFailed(
                 f"vLLM failed to start ({fatal.kind.replace('_', ' ')})",
@@ -118,9 +118,9 @@ class VllmProbe:
 
     def check_loaded(self, on_progress: Callable[[str], None] | None = None) -> str:
         log = self.fail_fast("weights load")
-        if on_progress and (line := vllm_logs.last_progress(log)):
+        if on_progress and (line := vllm_text.last_progress(log)):
             on_progress(line)
-        if not vllm_logs.server_started(log):
+        if not vllm_text.server_started(log):
             raise NotReady("vLLM is still loading")
         return log
 

@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
-from controller import vllm_logs
+from controller import vllm_text
 from controller.catalog import Catalog, Profile, check_local_model
 from controller.compose import ComposeProject, Engine, compose_v2_version
 from controller.errors import AdminError, ControllerError, PreflightError, StartupFailed, SwitchFailed
@@ -219,8 +219,8 @@ class Stack:
         return {
             "load_time_s": round(healthy_at - started, 2),
             "max_model_len": listed_len,
-            "kv_cache_tokens": vllm_logs.kv_cache_tokens(log) or vllm_logs.kv_cache_tokens(probe.logs()),
-            "max_concurrency": vllm_logs.max_concurrency(probe.logs()),
+            "kv_cache_tokens": vllm_text.kv_cache_tokens(log) or vllm_text.kv_cache_tokens(probe.logs()),
+            "max_concurrency": vllm_text.max_concurrency(probe.logs()),
         }
 
     def _wait_webui(self, settings: Settings, webui: WebUI, profile: Profile, timings: dict[str, float]) -> Session:
@@ -513,6 +513,47 @@ class Stack:
             hint=cause.hint,
             details=cause.details,
         ) from cause
+
+    def status(self) -> dict:
+        settings = load_settings(self.site, generate=False)
+        project = settings.compose_project_name
+        services = {}
+        for service in SERVICES:
+            container = self.engine.container(project, service)
+            if container is None:
+                services[service] = {"state": "absent", "health": None, "uptime_s": None, "image": None}
+                continue
+            state = container.attrs.get("State", {})
+            running = container.status == "running"
+            started = _docker_time(state["StartedAt"]) if running else None
+            services[service] = {
+                "state": container.status,
+                "health": (state.get("Health") or {}).get("Status"),
+                "uptime_s": round(time.time() - started) if started else None,
+                "image": container.attrs.get("Config", {}).get("Image"),
+            }
+        history = self.store.load()
+        active = self.running_profile(settings)
+        metrics = {}
+        if services["vllm"]["state"] == "running":
+            probe = VllmProbe(self.engine, project, settings.vllm_api_key.get_secret_value())
+            code, body = probe.http("/metrics")
+            if code == 200:
+                metrics = vllm_text.parse_metrics(body)
+        profile = self.catalog.get(active) if active in self.catalog.names() else None
+        return {
+            "project": project,
+            "model": active,
+            "served_model_name": profile.served_model_name if profile else history.served_model_name,
+            "url": settings.webui_url,
+            "services": services,
+            "metrics": metrics,
+            "history": [vars(event) for event in history.history[-10:]],
+        }
+
+    def logs(self, service: str | None, *, follow: bool) -> None:
+        settings = load_settings(self.site, generate=False)
+        self.project(settings).logs(*([service] if service else []), follow=follow)
 
     def _current_compose(self) -> str | None:
         path = self.site.compose_file

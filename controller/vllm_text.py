@@ -1,4 +1,4 @@
-"""Reading vLLM's start-up log (pure): fatal errors with hints, and progress lines."""
+"""Reading vLLM's text output (pure): the start-up log (fatal errors with hints, progress) and /metrics."""
 
 from __future__ import annotations
 
@@ -131,3 +131,25 @@ def max_concurrency(log: str) -> float | None:
 
 def server_started(log: str) -> bool:
     return bool(SERVER_STARTED.search(log))
+
+
+METRICS = {
+    "vllm:num_requests_running": "requests_running",
+    "vllm:num_requests_waiting": "requests_waiting",
+    "vllm:kv_cache_usage_perc": "kv_cache_usage",
+}
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """The gauges `status` shows, from vLLM's Prometheus /metrics (summed over label sets)."""
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name, _, rest = line.partition("{") if "{" in line.split(" ", 1)[0] else line.partition(" ")
+        key = METRICS.get(name.strip())
+        if key is None:
+            continue
+        number = rest.rsplit("}", 1)[-1].split()[0] if "}" in rest else rest.split()[0]
+        values[key] = values.get(key, 0.0) + float(number)
+    return values
