@@ -319,6 +319,16 @@ def build_base(pins: dict[str, str], spec: dict, timer: Timer) -> str:
 # --------------------------------------------------------------------------- wheels
 
 
+def pip_command() -> list[str]:
+    """pip for the host download: this interpreter's, else python3's (a test venv
+    may have no pip). The host's pip config (find-links /opt/wheels) applies."""
+    for cand in ([sys.executable, "-m", "pip"], ["python3", "-m", "pip"]):
+        if subprocess.run([*cand, "--version"], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL).returncode == 0:
+            return cand
+    raise BuildError("pip is not available to download wheels (python3 -m pip failed)")
+
+
 def ensure_wheels(name: str, requirements: list[str], python: str, timer: Timer) -> Path:
     """Download the wheels of one set for the image's Python (not the host's)."""
     dest = WHEELS / name
@@ -335,7 +345,7 @@ def ensure_wheels(name: str, requirements: list[str], python: str, timer: Timer)
         log(f"downloading wheels for {name}: {' '.join(requirements)}")
         WHEELS.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=WHEELS))
-        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--progress-bar", "off",
+        cmd = [*pip_command(), "download", "--quiet", "--progress-bar", "off",
                "--python-version", python, "--only-binary=:all:", "--dest", str(tmp)]
         if dest.is_dir():  # reuse what an earlier (other-pin) download fetched
             cmd += ["--find-links", str(dest)]

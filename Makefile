@@ -1,0 +1,66 @@
+# Two commands on a fresh machine: `make up MODEL=deepseek-1.5b` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CONTROLLER := $(BIN)/controller
+MODEL ?= deepseek-1.5b
+SERVICE ?=
+DEMO_MODEL ?= tiny-a
+
+.PHONY: install up down switch status logs render plan test test-unit test-integration lint demo images tiny-model engine clean-test-projects
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed ## Create .venv and install the controller
+
+up: install ## Start the stack: make up MODEL=deepseek-1.5b
+	$(CONTROLLER) up $(MODEL)
+
+down: install ## Stop the stack (data volumes stay)
+	$(CONTROLLER) down
+
+switch: install ## Change the model: make switch MODEL=llama3-8b-gptq
+	$(CONTROLLER) switch $(MODEL)
+
+status: install
+	$(CONTROLLER) status
+
+logs: install ## make logs SERVICE=vllm
+	$(CONTROLLER) logs $(SERVICE)
+
+render: install ## Write compose/docker-compose.yml: make render MODEL=...
+	$(CONTROLLER) render $(MODEL)
+
+plan: install ## make plan MODEL=llama3-8b GPU_MEMORY=12GiB
+	$(CONTROLLER) plan $(MODEL) $(if $(GPU_MEMORY),--gpu-memory $(GPU_MEMORY),)
+
+engine: ## Docker engine + Compose v2 (installs and starts them as root on Debian)
+	bash scripts/ensure-docker.sh
+
+images: engine ## Local vLLM (CPU) and Open WebUI images, built without a registry (cached)
+	$(PYTHON) scripts/build_images.py
+
+tiny-model: images ## A tiny random-weight model for the CPU test profiles (cached)
+	$(PYTHON) scripts/build_images.py tiny-model
+
+test: install engine ## Unit and real-stack integration tests
+	$(BIN)/python -m pytest tests
+
+test-unit: install ## Fast tests; no Docker needed
+	$(BIN)/python -m pytest tests/unit
+
+test-integration: install engine
+	$(BIN)/python -m pytest tests/integration
+
+lint: install
+	$(BIN)/ruff check controller tests scripts
+	$(BIN)/ruff format --check controller tests scripts
+
+demo: install tiny-model ## The real stack on a CPU-only machine: tiny-a, then `controller switch tiny-b` works
+	$(BIN)/python scripts/demo_env.py
+	$(CONTROLLER) up $(DEMO_MODEL)

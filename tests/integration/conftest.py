@@ -1,0 +1,93 @@
+"""Real-stack fixtures: a real Docker engine and Compose v2, locally built images, a tiny model.
+
+Nothing here skips: when Docker or Compose v2 is missing the tests fail and say what to run.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import pytest
+
+from controller.errors import ControllerError
+from controller.settings import SiteConfig, load_settings
+from tests.integration import harness
+
+# Ryuk, testcontainers' reaper, is an image from a registry this machine cannot reach; every
+# test removes its own containers instead.
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> docker.DockerClient:
+    from controller.compose import compose_v2_version, run_command
+
+    try:
+        run_command(["docker", "info", "--format", "{{.ServerVersion}}"], timeout=30)
+        compose_v2_version()
+    except ControllerError as exc:
+        pytest.fail(
+            f"integration tests need a running Docker engine and Compose v2: {exc.message} "
+            f"{' '.join(exc.details)}. Run `make engine` (scripts/ensure-docker.sh) as root first.",
+            pytrace=False,
+        )
+    client = docker.from_env()
+    removed = harness.remove_leftover_test_projects(client)
+    if removed:
+        print(f"removed left-over test projects: {', '.join(removed)}")
+    return client
+
+
+@pytest.fixture(scope="session")
+def images(docker_client) -> dict:
+    return harness.build_images()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(images) -> Path:
+    return harness.build_tiny_model()
+
+
+@dataclass
+class TestSite:
+    site: SiteConfig
+    project: str
+    port: int
+
+    @property
+    def root(self) -> Path:
+        return self.site.root
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def settings(self):
+        return load_settings(self.site)
+
+    def controller(self, *args: str, timeout: float = 900):
+        return harness.controller(self.root, *args, timeout=timeout)
+
+
+@pytest.fixture
+def test_site(tmp_path, docker_client, images, tiny_model) -> TestSite:
+    project = f"{harness.TEST_PROJECT_PREFIX}{uuid.uuid4().hex[:8]}"
+    port = harness.free_port()
+    hf_cache = tmp_path / "hf-cache"
+    hf_cache.mkdir()
+    env_file = tmp_path / ".env"
+    harness.write_site_env(env_file, project=project, port=port, images=images, hf_cache=hf_cache)
+    site = TestSite(SiteConfig(root=tmp_path, env_file=env_file), project, port)
+    yield site
+    harness.remove_project(docker_client, project)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if harness.TIMINGS:
+        terminalreporter.section("per-phase timings (s)")
+        for name, seconds in harness.TIMINGS.items():
+            terminalreporter.write_line(f"{name:<45} {seconds:8.1f}")

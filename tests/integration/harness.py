@@ -1,0 +1,105 @@
+"""Helpers for the real-stack tests: the images, a test site per test, cleanup, the controller CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import docker
+
+REPO = Path(__file__).resolve().parents[2]
+TEST_CATALOG = REPO / "tests" / "catalog" / "tiny.yaml"
+TEST_PROJECT_PREFIX = "ctest-"
+PROJECT_LABEL = "com.docker.compose.project"
+TIMINGS: dict[str, float] = {}
+
+
+def build_images() -> dict:
+    start = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "build_images.py")], capture_output=True, text=True, check=False
+    )
+    sys.stderr.write(done.stderr)
+    if done.returncode != 0:
+        raise RuntimeError(f"building the local images failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    TIMINGS["image builds (all)"] = round(time.monotonic() - start, 1)
+    return json.loads(done.stdout)
+
+
+def build_tiny_model() -> Path:
+    start = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "build_images.py"), "tiny-model"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    sys.stderr.write(done.stderr)
+    if done.returncode != 0:
+        raise RuntimeError(f"generating the tiny model failed:\n{done.stderr[-3000:]}")
+    TIMINGS["tiny model"] = round(time.monotonic() - start, 1)
+    return REPO / ".cache" / "tiny-model"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def remove_project(client: docker.DockerClient, project: str) -> None:
+    """Remove a compose project's containers, networks and volumes, whatever state it is in."""
+    labels = {"label": f"{PROJECT_LABEL}={project}"}
+    for container in client.containers.list(all=True, filters=labels):
+        container.remove(force=True, v=True)
+    for network in client.networks.list(filters=labels):
+        network.remove()
+    for volume in client.volumes.list(filters=labels):
+        volume.remove(force=True)
+
+
+def remove_leftover_test_projects(client: docker.DockerClient) -> list[str]:
+    """Projects from an earlier run come back with dockerd (restart policy); they hold ports and RAM."""
+    projects = set()
+    for container in client.containers.list(all=True, filters={"label": PROJECT_LABEL}):
+        name = container.labels.get(PROJECT_LABEL, "")
+        if name.startswith(TEST_PROJECT_PREFIX):
+            projects.add(name)
+    for volume in client.volumes.list(filters={"label": PROJECT_LABEL}):
+        name = (volume.attrs.get("Labels") or {}).get(PROJECT_LABEL, "")
+        if name.startswith(TEST_PROJECT_PREFIX):
+            projects.add(name)
+    for project in sorted(projects):
+        remove_project(client, project)
+    return sorted(projects)
+
+
+def write_site_env(env_file: Path, *, project: str, port: int, images: dict, hf_cache: Path) -> None:
+    env_file.write_text(
+        "\n".join(
+            [
+                f"COMPOSE_PROJECT_NAME={project}",
+                f"WEBUI_PORT={port}",
+                "WEBUI_BIND_ADDRESS=127.0.0.1",
+                "WEBUI_ADMIN_EMAIL=ops@example.com",
+                f"VLLM_IMAGE={images['vllm']}",
+                f"WEBUI_IMAGE={images['webui']}",
+                f"CONTROLLER_CATALOG={TEST_CATALOG}",
+                f"HF_CACHE_DIR={hf_cache}",
+            ]
+        )
+        + "\n"
+    )
+    env_file.chmod(0o600)
+
+
+def controller(root: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run the real CLI as an operator would, in the test site's directory."""
+    env = {k: v for k, v in os.environ.items() if k not in ("CONTROLLER_CATALOG", "CONTROLLER_HOME")}
+    return subprocess.run(
+        [sys.executable, "-m", "controller", "--project-dir", str(root), *args],
+        capture_output=True, text=True, timeout=timeout, env=env, cwd=root, check=False,
+    )  # fmt: skip
