@@ -67,11 +67,11 @@ class Profile(_Strict):
             )
         if self.max_model_len > self.architecture.max_context and not self.rope_scaling:
             raise ValueError(
-                f"max_model_len {self.max_model_len} is above the model's context "
+                f"max_model_len: {self.max_model_len} is above the model's context "
                 f"({self.architecture.max_context}); lower it or set rope_scaling"
             )
         if self.cpu_kv_cache_gib is not None and self.accelerator != "cpu":
-            raise ValueError("cpu_kv_cache_gib only applies to accelerator: cpu")
+            raise ValueError("cpu_kv_cache_gib: only applies to accelerator: cpu")
         return self
 
     @property
@@ -155,8 +155,11 @@ def _build(name: str, fields: dict[str, Any], origin: str) -> Profile:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            field = ".".join(str(p) for p in err["loc"]) or "(profile)"
+            field = ".".join(str(p) for p in err["loc"])
             msg = err["msg"].removeprefix("Value error, ")
+            if not field:
+                # Checks across fields say which field they blame before the colon.
+                field, _, msg = msg.partition(": ")
             if err["type"] == "extra_forbidden":
                 msg = "unknown field (check the spelling; see the built-in catalog for valid fields)"
             problems.append(f"field '{field}': {msg}")

@@ -68,7 +68,7 @@ def render_context(profile: Profile, settings: Settings, capability: tuple[int, 
     return {
         "project_name": settings.compose_project_name,
         "profile": profile,
-        "vllm_image": settings.vllm_image,
+        "vllm_image": settings.vllm_cpu_image if profile.accelerator == "cpu" else settings.vllm_image,
         "webui_image": settings.webui_image,
         "vllm_args": vllm_args(profile, capability),
         "vllm_port": VLLM_PORT,

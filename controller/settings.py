@@ -91,6 +91,8 @@ class Settings(BaseModel):
     hf_token: SecretStr | None = Field(None, alias="HF_TOKEN")
     hf_cache_dir: Path = Field(Path("~/.cache/huggingface"), alias="HF_CACHE_DIR")
     vllm_image: str = Field("vllm/vllm-openai:v0.32.0", alias="VLLM_IMAGE")
+    # Profiles with accelerator: cpu need vLLM's CPU build; the default image is CUDA-only.
+    vllm_cpu_image: str = Field("public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v0.32.0", alias="VLLM_CPU_IMAGE")
     webui_image: str = Field("ghcr.io/open-webui/open-webui:v0.12.4", alias="WEBUI_IMAGE")
     gpu_devices: str = Field("all", alias="GPU_DEVICES", pattern=r"^(all|[1-9][0-9]*|device=[0-9]+(,[0-9]+)*)$")
     gpu_memory_gib: float | None = Field(None, alias="GPU_MEMORY_GIB", gt=0)
@@ -111,7 +113,7 @@ class Settings(BaseModel):
             raise ValueError("is a known default or demo password; delete the line to have one generated")
         return value
 
-    @field_validator("vllm_image", "webui_image")
+    @field_validator("vllm_image", "vllm_cpu_image", "webui_image")
     @classmethod
     def _pinned(cls, value: str) -> str:
         last = value.rsplit("/", 1)[-1]
@@ -181,7 +183,7 @@ def write_env_values(path: Path, values: dict[str, str], *, overwrite: bool) -> 
     lines = existing_text.splitlines()
     written = []
     for key, value in values.items():
-        if key in current and not overwrite:
+        if current.get(key) and not overwrite:
             continue
         pattern = re.compile(rf"^\s*(export\s+)?{re.escape(key)}\s*=")
         replaced = False

@@ -18,7 +18,15 @@ from typing import TypeVar
 from controller import vllm_text
 from controller.catalog import Catalog, Profile, check_local_model
 from controller.compose import ComposeProject, Engine, compose_v2_version
-from controller.errors import AdminError, ControllerError, PreflightError, StartupFailed, SwitchFailed
+from controller.errors import (
+    AdminError,
+    CommandError,
+    ControllerError,
+    PreflightError,
+    RuntimeFailure,
+    StartupFailed,
+    SwitchFailed,
+)
 from controller.files import write_atomic
 from controller.gpu import detect_gpus, docker_has_nvidia_runtime
 from controller.health import VllmProbe, wait_for
@@ -72,6 +80,7 @@ class Stack:
         self.options = options or Options()
         self.store = StateStore(site.state_dir)
         self._engine: Engine | None = None
+        self._phase_prefix = ""
 
     # ----- shared pieces -------------------------------------------------------------------
 
@@ -173,26 +182,29 @@ class Stack:
             )
 
     def _timed(self, timings: dict[str, float], name: str, action: Callable[[], T]) -> T:
-        self.reporter.phase_start(name)
+        shown = self._phase_prefix + name
+        self.reporter.phase_start(shown)
         start = time.monotonic()
         result = action()
         timings[name] = elapsed(start)
-        self.reporter.phase_done(name, timings[name])
+        self.reporter.phase_done(shown, timings[name])
         return result
 
     def _ensure_images(self, project: ComposeProject, timings: dict[str, float]) -> None:
         def pull_missing() -> None:
             missing = [image for image in project.images() if not self.engine.has_image(image)]
-            if missing:
-                self.reporter.phase_progress(f"pulling {', '.join(missing)}")
-                try:
-                    project.pull()
-                except ControllerError as exc:
-                    exc.hint = (
-                        "set VLLM_IMAGE / WEBUI_IMAGE in .env to images in your registry or loaded "
-                        "locally (docker load)"
-                    )
-                    raise
+            if not missing:
+                return
+            self.reporter.phase_progress(f"pulling {', '.join(missing)}")
+            try:
+                project.pull()
+            except CommandError as exc:
+                raise RuntimeFailure(
+                    f"image {', '.join(missing)} is not on this machine and could not be pulled",
+                    hint="check the registry is reachable, or set VLLM_IMAGE / VLLM_CPU_IMAGE / WEBUI_IMAGE in "
+                    ".env to images in your registry or loaded locally (docker load)",
+                    details=exc.details,
+                ) from None
 
         self._timed(timings, "image pull", pull_missing)
 
@@ -400,65 +412,52 @@ class Stack:
             probe = VllmProbe(self.engine, settings.compose_project_name, settings.vllm_api_key.get_secret_value())
             timings: dict[str, float] = {}
             started = now_iso()
-            outage_start = time.monotonic()
-            try:
-                write_atomic(self.site.compose_file, prepared.compose_text)
-                self._ensure_images(project, timings)
-                self._timed(timings, "recreate vllm", lambda: project.up("vllm", no_deps=True))
-                vllm_facts = self._wait_vllm(probe, profile, timings)
-                with WebUI(settings.webui_url) as webui:
-                    self._activate_in_webui(settings, webui, profile, timings)
-                downtime = elapsed(outage_start)
-            except ControllerError as cause:
-                self._rollback(
-                    project, probe, profile, previous_profile, previous_text, settings, cause, started, timings
-                )
-                raise AssertionError("unreachable: _rollback always raises") from cause
+            with WebUI(settings.webui_url) as webui:
+                # Signing in first proves the admin works before anything is stopped, and keeps
+                # the sign-in out of the outage.
+                session = self._timed(timings, "admin", lambda: self._ensure_admin(settings, webui))
+                try:
+                    write_atomic(self.site.compose_file, prepared.compose_text)
+                    self._ensure_images(project, timings)
+                    outage_start = time.monotonic()
+                    self._timed(timings, "recreate vllm", lambda: project.up("vllm", no_deps=True))
+                    vllm_facts = self._wait_vllm(probe, profile, timings)
+                    self._activate_in_webui(webui, session, profile, timings)
+                    downtime = elapsed(outage_start)
+                except ControllerError as cause:
+                    self._rollback(project, probe, webui, session, profile, previous_profile, previous_text, cause,
+                                   started, timings)  # fmt: skip
+                    raise AssertionError("unreachable: _rollback always raises") from cause
             self._record(
-                Event(
-                    "switch",
-                    profile.name,
-                    "ok",
-                    started,
-                    now_iso(),
-                    previous=current,
-                    phases=timings,
-                    downtime_s=downtime,
-                ),
+                Event("switch", profile.name, "ok", started, now_iso(), previous=current, phases=timings,
+                      downtime_s=downtime),
                 active=profile,
-            )
+            )  # fmt: skip
             return self._summary(prepared, timings, noop=False, previous=current, downtime_s=downtime, vllm=vllm_facts)
 
-    def _activate_in_webui(self, settings: Settings, webui: WebUI, profile: Profile, timings: dict[str, float]) -> None:
-        session = self._timed(
-            timings, "admin", lambda: wait_for("admin", lambda: self._ensure_admin(settings, webui), deadline_s=60)
-        )
+    def _activate_in_webui(self, webui: WebUI, session: Session, profile: Profile, timings: dict[str, float]) -> None:
+        """Open WebUI lists the model, takes it as default, and a chat through it works."""
+        served = profile.served_model_name
         self._timed(
-            timings,
-            "model in webui",
-            lambda: wait_for(
-                "model in webui", lambda: _listed(webui, session, profile.served_model_name), deadline_s=120
-            ),
-        )
-        self._timed(timings, "default model", lambda: _set_default(webui, session, profile.served_model_name))
+            timings, "model in webui",
+            lambda: wait_for("model in webui", lambda: _listed(webui, session, served), deadline_s=120),
+        )  # fmt: skip
+        self._timed(timings, "default model", lambda: _set_default(webui, session, served))
         self._timed(
-            timings,
-            "chat path",
-            lambda: wait_for(
-                "chat path",
-                lambda: webui.chat(session.token, profile.served_model_name, CHAT_PROBE_PROMPT, max_tokens=1),
-                deadline_s=60,
-            ),
-        )
+            timings, "chat path",
+            lambda: wait_for("chat path", lambda: webui.chat(session.token, served, CHAT_PROBE_PROMPT, max_tokens=1),
+                             deadline_s=60),
+        )  # fmt: skip
 
     def _rollback(
         self,
         project: ComposeProject,
         probe: VllmProbe,
+        webui: WebUI,
+        session: Session,
         target: Profile,
         previous: Profile,
         previous_text: str,
-        settings: Settings,
         cause: ControllerError,
         started: str,
         timings: dict[str, float],
@@ -469,12 +468,12 @@ class Stack:
         reason = f"{cause.message}" + (f" (phase: {phase})" if phase else "")
         self.reporter.warn(f"{what}: {reason}; rolling back to '{previous.name}'")
         rollback_timings: dict[str, float] = {}
+        self._phase_prefix = "rollback: "
         try:
             write_atomic(self.site.compose_file, previous_text)
-            self._timed(rollback_timings, "rollback: recreate vllm", lambda: project.up("vllm", no_deps=True))
+            self._timed(rollback_timings, "recreate vllm", lambda: project.up("vllm", no_deps=True))
             self._wait_vllm(probe, previous, rollback_timings)
-            with WebUI(settings.webui_url) as webui:
-                self._activate_in_webui(settings, webui, previous, rollback_timings)
+            self._activate_in_webui(webui, session, previous, rollback_timings)
         except ControllerError as second:
             self._record(
                 Event(
@@ -485,7 +484,7 @@ class Stack:
                     now_iso(),
                     previous=previous.name,
                     error=f"{reason}; rollback: {second.message}",
-                    phases={**timings, **rollback_timings},
+                    phases={**timings, **_prefixed(rollback_timings)},
                 ),
                 active=None,
                 clear_active=True,
@@ -504,7 +503,7 @@ class Stack:
                 now_iso(),
                 previous=previous.name,
                 error=reason,
-                phases={**timings, **rollback_timings},
+                phases={**timings, **_prefixed(rollback_timings)},
             ),
             active=previous,
         )
@@ -569,6 +568,10 @@ class Stack:
         elif clear_active:
             state.active = state.served_model_name = state.since = None
         self.store.save(state)
+
+
+def _prefixed(timings: dict[str, float]) -> dict[str, float]:
+    return {f"rollback: {name}": seconds for name, seconds in timings.items()}
 
 
 def _listed(webui: WebUI, session: Session, served_name: str) -> None:

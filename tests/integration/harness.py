@@ -85,7 +85,7 @@ def write_site_env(env_file: Path, *, project: str, port: int, images: dict, hf_
                 f"WEBUI_PORT={port}",
                 "WEBUI_BIND_ADDRESS=127.0.0.1",
                 "WEBUI_ADMIN_EMAIL=ops@example.com",
-                f"VLLM_IMAGE={images['vllm']}",
+                f"VLLM_CPU_IMAGE={images['vllm']}",
                 f"WEBUI_IMAGE={images['webui']}",
                 f"CONTROLLER_CATALOG={TEST_CATALOG}",
                 f"HF_CACHE_DIR={hf_cache}",

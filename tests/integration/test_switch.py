@@ -1,0 +1,133 @@
+"""`controller switch` on the real stack: users and chats survive, failures roll back, runs serialise."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from controller.health import wait_for
+from controller.state import StateStore
+from controller.webui import NotReady, WebUI
+from tests.integration import harness
+from tests.integration.test_lifecycle import _admin_session, _chat_title, _create_chat
+
+pytestmark = [pytest.mark.integration, pytest.mark.stack]
+
+
+def _up(site, model: str = "tiny-a") -> None:
+    result = site.controller("up", model)
+    assert result.returncode == 0, result.stderr
+
+
+def _serving(site, served: str) -> None:
+    """Open WebUI lists the model and a chat with it works."""
+    with WebUI(site.url) as webui:
+        session = _admin_session(site, webui)
+        assert served in webui.model_ids(session.token)
+        assert webui.chat(session.token, served, "hello", max_tokens=3)
+
+
+def test_switch_keeps_users_and_chats_and_a_broken_target_rolls_back(test_site):
+    _up(test_site)
+    with WebUI(test_site.url) as webui:
+        session = _admin_session(test_site, webui)
+        chat_id = _create_chat(test_site.url, session.token, "before the switch")
+
+    switched = test_site.controller("switch", "tiny-b", "--json")
+    assert switched.returncode == 0, switched.stderr
+    summary = json.loads(switched.stdout)
+    assert summary["previous"] == "tiny-a" and summary["model"] == "tiny-b"
+    load, downtime = summary["vllm"]["load_time_s"], summary["downtime_s"]
+    harness.TIMINGS["switch: new model load time"] = load
+    harness.TIMINGS["switch: chat downtime"] = downtime
+    assert 0 < load <= downtime
+
+    with WebUI(test_site.url) as webui:
+        session = _admin_session(test_site, webui)
+        assert webui.default_model(session.token) == "tiny-b"
+        assert _chat_title(test_site.url, session.token, chat_id) == "before the switch"
+    _serving(test_site, "tiny-b")
+
+    broken = test_site.controller("switch", "tiny-broken")
+    assert broken.returncode == 1, broken.stderr
+    assert "rolled back" in broken.stderr and "'tiny-b' is serving again" in broken.stderr
+    assert "greater than the derived max_model_len" in broken.stderr
+    _serving(test_site, "tiny-b")
+    with WebUI(test_site.url) as webui:
+        assert webui.default_model(_admin_session(test_site, webui).token) == "tiny-b"
+
+    state = StateStore(test_site.site.state_dir).load()
+    assert state.active == "tiny-b"
+    last = state.history[-1]
+    assert (last.action, last.profile, last.outcome, last.previous) == (
+        "switch",
+        "tiny-broken",
+        "rolled_back",
+        "tiny-b",
+    )
+    assert "derived" in last.error or "max model len" in last.error
+    status = json.loads(test_site.controller("status", "--json").stdout)
+    assert status["model"] == "tiny-b"
+    assert [e["outcome"] for e in status["history"]][-2:] == ["ok", "rolled_back"]
+
+
+def _lock_owner(site) -> str:
+    owner = site.site.state_dir / "controller.lock.owner"
+    if not owner.exists():
+        raise NotReady("no run holds the lock yet")
+    return owner.read_text()
+
+
+def test_concurrent_switches_do_not_interleave(test_site):
+    _up(test_site)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "controller", "--project-dir", str(test_site.root), "switch", "tiny-b"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        owner = wait_for("first switch holds the lock", lambda: _lock_owner(test_site), deadline_s=60, interval_s=0.1)
+        assert "switch tiny-b" in owner
+        second = test_site.controller("switch", "tiny-a", "--lock-timeout", "3")
+        assert second.returncode == 1, second.stderr
+        assert "waiting for another controller run" in second.stderr
+        assert "holds the lock" in second.stderr and "switch tiny-b" in second.stderr
+    finally:
+        out, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err
+    _serving(test_site, "tiny-b")
+
+
+def _new_vllm_container(docker_client, project: str, profile: str):
+    found = docker_client.containers.list(
+        filters={"label": [f"{harness.PROJECT_LABEL}={project}", f"io.llmstack.profile={profile}"]}
+    )
+    if not found:
+        raise NotReady(f"no running vLLM container for {profile} yet")
+    return found[0]
+
+
+def test_killing_vllm_in_the_middle_of_a_switch_ends_serving(test_site, docker_client):
+    _up(test_site)
+    switching = subprocess.Popen(
+        [sys.executable, "-m", "controller", "--project-dir", str(test_site.root), "switch", "tiny-b"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        target = wait_for(
+            "target vLLM container", lambda: _new_vllm_container(docker_client, test_site.project, "tiny-b"),
+            deadline_s=120, interval_s=0.2,
+        )  # fmt: skip
+        target.kill()
+    finally:
+        out, err = switching.communicate(timeout=900)
+    status = json.loads(test_site.controller("status", "--json").stdout)
+    if switching.returncode == 0:
+        assert status["model"] == "tiny-b"
+    else:
+        assert switching.returncode == 1, err
+        assert "rolled back" in err and "'tiny-a' is serving again" in err
+        assert status["model"] == "tiny-a"
+    _serving(test_site, status["served_model_name"])

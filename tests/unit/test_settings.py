@@ -1,0 +1,182 @@
+from __future__ import annotations
+
+import stat
+
+import pytest
+
+from controller.settings import Settings, SettingsError, SiteConfig, load_settings, read_env_file, write_env_values
+
+GENERATED = ("WEBUI_ADMIN_PASSWORD", "WEBUI_SECRET_KEY", "VLLM_API_KEY")
+STRONG = "correct-horse-battery-staple"
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch):
+    """The developer's own shell must not leak settings into these tests."""
+    for field in Settings.model_fields.values():
+        monkeypatch.delenv(field.alias, raising=False)
+
+
+def _site(tmp_path) -> SiteConfig:
+    return SiteConfig(root=tmp_path, env_file=tmp_path / ".env")
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def _error_text(error: SettingsError) -> str:
+    return "\n".join([error.message, error.hint or "", *error.details])
+
+
+def test_first_load_creates_env_0600_with_generated_secrets(tmp_path):
+    settings = load_settings(_site(tmp_path))
+    env = tmp_path / ".env"
+    assert _mode(env) == 0o600
+    stored = read_env_file(env)
+    assert set(GENERATED) <= set(stored)
+    assert len(stored["WEBUI_ADMIN_PASSWORD"]) >= 20
+    assert len(stored["WEBUI_SECRET_KEY"]) >= 32 and len(stored["VLLM_API_KEY"]) >= 32
+    assert settings.webui_admin_password.get_secret_value() == stored["WEBUI_ADMIN_PASSWORD"]
+    assert settings.webui_secret_key.get_secret_value() == stored["WEBUI_SECRET_KEY"]
+    assert settings.vllm_api_key.get_secret_value() == stored["VLLM_API_KEY"]
+
+
+def test_second_load_keeps_the_same_values_and_bytes(tmp_path):
+    first = load_settings(_site(tmp_path))
+    before = (tmp_path / ".env").read_bytes()
+    second = load_settings(_site(tmp_path))
+    assert (tmp_path / ".env").read_bytes() == before
+    for key in ("webui_admin_password", "webui_secret_key", "vllm_api_key"):
+        assert getattr(first, key).get_secret_value() == getattr(second, key).get_secret_value()
+
+
+def test_existing_values_and_comments_are_never_overwritten(tmp_path):
+    original = f"# site notes: keep me\nWEBUI_PORT=8081\nWEBUI_ADMIN_PASSWORD='{STRONG}'\n# trailing comment\n"
+    (tmp_path / ".env").write_text(original, encoding="utf-8")
+    settings = load_settings(_site(tmp_path))
+    text = (tmp_path / ".env").read_text(encoding="utf-8")
+    assert text.startswith(original)
+    assert settings.webui_port == 8081
+    assert settings.webui_admin_password.get_secret_value() == STRONG
+    stored = read_env_file(tmp_path / ".env")
+    assert stored["WEBUI_ADMIN_PASSWORD"] == STRONG
+    assert stored["VLLM_API_KEY"] and stored["WEBUI_SECRET_KEY"]  # only the missing ones were added
+
+
+def test_hand_made_env_is_tightened_to_0600(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text(f"WEBUI_ADMIN_PASSWORD='{STRONG}'\n", encoding="utf-8")
+    env.chmod(0o644)
+    load_settings(_site(tmp_path))
+    assert _mode(env) == 0o600
+
+
+def test_process_environment_wins_and_is_not_written_to_env(tmp_path, monkeypatch):
+    (tmp_path / ".env").write_text("WEBUI_PORT=8081\n", encoding="utf-8")
+    monkeypatch.setenv("WEBUI_PORT", "9090")
+    monkeypatch.setenv("VLLM_API_KEY", "key-from-the-environment-123")
+    settings = load_settings(_site(tmp_path))
+    assert settings.webui_port == 9090
+    assert settings.vllm_api_key.get_secret_value() == "key-from-the-environment-123"
+    text = (tmp_path / ".env").read_text(encoding="utf-8")
+    assert "key-from-the-environment-123" not in text and "VLLM_API_KEY" not in text
+    assert "9090" not in text and read_env_file(tmp_path / ".env")["WEBUI_PORT"] == "8081"
+
+
+WEAK = ["short-pw", "admin123", "changeme123", "password123", "changeme1234", "ChangeMe1234", "openwebui123"]
+
+
+@pytest.mark.parametrize("password", WEAK)
+def test_weak_password_in_env_is_refused_and_env_is_left_byte_identical(tmp_path, password):
+    env = tmp_path / ".env"
+    env.write_text(f"# mine\nWEBUI_ADMIN_PASSWORD='{password}'\nWEBUI_PORT=8081\n", encoding="utf-8")
+    env.chmod(0o644)
+    before = env.read_bytes()
+    with pytest.raises(SettingsError) as info:
+        load_settings(_site(tmp_path))
+    assert info.value.exit_code == 2
+    assert env.read_bytes() == before and _mode(env) == 0o644  # nothing touched, not even the mode
+    text = _error_text(info.value)
+    assert "WEBUI_ADMIN_PASSWORD" in text
+    assert password not in text
+
+
+def test_known_demo_password_of_full_length_is_refused_as_known(tmp_path):
+    (tmp_path / ".env").write_text("WEBUI_ADMIN_PASSWORD=changeme1234\n", encoding="utf-8")
+    with pytest.raises(SettingsError, match="known"):
+        load_settings(_site(tmp_path))
+
+
+@pytest.mark.parametrize("password", ["admin123", "short-pw"])
+def test_weak_password_from_environment_creates_no_env_file(tmp_path, monkeypatch, password):
+    monkeypatch.setenv("WEBUI_ADMIN_PASSWORD", password)
+    with pytest.raises(SettingsError) as info:
+        load_settings(_site(tmp_path))
+    assert not (tmp_path / ".env").exists()
+    assert password not in _error_text(info.value)
+
+
+@pytest.mark.parametrize(
+    "image",
+    ["vllm/vllm-openai:latest", "vllm/vllm-openai", "vllm/vllm-openai:nightly", "registry.local:5000/vllm/vllm-openai"],
+)
+def test_unpinned_vllm_image_is_refused(tmp_path, image):
+    (tmp_path / ".env").write_text(f"VLLM_IMAGE={image}\n", encoding="utf-8")
+    before = (tmp_path / ".env").read_bytes()
+    with pytest.raises(SettingsError) as info:
+        load_settings(_site(tmp_path))
+    assert "VLLM_IMAGE" in info.value.message and info.value.exit_code == 2
+    assert (tmp_path / ".env").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "image",
+    ["vllm/vllm-openai:v0.32.0", "registry.local:5000/vllm/vllm-openai:v0.32.0", "vllm/vllm-openai@sha256:" + "a" * 64],
+)
+def test_pinned_vllm_image_is_accepted(tmp_path, image):
+    (tmp_path / ".env").write_text(f"VLLM_IMAGE={image}\n", encoding="utf-8")
+    assert load_settings(_site(tmp_path)).vllm_image == image
+
+
+def test_non_numeric_webui_port_is_refused_naming_the_key(tmp_path):
+    (tmp_path / ".env").write_text("WEBUI_PORT=abc\n", encoding="utf-8")
+    with pytest.raises(SettingsError) as info:
+        load_settings(_site(tmp_path))
+    assert "WEBUI_PORT" in info.value.message and info.value.exit_code == 2
+    assert not read_env_file(tmp_path / ".env").get("VLLM_API_KEY")  # no secret generated either
+
+
+def test_error_with_secrets_in_env_does_not_reveal_them(tmp_path):
+    load_settings(_site(tmp_path))
+    stored = read_env_file(tmp_path / ".env")
+    with open(tmp_path / ".env", "a", encoding="utf-8") as env:
+        env.write("WEBUI_PORT=70000\nGPU_DEVICES=some\n")
+    with pytest.raises(SettingsError) as info:
+        load_settings(_site(tmp_path))
+    text = _error_text(info.value)
+    assert "WEBUI_PORT" in text and "GPU_DEVICES" in text
+    assert not any(stored[key] in text for key in GENERATED)
+
+
+def test_two_generated_passwords_differ(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = load_settings(_site(tmp_path / "a")).webui_admin_password.get_secret_value()
+    second = load_settings(_site(tmp_path / "b")).webui_admin_password.get_secret_value()
+    assert first != second
+
+
+def test_generate_false_writes_nothing(tmp_path):
+    settings = load_settings(_site(tmp_path), generate=False)
+    assert not (tmp_path / ".env").exists()
+    assert len(settings.webui_admin_password.get_secret_value()) >= 20
+
+
+def test_write_env_values_keeps_present_keys_unless_told_to_overwrite(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text("# note\nVLLM_API_KEY='old-key-value'\n", encoding="utf-8")
+    assert write_env_values(env, {"VLLM_API_KEY": "new", "HF_TOKEN": "hf_x"}, overwrite=False) == ["HF_TOKEN"]
+    assert read_env_file(env) == {"VLLM_API_KEY": "old-key-value", "HF_TOKEN": "hf_x"}
+    assert write_env_values(env, {"VLLM_API_KEY": "new"}, overwrite=True) == ["VLLM_API_KEY"]
+    assert read_env_file(env)["VLLM_API_KEY"] == "new" and env.read_text().startswith("# note\n")
