@@ -12,9 +12,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import docker
@@ -47,29 +45,24 @@ def main() -> int:
     images = harness.build_images()
     harness.build_tiny_model()
     ratios = []
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        name = f"{harness.TEST_PROJECT_PREFIX}bench-{uuid.uuid4().hex[:6]}"
-        (root / "hf").mkdir()
-        harness.write_site_env(root / ".env", project=name, port=harness.free_port(), images=images,
-                               hf_cache=root / "hf")  # fmt: skip
+    with harness.scratch_site(client, images) as (root, name, _port):
         rendered = harness.controller(root, "render", "tiny-a")
         if rendered.returncode != 0:
             raise SystemExit(rendered.stderr)
         project = ComposeProject(name, root / "compose" / "docker-compose.yml", root / ".env")
-        try:
-            for round_no in range(args.rounds):
-                times = {}
-                order = ["compose", "controller"] if round_no % 2 == 0 else ["controller", "compose"]
-                for which in order:
-                    harness.remove_project(client, name)
-                    times[which] = _time_compose(project) if which == "compose" else _time_controller(root)
-                ratio = times["controller"] / times["compose"]
-                ratios.append(ratio)
-                print(f"round {round_no + 1}: compose up --wait {times['compose']:.1f} s, "
-                      f"controller up {times['controller']:.1f} s, ratio {ratio:.3f}")  # fmt: skip
-        finally:
-            harness.remove_project(client, name)
+        for round_no in range(args.rounds):
+            times = {}
+            order = ["compose", "controller"] if round_no % 2 == 0 else ["controller", "compose"]
+            for which in order:
+                harness.remove_project(client, name)
+                times[which] = _time_compose(project) if which == "compose" else _time_controller(root)
+            ratio = times["controller"] / times["compose"]
+            ratios.append(ratio)
+            print(
+                f"round {round_no + 1}: compose up --wait {times['compose']:.1f} s, "
+                f"controller up {times['controller']:.1f} s, ratio {ratio:.3f}",
+                flush=True,
+            )
     print(f"median ratio controller/compose over {len(ratios)} rounds: {statistics.median(ratios):.3f} "
           f"(min {min(ratios):.3f}, max {max(ratios):.3f})")  # fmt: skip
     return 0

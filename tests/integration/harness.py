@@ -7,7 +7,11 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import docker
@@ -94,6 +98,29 @@ def write_site_env(env_file: Path, *, project: str, port: int, images: dict, hf_
         + "\n"
     )
     env_file.chmod(0o600)
+
+
+@contextmanager
+def scratch_site(client: docker.DockerClient, images: dict) -> Iterator[tuple[Path, str, int]]:
+    """A throwaway site directory with its own project name and port; its project is removed after."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        project = f"{TEST_PROJECT_PREFIX}bench-{uuid.uuid4().hex[:6]}"
+        port = free_port()
+        (root / "hf").mkdir()
+        write_site_env(root / ".env", project=project, port=port, images=images, hf_cache=root / "hf")
+        try:
+            yield root, project, port
+        finally:
+            remove_project(client, project)
+
+
+def controller_process(root: Path, *args: str) -> subprocess.Popen:
+    """Start the real CLI in the background (for concurrency and kill tests)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "controller", "--project-dir", str(root), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
 
 
 def controller(root: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:

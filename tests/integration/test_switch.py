@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -83,10 +81,7 @@ def _lock_owner(site) -> str:
 
 def test_concurrent_switches_do_not_interleave(test_site):
     _up(test_site)
-    first = subprocess.Popen(
-        [sys.executable, "-m", "controller", "--project-dir", str(test_site.root), "switch", "tiny-b"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    first = harness.controller_process(test_site.root, "switch", "tiny-b")
     try:
         owner = wait_for("first switch holds the lock", lambda: _lock_owner(test_site), deadline_s=60, interval_s=0.1)
         assert "switch tiny-b" in owner
@@ -111,10 +106,7 @@ def _new_vllm_container(docker_client, project: str, profile: str):
 
 def test_killing_vllm_in_the_middle_of_a_switch_ends_serving(test_site, docker_client):
     _up(test_site)
-    switching = subprocess.Popen(
-        [sys.executable, "-m", "controller", "--project-dir", str(test_site.root), "switch", "tiny-b"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    switching = harness.controller_process(test_site.root, "switch", "tiny-b")
     try:
         target = wait_for(
             "target vLLM container", lambda: _new_vllm_container(docker_client, test_site.project, "tiny-b"),
