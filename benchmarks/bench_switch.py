@@ -48,7 +48,14 @@ class ChatProber(threading.Thread):
     def run(self) -> None:
         with WebUI(self.url, timeout=10) as webui:
             session = webui.signin(self.email, self.password)
-            while not self.stop.is_set():
+            # After the switch returns, keep probing until the open outage (if any) closes.
+            give_up = None
+            while not (self.stop.is_set() and self.outage_start is None):
+                if self.stop.is_set():
+                    give_up = give_up or time.monotonic() + 60
+                    if time.monotonic() > give_up:
+                        self.longest = float("inf")
+                        return
                 if self._any_model_answers(webui, session.token):
                     if self.outage_start is not None:
                         self.longest = max(self.longest, time.monotonic() - self.outage_start)
