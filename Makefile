@@ -49,7 +49,8 @@ tiny-model: images ## A tiny random-weight model for the CPU test profiles (cach
 	$(PYTHON) scripts/build_images.py tiny-model
 
 test: install engine ## Unit and real-stack integration tests
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 test-unit: install ## Fast tests; no Docker needed
 	$(BIN)/python -m pytest tests/unit

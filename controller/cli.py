@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 import traceback
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from controller.catalog import local_weights_bytes
 from controller.errors import ControllerError, InputError
 from controller.gpu import detect_gpus
 from controller.plan import GB, GIB, plan, weight_bytes
-from controller.settings import SiteConfig, merged_values
+from controller.settings import SiteConfig, gpu_memory_setting, merged_values, parse_memory_gib
 from controller.stack import Options, Reporter, Stack
 from controller.state import StateStore
 
@@ -178,10 +177,6 @@ class ConsoleReporter(Reporter):
             self.status = None
         err.print(f"[yellow]warning:[/] {message}", highlight=False)
 
-    def info(self, message: str) -> None:
-        if not self.quiet:
-            err.print(message, highlight=False)
-
     def waiting_for_lock(self, owner: str) -> None:
         err.print(f"waiting for another controller run to finish ({owner}) ...", highlight=False)
 
@@ -193,7 +188,7 @@ class ConsoleReporter(Reporter):
 
 def _stack(ctx: typer.Context, *, quiet: bool = False, **options: object) -> Stack:
     c = _ctx(ctx)
-    return Stack(c.site, c.catalog(), ConsoleReporter(quiet=quiet), Options(**options))
+    return Stack(c.site, c.catalog, ConsoleReporter(quiet=quiet), Options(**options))
 
 
 def _run(stack: Stack, action):
@@ -359,16 +354,11 @@ def logs(
     _stack(ctx, quiet=True).logs(service, follow=follow)
 
 
-_MEMORY_UNITS = {"gib": GIB, "gb": GB, "g": GIB, "": GIB, "mib": 1024**2, "mb": 1000**2}
-
-
-def parse_memory_gib(text: str) -> float:
-    """'12GiB', '12GB', '24g' or '12' (GiB) -> GiB."""
-    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*", text)
-    unit = match.group(2).lower() if match else None
-    if not match or unit not in _MEMORY_UNITS:
-        raise InputError(f"--gpu-memory '{text}' is not a size", hint="write it like 12GiB, 16GB or 24")
-    return float(match.group(1)) * _MEMORY_UNITS[unit] / GIB
+def _gpu_memory_option(text: str) -> float:
+    try:
+        return parse_memory_gib(text)
+    except ValueError as exc:
+        raise InputError(f"--gpu-memory {exc}") from None
 
 
 @app.command("plan")
@@ -392,14 +382,14 @@ def plan_command(
     memory = None
     source = None
     if gpu_memory is not None:
-        memory, source = parse_memory_gib(gpu_memory), "--gpu-memory"
+        memory, source = _gpu_memory_option(gpu_memory), "--gpu-memory"
     elif gpus:
         memory, source = (
             gpus[0].total_gib,
             f"GPU 0: {gpus[0].name}, compute {gpus[0].capability[0]}.{gpus[0].capability[1]}",
         )
-    elif configured := merged_values(c.site.env_file).get("GPU_MEMORY_GIB"):
-        memory, source = parse_memory_gib(configured), "GPU_MEMORY_GIB"
+    elif (configured := gpu_memory_setting(c.site.env_file)) is not None:
+        memory, source = configured, "GPU_MEMORY_GIB"
     if profile.accelerator == "gpu" and memory is None:
         raise InputError(
             "no GPU detected to plan for",
@@ -450,9 +440,6 @@ def main() -> None:
         if exc.hint:
             err.print(f"[yellow]hint:[/] {escape(exc.hint)}", highlight=False)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        sys.exit(130)
     except Exception:
         if _debug or os.environ.get("CONTROLLER_DEBUG"):
             raise

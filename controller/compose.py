@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,17 +47,9 @@ class ComposeProject:
     env_file: Path
 
     def argv(self, *args: str) -> list[str]:
-        return [
-            "docker",
-            "compose",
-            "--project-name",
-            self.name,
-            "--env-file",
-            str(self.env_file),
-            "--file",
-            str(self.compose_file),
-            *args,
-        ]
+        # Secrets may all come from the environment, in which case there is no env file.
+        env_file = ["--env-file", str(self.env_file)] if self.env_file.exists() else []
+        return ["docker", "compose", "--project-name", self.name, *env_file, "--file", str(self.compose_file), *args]
 
     def run(self, *args: str, timeout: float | None = None, stream: bool = False) -> subprocess.CompletedProcess:
         return run_command(self.argv(*args), timeout=timeout, stream=stream)
@@ -99,7 +90,15 @@ class ComposeProject:
 
 
 def compose_v2_version() -> str:
-    out = run_command(["docker", "compose", "version", "--format", "json"], timeout=30).stdout
+    try:
+        out = run_command(["docker", "compose", "version", "--format", "json"], timeout=30).stdout
+    except CommandError as exc:
+        raise DockerUnavailable(
+            "Docker Compose v2 is not installed (`docker compose version` failed)",
+            hint="install the docker-compose-plugin package, or put the compose v2 binary at "
+            "/usr/local/lib/docker/cli-plugins/docker-compose",
+            details=exc.details,
+        ) from None
     return json.loads(out).get("version", "unknown")
 
 
@@ -141,16 +140,12 @@ class Engine:
         raw = container.logs(stdout=True, stderr=True, since=since) if since else container.logs()
         return raw.decode("utf-8", errors="replace")
 
-    def follow_logs(self, container: Container) -> Iterator[str]:
-        for chunk in container.logs(stream=True, follow=True):
-            yield chunk.decode("utf-8", errors="replace")
-
-    def port_holder(self, port: int) -> list[str]:
-        """Names of running containers that publish this host port."""
+    def port_holders(self, port: int) -> list[Container]:
+        """Running containers that publish this host port."""
         holders = []
         for item in self.client.containers.list():
             for bindings in (item.attrs.get("NetworkSettings", {}).get("Ports") or {}).values():
-                for binding in bindings or []:
-                    if binding.get("HostPort") == str(port):
-                        holders.append(item.name)
+                if any(binding.get("HostPort") == str(port) for binding in bindings or []):
+                    holders.append(item)
+                    break
         return holders

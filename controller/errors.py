@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
 
@@ -60,8 +59,12 @@ class CommandError(RuntimeFailure):
         )
 
 
-class DockerUnavailable(RuntimeFailure):
-    pass
+class NotReady(RuntimeFailure):
+    """A service answered, but not yet as wanted. Waits retry on it; elsewhere it is a failure."""
+
+
+class DockerUnavailable(PreflightError):
+    """Docker or Compose v2 is missing or unreachable: nothing was started."""
 
 
 class StartupFailed(RuntimeFailure):

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
+import docker.errors
 from docker.models.containers import Container
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from controller import vllm_text
 from controller.compose import Engine
-from controller.errors import StartupFailed
-from controller.webui import NotReady
+from controller.errors import NotReady, StartupFailed
 
 T = TypeVar("T")
 POLL_INTERVAL_S = 0.5
@@ -36,7 +37,14 @@ except Exception as e:
 """
 
 
-def wait_for(phase: str, check: Callable[[], T], *, deadline_s: float, interval_s: float = POLL_INTERVAL_S) -> T:
+def wait_for(
+    phase: str,
+    check: Callable[[], T],
+    *,
+    deadline_s: float,
+    interval_s: float = POLL_INTERVAL_S,
+    hint: str = "see `controller logs` for what the services are doing",
+) -> T:
     """Call check until it returns; NotReady means try again, anything else stops the wait at once."""
     retrying = Retrying(
         stop=stop_after_delay(deadline_s),
@@ -50,33 +58,50 @@ def wait_for(phase: str, check: Callable[[], T], *, deadline_s: float, interval_
         raise StartupFailed(
             f"phase '{phase}' did not complete within {deadline_s:g} s" + (f": {last}" if last else ""),
             phase=phase,
-            hint="see `controller logs` for what the service is doing; raise the deadline with --timeout",
+            hint=hint,
         ) from None
 
 
 class VllmProbe:
-    """Looks at the vLLM container of one compose project: its state, logs and HTTP API."""
+    """Looks at the vLLM container of one compose project: its state, logs and HTTP API.
+
+    Only log lines from `since` on count, so a fatal line from an earlier attempt in the same
+    container does not fail this one; a restart after `since` counts as a crash.
+    """
 
     def __init__(self, engine: Engine, project: str, api_key: str, service: str = "vllm"):
         self.engine = engine
         self.project = project
         self.api_key = api_key
         self.service = service
+        self.since: int | None = None
+        self.restarts_before: int | None = None
+
+    def begin_attempt(self) -> None:
+        """Call right before (re)starting vLLM; the restart count is taken at the first look after."""
+        self.since = int(time.time())
+        self.restarts_before = None
 
     def container(self) -> Container:
-        container = self.engine.container(self.project, self.service)
+        try:
+            container = self.engine.container(self.project, self.service)
+        except docker.errors.APIError as exc:
+            raise NotReady(f"Docker did not answer: {exc}") from None
         if container is None:
             raise NotReady("the vLLM container does not exist yet")
         return container
 
     def logs(self) -> str:
-        return self.engine.logs_since(self.container())
+        return self.engine.logs_since(self.container(), self.since)
 
     def fail_fast(self, phase: str) -> str:
-        """Raise StartupFailed when vLLM logged a fatal error or exited; else return the log."""
+        """Raise StartupFailed when vLLM logged a fatal error, exited or restarted; else return the log."""
         container = self.container()
-        container.reload()
-        log = self.engine.logs_since(container)
+        try:
+            container.reload()
+            log = self.engine.logs_since(container, self.since)
+        except docker.errors.NotFound:
+            raise NotReady("the vLLM container is being replaced") from None
         fatal = vllm_text.find_fatal(log)
         if fatal:
             raise StartupFailed(
@@ -86,10 +111,15 @@ class VllmProbe:
                 details=fatal.lines,
             )
         status = container.status
-        if status in ("exited", "dead"):
-            code = container.attrs.get("State", {}).get("ExitCode")
+        code = container.attrs.get("State", {}).get("ExitCode")
+        restarts = container.attrs.get("RestartCount", 0) or 0
+        if self.restarts_before is None:
+            self.restarts_before = restarts
+        restarted = restarts > self.restarts_before
+        if status in ("exited", "dead", "restarting") or restarted:
+            what = "stopped" if status in ("exited", "dead") else "crashed and Docker restarted it"
             raise StartupFailed(
-                f"the vLLM container stopped (exit code {code}) before it was ready",
+                f"the vLLM container {what} (exit code {code}) before it was ready",
                 phase=phase,
                 hint="read the log lines above, or `controller logs vllm`",
                 details=log.strip().splitlines()[-LOG_TAIL_LINES:],
@@ -99,7 +129,11 @@ class VllmProbe:
     def http(self, path: str, *, with_key: bool = False) -> tuple[int, str]:
         container = self.container()
         env = {"PROBE_KEY": self.api_key} if with_key else {}
-        result = container.exec_run(["python3", "-c", _PROBE, f"http://127.0.0.1:8000{path}"], environment=env)
+        try:
+            result = container.exec_run(["python3", "-c", _PROBE, f"http://127.0.0.1:8000{path}"], environment=env)
+        except docker.errors.APIError as exc:
+            # 409 while the container restarts, 404 once it is replaced.
+            raise NotReady(f"cannot reach vLLM inside its container: {exc.explanation or exc}") from None
         text = result.output.decode("utf-8", errors="replace")
         status, _, body = text.partition("\n")
         try:

@@ -74,6 +74,16 @@ GENERATED_SECRETS = {
 SECRET_KEYS = frozenset(GENERATED_SECRETS) | {"HF_TOKEN"}
 
 Port = Annotated[int, Field(ge=1, le=65535)]
+_MEMORY_UNITS = {"gib": 1.0, "g": 1.0, "": 1.0, "gb": 1000**3 / 1024**3, "mib": 1 / 1024, "mb": 1000**2 / 1024**3}
+
+
+def parse_memory_gib(text: str | float) -> float:
+    """'12GiB', '16GB', '24g' or '12' (GiB) -> GiB. Raises ValueError on anything else."""
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*", str(text))
+    unit = match.group(2).lower() if match else None
+    if not match or unit not in _MEMORY_UNITS or float(match.group(1)) <= 0:
+        raise ValueError(f"'{text}' is not a memory size; write it like 12GiB, 16GB or 24")
+    return float(match.group(1)) * _MEMORY_UNITS[unit]
 
 
 class Settings(BaseModel):
@@ -95,7 +105,7 @@ class Settings(BaseModel):
     vllm_cpu_image: str = Field("public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v0.32.0", alias="VLLM_CPU_IMAGE")
     webui_image: str = Field("ghcr.io/open-webui/open-webui:v0.12.4", alias="WEBUI_IMAGE")
     gpu_devices: str = Field("all", alias="GPU_DEVICES", pattern=r"^(all|[1-9][0-9]*|device=[0-9]+(,[0-9]+)*)$")
-    gpu_memory_gib: float | None = Field(None, alias="GPU_MEMORY_GIB", gt=0)
+    gpu_memory_gib: float | None = Field(None, alias="GPU_MEMORY_GIB")
     compose_project_name: str = Field("llmstack", alias="COMPOSE_PROJECT_NAME", pattern=r"^[a-z0-9][a-z0-9_-]*$")
     vllm_host_port: Port | None = Field(None, alias="VLLM_HOST_PORT")
     controller_catalog: Path | None = Field(None, alias="CONTROLLER_CATALOG")
@@ -123,10 +133,15 @@ class Settings(BaseModel):
             raise ValueError(f"'{value}' is not pinned; use a release tag such as :v0.12.4 or a digest")
         return value
 
-    @field_validator("hf_token", "vllm_host_port", "gpu_memory_gib", "controller_catalog", mode="before")
+    @field_validator("hf_token", "vllm_host_port", "controller_catalog", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("gpu_memory_gib", mode="before")
+    @classmethod
+    def _memory(cls, value: object) -> object:
+        return None if value in (None, "") else parse_memory_gib(value)
 
     @property
     def hf_cache_path(self) -> Path:
@@ -198,6 +213,17 @@ def write_env_values(path: Path, values: dict[str, str], *, overwrite: bool) -> 
         # Rewriting also tightens a hand-made .env that others could read.
         write_atomic(path, "\n".join(lines) + "\n" if lines else "", mode=0o600)
     return written
+
+
+def gpu_memory_setting(env_file: Path) -> float | None:
+    """GPU_MEMORY_GIB without the secrets (for `plan`, which must not generate any)."""
+    value = merged_values(env_file).get("GPU_MEMORY_GIB")
+    if not value:
+        return None
+    try:
+        return parse_memory_gib(value)
+    except ValueError as exc:
+        raise SettingsError(f"{env_file}: GPU_MEMORY_GIB={value!r}: {exc}") from None
 
 
 def merged_values(env_file: Path, environ: dict[str, str] | None = None) -> dict[str, str]:

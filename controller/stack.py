@@ -9,19 +9,21 @@ import errno
 import shutil
 import socket
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
 from controller import vllm_text
-from controller.catalog import Catalog, Profile, check_local_model
-from controller.compose import ComposeProject, Engine, compose_v2_version
+from controller.catalog import Catalog, Profile, check_local_model, local_weights_bytes
+from controller.compose import PROJECT_LABEL, ComposeProject, Engine, compose_v2_version
 from controller.errors import (
     AdminError,
     CommandError,
     ControllerError,
+    NotReady,
     PreflightError,
     RuntimeFailure,
     StartupFailed,
@@ -34,10 +36,11 @@ from controller.plan import GIB, Plan, plan, weight_bytes
 from controller.render import render_compose
 from controller.settings import Settings, SiteConfig, load_settings, read_env_file
 from controller.state import Event, StateStore, elapsed, now_iso
-from controller.webui import NotReady, Session, WebUI
+from controller.webui import Session, WebUI
 
 T = TypeVar("T")
 PROFILE_LABEL = "io.llmstack.profile"
+VLLM_PHASES = {"vllm started", "weights load", "engine ready", "model listed"}
 SERVICES = ("vllm", "webui")
 CHAT_PROBE_PROMPT = "Reply with one word: ready?"
 
@@ -49,7 +52,6 @@ class Reporter:
     def phase_progress(self, detail: str) -> None: ...
     def phase_done(self, name: str, seconds: float) -> None: ...
     def warn(self, message: str) -> None: ...
-    def info(self, message: str) -> None: ...
     def waiting_for_lock(self, owner: str) -> None: ...
 
 
@@ -67,15 +69,20 @@ class Prepared:
     settings: Settings
     compose_text: str
     plan: Plan | None = None
-    warnings: list[str] = field(default_factory=list)
+    free_gpu_gib: float | None = None
 
 
 class Stack:
     def __init__(
-        self, site: SiteConfig, catalog: Catalog, reporter: Reporter | None = None, options: Options | None = None
+        self,
+        site: SiteConfig,
+        catalog: Catalog | Callable[[], Catalog],
+        reporter: Reporter | None = None,
+        options: Options | None = None,
     ):
         self.site = site
-        self.catalog = catalog
+        # Loaded on first use, so that a broken catalog does not block `down`, `status` or `logs`.
+        self._catalog = catalog
         self.reporter = reporter or Reporter()
         self.options = options or Options()
         self.store = StateStore(site.state_dir)
@@ -83,6 +90,12 @@ class Stack:
         self._phase_prefix = ""
 
     # ----- shared pieces -------------------------------------------------------------------
+
+    @property
+    def catalog(self) -> Catalog:
+        if callable(self._catalog):
+            self._catalog = self._catalog()
+        return self._catalog
 
     @property
     def engine(self) -> Engine:
@@ -103,12 +116,24 @@ class Stack:
         prepared = Prepared(profile, settings, render_compose(profile, settings, capability))
         memory = gpus[0].total_gib if gpus else settings.gpu_memory_gib
         if profile.accelerator == "gpu" and memory:
-            prepared.plan = plan(profile, gpu_memory_gib=memory, alternatives=self.catalog.profiles())
+            prepared.plan = plan(
+                profile, gpu_memory_gib=memory, weights_bytes_override=local_weights_bytes(profile),
+                alternatives=self.catalog.profiles(),
+            )  # fmt: skip
+            prepared.free_gpu_gib = gpus[0].free_gib if gpus else None
         return prepared
 
     def preflight(self, prepared: Prepared, *, switching: bool = False) -> None:
-        """Every check that can fail before a container is touched."""
+        """Every check that can fail before a container is touched: input first, then the machine."""
         profile, settings = prepared.profile, prepared.settings
+        if profile.gated and not settings.hf_token:
+            raise PreflightError(
+                f"'{profile.name}' ({profile.model}) is a gated Hugging Face repository and HF_TOKEN is not set",
+                hint="accept the licence on huggingface.co, create a read token and set "
+                f"HF_TOKEN=... in {self.site.env_file}",
+            )
+        if prepared.plan is not None:
+            self._check_fit(prepared)
         self.engine  # noqa: B018 - connects, or raises DockerUnavailable with a hint
         compose_v2_version()
         if profile.accelerator == "gpu" and not docker_has_nvidia_runtime(self.engine.info()):
@@ -119,30 +144,24 @@ class Stack:
                 "`nvidia-ctk runtime configure --runtime=docker` and restart Docker"
                 + (f"; or use a cpu profile: {', '.join(cpu_profiles)}" if cpu_profiles else ""),
             )
-        if profile.gated and not settings.hf_token:
-            raise PreflightError(
-                f"'{profile.name}' ({profile.model}) is a gated Hugging Face repository and HF_TOKEN is not set",
-                hint="accept the licence on huggingface.co, create a read token and set "
-                f"HF_TOKEN=... in {self.site.env_file}",
-            )
         if not switching:
             self._check_port(settings)
-        if prepared.plan is not None:
-            self._check_fit(prepared)
         self._check_disk(prepared)
 
     def _check_port(self, settings: Settings) -> None:
         port = settings.webui_port
-        ours = f"{settings.compose_project_name}-"
-        foreign = [name for name in self.engine.port_holder(port) if not name.startswith(ours)]
+        holders = self.engine.port_holders(port)
+        foreign = [c.name for c in holders if c.labels.get(PROJECT_LABEL) != settings.compose_project_name]
         if foreign:
             raise PreflightError(
                 f"port {port} (WEBUI_PORT) is already published by container {', '.join(foreign)}",
                 hint="stop that container, or set WEBUI_PORT in .env to a free port",
             )
-        if self.engine.port_holder(port):
+        if holders:
             return
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            # Without SO_REUSEADDR, connections in TIME_WAIT after a `down` look like a squatter.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind((settings.webui_bind_address, port))
             except OSError as exc:
@@ -167,6 +186,12 @@ class Stack:
             self.reporter.warn(message + " (--force: starting anyway)")
         for note in result.notes:
             self.reporter.warn(note)
+        wanted = result.gpu_memory_gib * result.gpu_memory_utilization
+        if prepared.free_gpu_gib is not None and prepared.free_gpu_gib < wanted:
+            self.reporter.warn(
+                f"only {prepared.free_gpu_gib:.1f} GiB of the GPU is free and vLLM wants {wanted:.1f} GiB: "
+                "another process holds GPU memory (see nvidia-smi)"
+            )
 
     def _check_disk(self, prepared: Prepared) -> None:
         if prepared.profile.local_path is not None:
@@ -215,7 +240,10 @@ class Stack:
             timings,
             "weights load",
             lambda: wait_for(
-                "weights load", lambda: probe.check_loaded(self.reporter.phase_progress), deadline_s=opts.load_timeout_s
+                "weights load",
+                lambda: probe.check_loaded(self.reporter.phase_progress),
+                deadline_s=opts.load_timeout_s,
+                hint="a large download can take longer: raise --timeout; `controller logs vllm` shows progress",
             ),
         )
         self._timed(timings, "engine ready", lambda: wait_for("engine ready", probe.check_healthy, deadline_s=180))
@@ -257,21 +285,16 @@ class Stack:
                 "model in webui", lambda: _listed(webui, session, profile.served_model_name), deadline_s=120
             ),
         )
+        # The data volume may hold another model as default from before a `down`.
+        self._timed(timings, "default model", lambda: _set_default(webui, session, profile.served_model_name))
         return session
 
     def _ensure_admin(self, settings: Settings, webui: WebUI) -> Session:
         """Sign in as the configured admin; create it by first sign-up where the image did not."""
         email, password = settings.webui_admin_email, settings.webui_admin_password.get_secret_value()
-        try:
-            session = webui.signin(email, password)
-            if session is None:
-                session = webui.signup_first_admin(settings.webui_admin_name, email, password)
-        except OSError as exc:
-            raise NotReady(f"Open WebUI did not answer: {exc}") from None
-        except Exception as exc:  # httpx errors while the app finishes starting
-            if exc.__class__.__module__.startswith("httpx"):
-                raise NotReady(f"Open WebUI did not answer: {exc}") from None
-            raise
+        session = webui.signin(email, password)
+        if session is None:
+            session = webui.signup_first_admin(settings.webui_admin_name, email, password)
         if session is None:
             raise AdminError(
                 f"Open WebUI already has an admin, and {email} with the password in {self.site.env_file} "
@@ -329,13 +352,15 @@ class Stack:
             "generated_secrets": sorted(set(read_env_file(self.site.env_file)) - before),
         }
 
+    def _locked(self, command: str):
+        return self.store.locked(command, timeout=self.options.lock_timeout_s, on_wait=self.reporter.waiting_for_lock)
+
     def up(self, model: str) -> dict:
-        prepared = self.prepare(model)
-        settings, profile = prepared.settings, prepared.profile
-        self.preflight(prepared)
-        with self.store.locked(
-            f"up {model}", timeout=self.options.lock_timeout_s, on_wait=self.reporter.waiting_for_lock
-        ):
+        # The lock comes first: two first runs must not each generate different secrets.
+        with self._locked(f"up {model}"):
+            prepared = self.prepare(model)
+            settings, profile = prepared.settings, prepared.profile
+            self.preflight(prepared)
             running = self.running_profile(settings)
             if running and running != profile.name:
                 raise PreflightError(
@@ -346,29 +371,44 @@ class Stack:
             timings: dict[str, float] = {}
             if running and self._current_compose() == prepared.compose_text and self._healthy(settings):
                 with WebUI(settings.webui_url) as webui:
-                    session = self._timed(timings, "admin", lambda: self._ensure_admin(settings, webui))
-                    self._timed(timings, "model in webui", lambda: _listed(webui, session, profile.served_model_name))
+                    session = self._timed(
+                        timings,
+                        "admin",
+                        lambda: wait_for("admin", lambda: self._ensure_admin(settings, webui), deadline_s=10),
+                    )
+                    self._timed(
+                        timings, "model in webui",
+                        lambda: wait_for("model in webui", lambda: _listed(webui, session, profile.served_model_name),
+                                         deadline_s=10),
+                    )  # fmt: skip
                 return self._summary(prepared, timings, noop=True)
             started = now_iso()
             write_atomic(self.site.compose_file, prepared.compose_text)
+            settings.hf_cache_path.mkdir(parents=True, exist_ok=True)
+            probe = VllmProbe(self.engine, settings.compose_project_name, settings.vllm_api_key.get_secret_value())
             try:
                 self._ensure_images(project, timings)
+                probe.begin_attempt()
                 self._timed(timings, "compose up", lambda: project.up())
-                probe = VllmProbe(self.engine, settings.compose_project_name, settings.vllm_api_key.get_secret_value())
                 vllm_facts = self._wait_vllm(probe, profile, timings)
                 with WebUI(settings.webui_url) as webui:
                     self._wait_webui(settings, webui, profile, timings)
-            except StartupFailed as exc:
-                # A crash-looping vLLM burns CPU and floods logs; stop it and keep Open WebUI and the data.
-                project.stop("vllm")
-                exc.details.append("(vLLM stopped to end the restart loop; Open WebUI and its data are untouched)")
-                self._record(Event("up", profile.name, "failed", started, now_iso(), error=exc.message, phases=timings))
-                raise
             except ControllerError as exc:
+                if isinstance(exc, StartupFailed) and exc.phase in VLLM_PHASES:
+                    self._stop_failed_vllm(project, exc)
                 self._record(Event("up", profile.name, "failed", started, now_iso(), error=exc.message, phases=timings))
                 raise
             self._record(Event("up", profile.name, "ok", started, now_iso(), phases=timings), active=profile)
+            write_atomic(self.store.active_compose, prepared.compose_text)
             return self._summary(prepared, timings, noop=False, vllm=vllm_facts)
+
+    def _stop_failed_vllm(self, project: ComposeProject, failure: StartupFailed) -> None:
+        """A crash-looping vLLM burns CPU and floods logs: stop it; Open WebUI and the data stay."""
+        try:
+            project.stop("vllm")
+            failure.details.append("(vLLM was stopped to end its restart loop; Open WebUI and its data are untouched)")
+        except ControllerError as exc:
+            failure.details.append(f"(stopping the failed vLLM failed too: {exc.message})")
 
     def down(self, *, volumes: bool = False) -> dict:
         settings = load_settings(self.site, generate=False)
@@ -392,22 +432,20 @@ class Stack:
             return {"project": settings.compose_project_name, "volumes_removed": volumes, "previous_model": previous}
 
     def switch(self, model: str) -> dict:
-        prepared = self.prepare(model)
-        settings, profile = prepared.settings, prepared.profile
-        self.preflight(prepared, switching=True)
-        with self.store.locked(
-            f"switch {model}", timeout=self.options.lock_timeout_s, on_wait=self.reporter.waiting_for_lock
-        ):
+        with self._locked(f"switch {model}"):
+            prepared = self.prepare(model)
+            settings, profile = prepared.settings, prepared.profile
+            self.preflight(prepared, switching=True)
             current = self.running_profile(settings)
-            previous_text = self._current_compose()
+            # Roll back to what last ran, not to whatever `render` may have written since.
+            previous_text = self._active_compose()
             if current is None or previous_text is None:
                 raise PreflightError(
                     "no running stack to switch", hint=f"start one with `controller up {profile.name}`"
                 )
-            if current == profile.name and previous_text == prepared.compose_text and self._healthy(settings):
+            if current == profile.name and self._current_compose() == prepared.compose_text and self._healthy(settings):
                 return self._summary(prepared, {}, noop=True, previous=current)
             previous_profile = self.catalog.get(current)
-            write_atomic(self.store.previous_compose, previous_text)
             project = self.project(settings)
             probe = VllmProbe(self.engine, settings.compose_project_name, settings.vllm_api_key.get_secret_value())
             timings: dict[str, float] = {}
@@ -415,24 +453,37 @@ class Stack:
             with WebUI(settings.webui_url) as webui:
                 # Signing in first proves the admin works before anything is stopped, and keeps
                 # the sign-in out of the outage.
-                session = self._timed(timings, "admin", lambda: self._ensure_admin(settings, webui))
+                session = self._timed(
+                    timings,
+                    "admin",
+                    lambda: wait_for("admin", lambda: self._ensure_admin(settings, webui), deadline_s=30),
+                )
+                write_atomic(self.site.compose_file, prepared.compose_text)
                 try:
-                    write_atomic(self.site.compose_file, prepared.compose_text)
+                    # Pulled while the old model still serves: not part of the outage.
                     self._ensure_images(project, timings)
+                except ControllerError:
+                    write_atomic(self.site.compose_file, previous_text)
+                    raise
+                try:
+                    settings.hf_cache_path.mkdir(parents=True, exist_ok=True)
                     outage_start = time.monotonic()
+                    probe.begin_attempt()
                     self._timed(timings, "recreate vllm", lambda: project.up("vllm", no_deps=True))
                     vllm_facts = self._wait_vllm(probe, profile, timings)
                     self._activate_in_webui(webui, session, profile, timings)
                     downtime = elapsed(outage_start)
-                except ControllerError as cause:
-                    self._rollback(project, probe, webui, session, profile, previous_profile, previous_text, cause,
-                                   started, timings)  # fmt: skip
-                    raise AssertionError("unreachable: _rollback always raises") from cause
+                except (ControllerError, KeyboardInterrupt) as cause:
+                    self._rollback(
+                        project, probe, webui, session, profile, previous_profile, previous_text, cause, started,
+                        timings,
+                    )  # fmt: skip
             self._record(
                 Event("switch", profile.name, "ok", started, now_iso(), previous=current, phases=timings,
                       downtime_s=downtime),
                 active=profile,
             )  # fmt: skip
+            write_atomic(self.store.active_compose, prepared.compose_text)
             return self._summary(prepared, timings, noop=False, previous=current, downtime_s=downtime, vllm=vllm_facts)
 
     def _activate_in_webui(self, webui: WebUI, session: Session, profile: Profile, timings: dict[str, float]) -> None:
@@ -458,60 +509,54 @@ class Stack:
         target: Profile,
         previous: Profile,
         previous_text: str,
-        cause: ControllerError,
+        cause: ControllerError | KeyboardInterrupt,
         started: str,
         timings: dict[str, float],
     ) -> None:
         """Bring the previous profile back after a failed switch; always raises SwitchFailed."""
-        phase = getattr(cause, "phase", None)
         what = f"the switch to '{target.name}' failed"
-        reason = f"{cause.message}" + (f" (phase: {phase})" if phase else "")
+        if isinstance(cause, ControllerError):
+            phase = getattr(cause, "phase", None)
+            reason = cause.message + (f" (phase: {phase})" if phase else "")
+            hint, details = cause.hint, list(cause.details)
+        else:
+            what, reason, hint, details = f"the switch to '{target.name}' was interrupted", "interrupted", None, []
         self.reporter.warn(f"{what}: {reason}; rolling back to '{previous.name}'")
         rollback_timings: dict[str, float] = {}
-        self._phase_prefix = "rollback: "
         try:
-            write_atomic(self.site.compose_file, previous_text)
-            self._timed(rollback_timings, "recreate vllm", lambda: project.up("vllm", no_deps=True))
-            self._wait_vllm(probe, previous, rollback_timings)
-            self._activate_in_webui(webui, session, previous, rollback_timings)
+            with self._phases_prefixed("rollback: "):
+                write_atomic(self.site.compose_file, previous_text)
+                probe.begin_attempt()
+                self._timed(rollback_timings, "recreate vllm", lambda: project.up("vllm", no_deps=True))
+                self._wait_vllm(probe, previous, rollback_timings)
+                self._activate_in_webui(webui, session, previous, rollback_timings)
         except ControllerError as second:
             self._record(
-                Event(
-                    "switch",
-                    target.name,
-                    "rollback_failed",
-                    started,
-                    now_iso(),
-                    previous=previous.name,
-                    error=f"{reason}; rollback: {second.message}",
-                    phases={**timings, **_prefixed(rollback_timings)},
-                ),
-                active=None,
-                clear_active=True,
-            )
+                Event("switch", target.name, "rollback_failed", started, now_iso(), previous=previous.name,
+                      error=f"{reason}; rollback: {second.message}", phases={**timings, **_prefixed(rollback_timings)}),
+                active=None, clear_active=True,
+            )  # fmt: skip
             raise SwitchFailed(
                 f"{what}: {reason}; and the rollback to '{previous.name}' failed too: {second.message}",
                 hint="see `controller logs vllm`; `controller up MODEL` starts a known-good model",
-                details=cause.details + second.details,
-            ) from cause
+                details=details + second.details,
+            ) from None
         self._record(
-            Event(
-                "switch",
-                target.name,
-                "rolled_back",
-                started,
-                now_iso(),
-                previous=previous.name,
-                error=reason,
-                phases={**timings, **_prefixed(rollback_timings)},
-            ),
+            Event("switch", target.name, "rolled_back", started, now_iso(), previous=previous.name, error=reason,
+                  phases={**timings, **_prefixed(rollback_timings)}),
             active=previous,
-        )
+        )  # fmt: skip
         raise SwitchFailed(
-            f"{what}: {reason}; rolled back, '{previous.name}' is serving again",
-            hint=cause.hint,
-            details=cause.details,
-        ) from cause
+            f"{what}: {reason}; rolled back, '{previous.name}' is serving again", hint=hint, details=details
+        ) from None
+
+    @contextmanager
+    def _phases_prefixed(self, prefix: str) -> Iterator[None]:
+        self._phase_prefix = prefix
+        try:
+            yield
+        finally:
+            self._phase_prefix = ""
 
     def status(self) -> dict:
         settings = load_settings(self.site, generate=False)
@@ -539,7 +584,10 @@ class Stack:
             code, body = probe.http("/metrics")
             if code == 200:
                 metrics = vllm_text.parse_metrics(body)
-        profile = self.catalog.get(active) if active in self.catalog.names() else None
+        try:
+            profile = self.catalog.get(active) if active else None
+        except ControllerError:  # a broken or changed catalog must not hide the status
+            profile = None
         return {
             "project": project,
             "model": active,
@@ -557,6 +605,10 @@ class Stack:
     def _current_compose(self) -> str | None:
         path = self.site.compose_file
         return path.read_text(encoding="utf-8") if path.exists() else None
+
+    def _active_compose(self) -> str | None:
+        path = self.store.active_compose
+        return path.read_text(encoding="utf-8") if path.exists() else self._current_compose()
 
     def _record(self, event: Event, *, active: Profile | None = None, clear_active: bool = False) -> None:
         state = self.store.load()

@@ -52,7 +52,8 @@ class StateStore:
     def __init__(self, state_dir: Path):
         self.dir = state_dir
         self.path = state_dir / "state.json"
-        self.previous_compose = state_dir / "previous-compose.yml"
+        # The compose file of the last successful up or switch: what a failed switch rolls back to.
+        self.active_compose = state_dir / "active-compose.yml"
         self._lock_path = state_dir / "controller.lock"
         self._owner_path = state_dir / "controller.lock.owner"
 

@@ -6,17 +6,13 @@ from dataclasses import dataclass
 
 import httpx
 
-from controller.errors import AdminError
+from controller.errors import AdminError, NotReady
 
 
 @dataclass(frozen=True)
 class Session:
     token: str
     role: str
-
-
-class NotReady(Exception):
-    """The service answered, but not yet as wanted; a wait retries on this."""
 
 
 class WebUI:
@@ -33,25 +29,39 @@ class WebUI:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _request(self, method: str, path: str, *, ok: tuple[int, ...] = (), **kwargs) -> httpx.Response:
+        """Send a request; a transport error or an unexpected status is NotReady (waits retry it)."""
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise NotReady(f"Open WebUI did not answer {method} {path}: {exc}") from None
+        if response.status_code >= 400 and response.status_code not in ok:
+            raise NotReady(f"Open WebUI answered {response.status_code} to {method} {path}: {_detail(response)}")
+        return response
+
     def healthy(self) -> bool:
         try:
-            response = self.http.get("/health", timeout=5)
-        except httpx.HTTPError:
+            response = self._request("GET", "/health", timeout=5)
+        except NotReady:
             return False
-        return response.status_code == 200 and response.json().get("status") is True
+        return response.json().get("status") is True
 
     def signin(self, email: str, password: str) -> Session | None:
         """A session, or None when the credentials are refused."""
-        response = self.http.post("/api/v1/auths/signin", json={"email": email, "password": password})
-        if response.status_code in (400, 401, 403):
+        response = self._request(
+            "POST", "/api/v1/auths/signin", json={"email": email, "password": password}, ok=(400, 401, 403)
+        )
+        if response.status_code >= 400:
             return None
-        response.raise_for_status()
         body = response.json()
         return Session(token=body["token"], role=body.get("role", ""))
 
     def signup_first_admin(self, name: str, email: str, password: str) -> Session | None:
         """Sign up as the first user (who becomes admin). None when sign-up is closed (users exist)."""
-        response = self.http.post("/api/v1/auths/signup", json={"name": name, "email": email, "password": password})
+        response = self._request(
+            "POST", "/api/v1/auths/signup", json={"name": name, "email": email, "password": password},
+            ok=(400, 403, 422),
+        )  # fmt: skip
         if response.status_code == 403:
             return None
         if response.status_code >= 400:
@@ -63,41 +73,32 @@ class WebUI:
 
     def model_ids(self, token: str, *, refresh: bool = True) -> list[str]:
         params = {"refresh": "true"} if refresh else None
-        response = self.http.get("/api/models", headers=_bearer(token), params=params, timeout=30)
-        response.raise_for_status()
+        response = self._request("GET", "/api/models", headers=_bearer(token), params=params, timeout=30)
         return [item["id"] for item in response.json().get("data", [])]
 
     def models_config(self, token: str) -> dict:
-        response = self.http.get("/api/v1/configs/models", headers=_bearer(token))
-        response.raise_for_status()
-        return response.json()
+        return self._request("GET", "/api/v1/configs/models", headers=_bearer(token)).json()
 
     def set_default_model(self, token: str, model_id: str) -> None:
         """Open WebUI keeps DEFAULT_MODELS in its database after the first start; set it there."""
         config = self.models_config(token)
         config["DEFAULT_MODELS"] = model_id
-        response = self.http.post("/api/v1/configs/models", headers=_bearer(token), json=config)
-        response.raise_for_status()
+        self._request("POST", "/api/v1/configs/models", headers=_bearer(token), json=config)
 
     def default_model(self, token: str) -> str | None:
         return self.models_config(token).get("DEFAULT_MODELS")
 
-    def chat(self, token: str, model_id: str, prompt: str, *, max_tokens: int = 8) -> str:
-        response = self.http.post(
-            "/api/chat/completions",
-            headers=_bearer(token),
-            json={
-                "model": model_id,
-                "messages": [{"role": "user", "content": prompt}],
-                "max_tokens": max_tokens,
-                "stream": False,
-            },
-            timeout=120,
-        )
-        if response.status_code >= 400:
-            raise NotReady(f"chat through Open WebUI answered {response.status_code}: {_detail(response)}")
+    def chat(self, token: str, model_id: str, prompt: str, *, max_tokens: int = 8) -> dict:
+        """One chat completion through Open WebUI; returns the OpenAI-shaped response body."""
+        response = self._request(
+            "POST", "/api/chat/completions", headers=_bearer(token), timeout=120,
+            json={"model": model_id, "messages": [{"role": "user", "content": prompt}],
+                  "max_tokens": max_tokens, "stream": False},
+        )  # fmt: skip
         body = response.json()
-        return body["choices"][0]["message"]["content"] or ""
+        if not body.get("choices"):
+            raise NotReady(f"chat through Open WebUI returned no choices: {str(body)[:200]}")
+        return body
 
 
 def _bearer(token: str) -> dict[str, str]:

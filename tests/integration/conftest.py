@@ -77,8 +77,8 @@ class TestSite:
 def test_site(tmp_path, docker_client, images, tiny_model) -> TestSite:
     project = f"{harness.TEST_PROJECT_PREFIX}{uuid.uuid4().hex[:8]}"
     port = harness.free_port()
+    # Not created here: the rendered compose file must create it on a fresh machine.
     hf_cache = tmp_path / "hf-cache"
-    hf_cache.mkdir()
     env_file = tmp_path / ".env"
     harness.write_site_env(env_file, project=project, port=port, images=images, hf_cache=hf_cache)
     site = TestSite(SiteConfig(root=tmp_path, env_file=env_file), project, port)

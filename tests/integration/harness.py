@@ -107,7 +107,6 @@ def scratch_site(client: docker.DockerClient, images: dict) -> Iterator[tuple[Pa
         root = Path(tmp)
         project = f"{TEST_PROJECT_PREFIX}bench-{uuid.uuid4().hex[:6]}"
         port = free_port()
-        (root / "hf").mkdir()
         write_site_env(root / ".env", project=project, port=port, images=images, hf_cache=root / "hf")
         try:
             yield root, project, port

@@ -31,4 +31,6 @@ def test_rendered_tiny_stack_serves_a_chat_through_open_webui(test_site):
         assert session.role == "admin"
         assert "tiny-a" in webui.model_ids(session.token)
         reply = webui.chat(session.token, "tiny-a", "hello", max_tokens=5)
-    assert isinstance(reply, str) and reply != ""
+    # Random weights may answer with any token, even end-of-text at once; the path is what counts.
+    assert reply["choices"][0]["message"]["role"] == "assistant"
+    assert reply["usage"]["completion_tokens"] >= 1

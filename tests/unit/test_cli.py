@@ -32,6 +32,7 @@ def run(project: Path, *args: str) -> subprocess.CompletedProcess:
         [sys.executable, "-m", "controller", "--project-dir", str(project), *args],
         cwd=project,
         env=_clean_env(),
+        stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
         timeout=60,

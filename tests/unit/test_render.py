@@ -157,7 +157,13 @@ def test_both_services_restart_and_rotate_logs():
 
 def test_hf_cache_is_mounted_where_vllm_looks():
     volumes = _compose("deepseek-1.5b")["services"]["vllm"]["volumes"]
-    assert {"type": "bind", "source": "/srv/hf", "target": "/root/.cache/huggingface"} in volumes
+    assert {
+        "type": "bind",
+        "source": "/srv/hf",
+        "target": "/root/.cache/huggingface",
+        # A fresh machine has no cache directory yet; compose creates it.
+        "bind": {"create_host_path": True},
+    } in volumes
 
 
 def test_header_says_generated():

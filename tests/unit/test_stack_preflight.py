@@ -1,0 +1,60 @@
+"""Preflight refusals of `up` that come before any contact with Docker: gated models, memory fit,
+and the confirmation that `down --volumes` needs. Run through the real CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.unit.test_cli import _flat, run
+
+
+def _env(project: Path, **values: str) -> None:
+    (project / ".env").write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+
+
+def test_gated_model_without_hf_token_is_refused_before_anything_starts(tmp_path):
+    result = run(tmp_path, "up", "llama3-8b")
+    assert result.returncode == 2
+    assert "gated" in result.stderr and "HF_TOKEN" in result.stderr
+    assert not (tmp_path / "compose").exists()
+
+
+def test_model_that_does_not_fit_is_refused_with_recommendations(tmp_path):
+    _env(tmp_path, GPU_MEMORY_GIB="12GiB", HF_TOKEN="hf_dummy_token_value")
+    result = run(tmp_path, "up", "llama3-8b")
+    message = _flat(result.stderr)
+    assert result.returncode == 2
+    assert "does not fit 12.0 GiB" in message
+    assert "llama3-8b-gptq" in message and "--force" in message
+    assert "hf_dummy_token_value" not in result.stderr + result.stdout
+    assert not (tmp_path / "compose").exists()
+
+
+def test_force_starts_anyway_with_a_warning(tmp_path):
+    _env(tmp_path, GPU_MEMORY_GIB="12", HF_TOKEN="hf_dummy_token_value")
+    result = run(tmp_path, "up", "llama3-8b", "--force")
+    message = _flat(result.stderr)
+    assert "--force: starting anyway" in message
+    # Past the fit check it meets this machine: no NVIDIA runtime (or no Docker at all), exit 2.
+    assert "does not fit" in message and result.returncode == 2
+    assert "NVIDIA" in message or "Docker" in message
+
+
+def test_low_concurrency_at_full_context_is_a_warning(tmp_path):
+    _env(tmp_path, GPU_MEMORY_GIB="12")
+    result = run(tmp_path, "up", "llama3-8b-gptq")
+    assert "warning:" in result.stderr
+    assert "full-length sequences fit at once" in _flat(result.stderr)
+
+
+def test_bad_gpu_memory_setting_names_the_setting(tmp_path):
+    _env(tmp_path, GPU_MEMORY_GIB="lots")
+    result = run(tmp_path, "plan", "llama3-8b")
+    assert result.returncode == 2
+    assert "GPU_MEMORY_GIB" in result.stderr and "lots" in result.stderr
+
+
+def test_down_volumes_without_a_terminal_needs_yes(tmp_path):
+    result = run(tmp_path, "down", "--volumes")
+    assert result.returncode == 2
+    assert "--yes" in result.stderr
