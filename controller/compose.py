@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import docker
@@ -87,6 +88,12 @@ class ComposeProject:
         """The image references the compose file names, for checking which are present."""
         out = self.run("config", "--images", timeout=60).stdout
         return sorted({line.strip() for line in out.splitlines() if line.strip()})
+
+
+def docker_timestamp(value: str) -> float:
+    """Docker's RFC 3339 times carry nanoseconds ("2026-11-25T09:00:00.123456789Z"); Python reads micro."""
+    head, _, frac = value.rstrip("Z").partition(".")
+    return datetime.fromisoformat(f"{head}.{(frac + '000000')[:6]}+00:00").timestamp()
 
 
 def compose_v2_version() -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -12,7 +11,7 @@ from docker.models.containers import Container
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from controller import vllm_text
-from controller.compose import Engine
+from controller.compose import Engine, docker_timestamp
 from controller.errors import NotReady, StartupFailed
 
 T = TypeVar("T")
@@ -65,8 +64,8 @@ def wait_for(
 class VllmProbe:
     """Looks at the vLLM container of one compose project: its state, logs and HTTP API.
 
-    Only log lines from `since` on count, so a fatal line from an earlier attempt in the same
-    container does not fail this one; a restart after `since` counts as a crash.
+    Only log lines from the container's current start on count, so a fatal line from an earlier
+    run of the same container does not fail this one; a restart during the wait counts as a crash.
     """
 
     def __init__(self, engine: Engine, project: str, api_key: str, service: str = "vllm"):
@@ -74,13 +73,15 @@ class VllmProbe:
         self.project = project
         self.api_key = api_key
         self.service = service
-        self.since: int | None = None
         self.restarts_before: int | None = None
 
     def begin_attempt(self) -> None:
         """Call right before (re)starting vLLM; the restart count is taken at the first look after."""
-        self.since = int(time.time())
         self.restarts_before = None
+
+    @staticmethod
+    def _since(container: Container) -> int:
+        return int(docker_timestamp(container.attrs["State"]["StartedAt"]))
 
     def container(self) -> Container:
         try:
@@ -92,14 +93,15 @@ class VllmProbe:
         return container
 
     def logs(self) -> str:
-        return self.engine.logs_since(self.container(), self.since)
+        container = self.container()
+        return self.engine.logs_since(container, self._since(container))
 
     def fail_fast(self, phase: str) -> str:
         """Raise StartupFailed when vLLM logged a fatal error, exited or restarted; else return the log."""
         container = self.container()
         try:
             container.reload()
-            log = self.engine.logs_since(container, self.since)
+            log = self.engine.logs_since(container, self._since(container))
         except docker.errors.NotFound:
             raise NotReady("the vLLM container is being replaced") from None
         fatal = vllm_text.find_fatal(log)

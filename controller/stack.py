@@ -12,13 +12,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
 from controller import vllm_text
 from controller.catalog import Catalog, Profile, check_local_model, local_weights_bytes
-from controller.compose import PROJECT_LABEL, ComposeProject, Engine, compose_v2_version
+from controller.compose import PROJECT_LABEL, ComposeProject, Engine, compose_v2_version, docker_timestamp
 from controller.errors import (
     AdminError,
     CommandError,
@@ -255,7 +254,7 @@ class Stack:
                 "model listed", lambda: probe.check_model_listed(profile.served_model_name), deadline_s=60
             ),
         )
-        started = _docker_time(probe.container().attrs["State"]["StartedAt"])
+        started = docker_timestamp(probe.container().attrs["State"]["StartedAt"])
         return {
             "load_time_s": round(healthy_at - started, 2),
             "max_model_len": listed_len,
@@ -316,13 +315,16 @@ class Stack:
         return container.labels.get(PROFILE_LABEL)
 
     def _healthy(self, settings: Settings) -> bool:
+        """Both services answer their health endpoints now (Docker's health status lags by an interval)."""
         for service in SERVICES:
             container = self.engine.container(settings.compose_project_name, service)
             if container is None or container.status != "running":
                 return False
-            if container.attrs.get("State", {}).get("Health", {}).get("Status") != "healthy":
-                return False
-        return True
+        probe = VllmProbe(self.engine, settings.compose_project_name, settings.vllm_api_key.get_secret_value())
+        if probe.http("/health")[0] != 200:
+            return False
+        with WebUI(settings.webui_url) as webui:
+            return webui.healthy()
 
     def _summary(self, prepared: Prepared, timings: dict[str, float], **extra: object) -> dict:
         settings = prepared.settings
@@ -569,7 +571,7 @@ class Stack:
                 continue
             state = container.attrs.get("State", {})
             running = container.status == "running"
-            started = _docker_time(state["StartedAt"]) if running else None
+            started = docker_timestamp(state["StartedAt"]) if running else None
             services[service] = {
                 "state": container.status,
                 "health": (state.get("Health") or {}).get("Status"),
@@ -639,9 +641,3 @@ def _set_default(webui: WebUI, session: Session, served_name: str) -> None:
     webui.set_default_model(session.token, served_name)
     if webui.default_model(session.token) != served_name:
         raise AdminError(f"Open WebUI did not keep '{served_name}' as its default model")
-
-
-def _docker_time(value: str) -> float:
-    # Docker reports nanoseconds ("2026-11-25T09:00:00.123456789Z"); Python parses microseconds.
-    head, _, frac = value.rstrip("Z").partition(".")
-    return datetime.fromisoformat(f"{head}.{(frac + '000000')[:6]}+00:00").timestamp()
