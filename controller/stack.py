@@ -321,7 +321,10 @@ class Stack:
             if container is None or container.status != "running":
                 return False
         probe = VllmProbe(self.engine, settings.compose_project_name, settings.vllm_api_key.get_secret_value())
-        if probe.http("/health")[0] != 200:
+        try:
+            if probe.http("/health")[0] != 200:
+                return False
+        except NotReady:
             return False
         with WebUI(settings.webui_url) as webui:
             return webui.healthy()
