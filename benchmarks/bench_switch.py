@@ -70,8 +70,7 @@ def main() -> int:
     parser.add_argument("--switches", type=int, default=4)
     args = parser.parse_args()
     client = docker.from_env()
-    images = harness.build_images()
-    harness.build_tiny_model()
+    images = harness.images_and_tiny_model()
     rows = []
     with harness.scratch_site(client, images) as (root, _name, port):
         up = harness.controller(root, "up", "tiny-a")

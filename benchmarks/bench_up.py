@@ -42,8 +42,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     client = docker.from_env()
-    images = harness.build_images()
-    harness.build_tiny_model()
+    images = harness.images_and_tiny_model()
     ratios = []
     with harness.scratch_site(client, images) as (root, name, _port):
         rendered = harness.controller(root, "render", "tiny-a")

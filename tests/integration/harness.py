@@ -48,6 +48,13 @@ def build_tiny_model() -> Path:
     return REPO / ".cache" / "tiny-model"
 
 
+def images_and_tiny_model() -> dict:
+    """Everything a real-stack run needs that takes a while the first time (cached afterwards)."""
+    images = build_images()
+    build_tiny_model()
+    return images
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
