@@ -31,8 +31,11 @@ def build_images() -> dict:
     sys.stderr.write(done.stderr)
     if done.returncode != 0:
         raise RuntimeError(f"building the local images failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    built = json.loads(done.stdout)
+    for phase, info in built.get("timings", {}).items():
+        TIMINGS[f"image build: {phase} ({info['status']})"] = info["seconds"]
     TIMINGS["image builds (all)"] = round(time.monotonic() - start, 1)
-    return json.loads(done.stdout)
+    return built
 
 
 def build_tiny_model() -> Path:
