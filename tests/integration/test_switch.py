@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
+import yaml
 
 from controller.health import wait_for
+from controller.settings import write_env_values
 from controller.state import StateStore
 from controller.webui import NotReady, WebUI
 from tests.integration import harness
@@ -123,3 +126,31 @@ def test_killing_vllm_in_the_middle_of_a_switch_ends_serving(test_site, docker_c
         assert "rolled back" in err and "'tiny-a' is serving again" in err
         assert status["model"] == "tiny-a"
     _serving(test_site, status["served_model_name"])
+
+
+def test_when_the_rollback_fails_too_both_causes_are_reported_and_recorded(test_site, tiny_model, tmp_path):
+    # tiny-a serves a copy of the model that is broken once it runs, so the rollback cannot bring it back.
+    model_copy = tmp_path / "tiny-a-model"
+    shutil.copytree(tiny_model, model_copy)
+    catalog = yaml.safe_load(harness.TEST_CATALOG.read_text())
+    for profile in catalog["profiles"].values():
+        profile["model"] = str(tiny_model)
+    catalog["profiles"]["tiny-a"]["model"] = str(model_copy)
+    catalog_file = tmp_path / "catalog.yaml"
+    catalog_file.write_text(yaml.safe_dump(catalog))
+    write_env_values(test_site.site.env_file, {"CONTROLLER_CATALOG": str(catalog_file)}, overwrite=True)
+    _up(test_site)
+    (model_copy / "config.json").rename(model_copy / "config.json.moved")
+
+    result = test_site.controller("switch", "tiny-broken")
+    assert result.returncode == 1, result.stderr
+    message = " ".join(result.stderr.split())
+    assert "the switch to 'tiny-broken' failed" in message
+    assert "greater than the derived max_model_len" in result.stderr or "max model len above derived" in message
+    assert "and the rollback to 'tiny-a' failed too" in message
+
+    state = StateStore(test_site.site.state_dir).load()
+    assert state.active is None
+    last = state.history[-1]
+    assert (last.profile, last.outcome, last.previous) == ("tiny-broken", "rollback_failed", "tiny-a")
+    assert "rollback:" in last.error
