@@ -16,6 +16,8 @@ from controller.settings import Settings
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 COMPOSE_TEMPLATE = "docker-compose.yml.j2"
 VLLM_PORT = 8000
+# How Open WebUI reaches vLLM on the compose network (no trailing slash: Open WebUI appends paths).
+VLLM_BASE_URL = f"http://vllm:{VLLM_PORT}/v1"
 WEBUI_PORT = 8080
 
 
@@ -72,6 +74,7 @@ def render_context(profile: Profile, settings: Settings, capability: tuple[int, 
         "webui_image": settings.webui_image,
         "vllm_args": vllm_args(profile, capability),
         "vllm_port": VLLM_PORT,
+        "vllm_base_url": VLLM_BASE_URL,
         "vllm_host_port": settings.vllm_host_port,
         "webui_port": WEBUI_PORT,
         "webui_host_port": settings.webui_port,

@@ -32,7 +32,7 @@ from controller.files import write_atomic
 from controller.gpu import detect_gpus, docker_has_nvidia_runtime
 from controller.health import VllmProbe, wait_for
 from controller.plan import GIB, Plan, plan, weight_bytes
-from controller.render import render_compose
+from controller.render import VLLM_BASE_URL, render_compose
 from controller.settings import Settings, SiteConfig, load_settings, read_env_file
 from controller.state import Event, StateStore, elapsed, now_iso
 from controller.webui import Session, WebUI
@@ -277,6 +277,7 @@ class Stack:
         session = self._timed(
             timings, "admin", lambda: wait_for("admin", lambda: self._ensure_admin(settings, webui), deadline_s=60)
         )
+        self._sync_vllm_key(settings, webui, session)
         self._timed(
             timings,
             "model in webui",
@@ -307,6 +308,11 @@ class Stack:
                 hint="promote it in Admin Panel > Users, or set WEBUI_ADMIN_EMAIL to the admin's address",
             )
         return session
+
+    def _sync_vllm_key(self, settings: Settings, webui: WebUI, session: Session) -> None:
+        key = settings.vllm_api_key.get_secret_value()
+        if webui.ensure_openai_backend(session.token, VLLM_BASE_URL, key):
+            self.reporter.warn("Open WebUI held another vLLM API key in its database; updated it to VLLM_API_KEY")
 
     def running_profile(self, settings: Settings) -> str | None:
         container = self.engine.container(settings.compose_project_name, "vllm")
@@ -374,27 +380,20 @@ class Stack:
                 )
             project = self.project(settings)
             timings: dict[str, float] = {}
-            if running and self._current_compose() == prepared.compose_text and self._healthy(settings):
-                with WebUI(settings.webui_url) as webui:
-                    session = self._timed(
-                        timings,
-                        "admin",
-                        lambda: wait_for("admin", lambda: self._ensure_admin(settings, webui), deadline_s=10),
-                    )
-                    self._timed(
-                        timings, "model in webui",
-                        lambda: wait_for("model in webui", lambda: _listed(webui, session, profile.served_model_name),
-                                         deadline_s=10),
-                    )  # fmt: skip
-                return self._summary(prepared, timings, noop=True)
             started = now_iso()
+            before = self._container_ids(settings)
             write_atomic(self.site.compose_file, prepared.compose_text)
             settings.hf_cache_path.mkdir(parents=True, exist_ok=True)
             probe = VllmProbe(self.engine, settings.compose_project_name, settings.vllm_api_key.get_secret_value())
             try:
                 self._ensure_images(project, timings)
                 probe.begin_attempt()
+                # Compose itself knows whether anything changed, .env values included.
                 self._timed(timings, "compose up", lambda: project.up())
+                if running and self._container_ids(settings) == before and self._healthy(settings):
+                    with WebUI(settings.webui_url) as webui:
+                        self._verify_serving(settings, webui, profile, timings)
+                    return self._summary(prepared, timings, noop=True)
                 vllm_facts = self._wait_vllm(probe, profile, timings)
                 with WebUI(settings.webui_url) as webui:
                     self._wait_webui(settings, webui, profile, timings)
@@ -406,6 +405,22 @@ class Stack:
             self._record(Event("up", profile.name, "ok", started, now_iso(), phases=timings), active=profile)
             write_atomic(self.store.active_compose, prepared.compose_text)
             return self._summary(prepared, timings, noop=False, vllm=vllm_facts)
+
+    def _container_ids(self, settings: Settings) -> dict[str, str | None]:
+        containers = {s: self.engine.container(settings.compose_project_name, s) for s in SERVICES}
+        return {service: c.id if c is not None and c.status == "running" else None for service, c in containers.items()}
+
+    def _verify_serving(self, settings: Settings, webui: WebUI, profile: Profile, timings: dict[str, float]) -> None:
+        """The quick check of a stack that was already up: the admin signs in and the model is listed."""
+        session = self._timed(
+            timings, "admin", lambda: wait_for("admin", lambda: self._ensure_admin(settings, webui), deadline_s=10)
+        )
+        self._sync_vllm_key(settings, webui, session)
+        self._timed(
+            timings, "model in webui",
+            lambda: wait_for("model in webui", lambda: _listed(webui, session, profile.served_model_name),
+                             deadline_s=10),
+        )  # fmt: skip
 
     def _stop_failed_vllm(self, project: ComposeProject, failure: StartupFailed) -> None:
         """A crash-looping vLLM burns CPU and floods logs: stop it; Open WebUI and the data stay."""
@@ -463,6 +478,7 @@ class Stack:
                     "admin",
                     lambda: wait_for("admin", lambda: self._ensure_admin(settings, webui), deadline_s=30),
                 )
+                self._sync_vllm_key(settings, webui, session)
                 write_atomic(self.site.compose_file, prepared.compose_text)
                 try:
                     # Pulled while the old model still serves: not part of the outage.

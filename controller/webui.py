@@ -88,6 +88,31 @@ class WebUI:
     def default_model(self, token: str) -> str | None:
         return self.models_config(token).get("DEFAULT_MODELS")
 
+    def ensure_openai_backend(self, token: str, base_url: str, api_key: str) -> bool:
+        """Open WebUI keeps its OpenAI connections in its database, so a rotated vLLM key in .env
+        never reaches it. Set the key of our connection; other connections stay as they are.
+        Returns True when something had to change."""
+        config = self._request("GET", "/openai/config", headers=_bearer(token)).json()
+        urls = list(config.get("OPENAI_API_BASE_URLS") or [])
+        keys = list(config.get("OPENAI_API_KEYS") or [])
+        keys += [""] * (len(urls) - len(keys))
+        if base_url in urls:
+            index = urls.index(base_url)
+            if keys[index] == api_key and config.get("ENABLE_OPENAI_API") is not False:
+                return False
+            keys[index] = api_key
+        else:
+            urls.append(base_url)
+            keys.append(api_key)
+        form = {
+            "ENABLE_OPENAI_API": True,
+            "OPENAI_API_BASE_URLS": urls,
+            "OPENAI_API_KEYS": keys,
+            "OPENAI_API_CONFIGS": config.get("OPENAI_API_CONFIGS") or {},
+        }
+        self._request("POST", "/openai/config/update", headers=_bearer(token), json=form)
+        return True
+
     def chat(self, token: str, model_id: str, prompt: str, *, max_tokens: int = 8) -> dict:
         """One chat completion through Open WebUI; returns the OpenAI-shaped response body."""
         response = self._request(

@@ -99,6 +99,16 @@ def test_up_serves_chats_is_idempotent_and_keeps_data_across_down(test_site, doc
         session = _admin_session(test_site, webui)
         assert _chat_title(test_site.url, session.token, chat_id) == "kept across down"
 
+    # A rotated vLLM key reaches vLLM through compose and Open WebUI through its admin API
+    # (Open WebUI keeps the first key in its database).
+    write_env_values(test_site.site.env_file, {"VLLM_API_KEY": "rotated-vllm-key-0123456789"}, overwrite=True)
+    rotated = test_site.controller("up", "tiny-a")
+    assert rotated.returncode == 0, rotated.stderr
+    assert "updated it to VLLM_API_KEY" in rotated.stderr
+    assert "rotated-vllm-key-0123456789" not in rotated.stderr + rotated.stdout
+    with WebUI(test_site.url) as webui:
+        assert webui.chat(_admin_session(test_site, webui).token, "tiny-a", "hello", max_tokens=2)
+
     # Credentials in .env that do not match the existing admin are reported; nothing is reset.
     write_env_values(test_site.site.env_file, {"WEBUI_ADMIN_PASSWORD": "a-different-long-password-1"}, overwrite=True)
     mismatch = test_site.controller("up", "tiny-a")
