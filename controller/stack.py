@@ -274,17 +274,7 @@ class Stack:
         self._timed(
             timings, "webui health", lambda: wait_for("webui health", healthy, deadline_s=self.options.webui_timeout_s)
         )
-        session = self._timed(
-            timings, "admin", lambda: wait_for("admin", lambda: self._ensure_admin(settings, webui), deadline_s=60)
-        )
-        self._sync_vllm_key(settings, webui, session)
-        self._timed(
-            timings,
-            "model in webui",
-            lambda: wait_for(
-                "model in webui", lambda: _listed(webui, session, profile.served_model_name), deadline_s=120
-            ),
-        )
+        session = self._verify_serving(settings, webui, profile, timings, deadline_s=120)
         # The data volume may hold another model as default from before a `down`.
         self._timed(timings, "default model", lambda: _set_default(webui, session, profile.served_model_name))
         return session
@@ -392,7 +382,7 @@ class Stack:
                 self._timed(timings, "compose up", lambda: project.up())
                 if running and self._container_ids(settings) == before and self._healthy(settings):
                     with WebUI(settings.webui_url) as webui:
-                        self._verify_serving(settings, webui, profile, timings)
+                        self._verify_serving(settings, webui, profile, timings, deadline_s=10)
                     return self._summary(prepared, timings, noop=True)
                 vllm_facts = self._wait_vllm(probe, profile, timings)
                 with WebUI(settings.webui_url) as webui:
@@ -410,17 +400,21 @@ class Stack:
         containers = {s: self.engine.container(settings.compose_project_name, s) for s in SERVICES}
         return {service: c.id if c is not None and c.status == "running" else None for service, c in containers.items()}
 
-    def _verify_serving(self, settings: Settings, webui: WebUI, profile: Profile, timings: dict[str, float]) -> None:
-        """The quick check of a stack that was already up: the admin signs in and the model is listed."""
+    def _verify_serving(
+        self, settings: Settings, webui: WebUI, profile: Profile, timings: dict[str, float], *, deadline_s: float
+    ) -> Session:
+        """The admin signs in, Open WebUI holds the current vLLM key, and it lists the model."""
         session = self._timed(
-            timings, "admin", lambda: wait_for("admin", lambda: self._ensure_admin(settings, webui), deadline_s=10)
-        )
+            timings, "admin",
+            lambda: wait_for("admin", lambda: self._ensure_admin(settings, webui), deadline_s=deadline_s),
+        )  # fmt: skip
         self._sync_vllm_key(settings, webui, session)
         self._timed(
             timings, "model in webui",
             lambda: wait_for("model in webui", lambda: _listed(webui, session, profile.served_model_name),
-                             deadline_s=10),
+                             deadline_s=deadline_s),
         )  # fmt: skip
+        return session
 
     def _stop_failed_vllm(self, project: ComposeProject, failure: StartupFailed) -> None:
         """A crash-looping vLLM burns CPU and floods logs: stop it; Open WebUI and the data stay."""
@@ -433,7 +427,7 @@ class Stack:
     def down(self, *, volumes: bool = False) -> dict:
         settings = load_settings(self.site, generate=False)
         self.engine  # noqa: B018
-        with self.store.locked("down", timeout=self.options.lock_timeout_s, on_wait=self.reporter.waiting_for_lock):
+        with self._locked("down"):
             started = now_iso()
             project = self.project(settings)
             if not self.site.compose_file.exists():
