@@ -55,6 +55,11 @@ class Profile(_Strict):
     accelerator: Literal["gpu", "cpu"] = "gpu"
     gated: bool = False
     rope_scaling: dict[str, Any] | None = None
+    # vLLM's parser for this model's tool-call format; set only for models trained to call tools.
+    # Without one, Open WebUI is told to use prompt-based ("legacy") function calling for it.
+    tool_call_parser: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*$")
+    # A tool-aware chat template (a path inside the vLLM image), for models whose own lacks tools.
+    chat_template: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_./-]*$")
     cpu_kv_cache_gib: int | None = Field(default=None, ge=1)
     architecture: Architecture
     source: str = BUILTIN_CATALOG_NAME
@@ -70,6 +75,8 @@ class Profile(_Strict):
                 f"max_model_len: {self.max_model_len} is above the model's context "
                 f"({self.architecture.max_context}); lower it or set rope_scaling"
             )
+        if self.chat_template is not None and self.tool_call_parser is None:
+            raise ValueError("chat_template: only used together with tool_call_parser")
         if self.cpu_kv_cache_gib is not None and self.accelerator != "cpu":
             raise ValueError("cpu_kv_cache_gib: only applies to accelerator: cpu")
         return self
@@ -89,6 +96,12 @@ class Profile(_Strict):
     @property
     def cpu_kv_cache_space_gib(self) -> int:
         return self.cpu_kv_cache_gib or CPU_DEFAULT_KV_CACHE_GIB
+
+    @property
+    def function_calling(self) -> Literal["native", "legacy"]:
+        """How Open WebUI offers its tools for this model: in the request (native) needs vLLM's
+        tool-call parser; otherwise Open WebUI picks tools by prompting the model itself."""
+        return "native" if self.tool_call_parser else "legacy"
 
     @property
     def is_quantized(self) -> bool:

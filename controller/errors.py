@@ -79,6 +79,10 @@ class AdminError(RuntimeFailure):
     pass
 
 
+class ChatRefused(RuntimeFailure):
+    """The model refused a chat outright (e.g. vLLM rejects the tools Open WebUI adds); waiting won't help."""
+
+
 class LockTimeout(RuntimeFailure):
     pass
 

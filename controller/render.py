@@ -60,6 +60,10 @@ def vllm_args(profile: Profile, capability: tuple[int, int] | None = None) -> li
             "--tensor-parallel-size",
             str(profile.tensor_parallel_size),
         ]
+    if profile.tool_call_parser:
+        args += ["--enable-auto-tool-choice", "--tool-call-parser", profile.tool_call_parser]
+    if profile.chat_template:
+        args += ["--chat-template", profile.chat_template]
     if profile.rope_scaling:
         args += ["--hf-overrides", json.dumps({"rope_scaling": profile.rope_scaling}, sort_keys=True)]
     return args + list(profile.extra_args)

@@ -276,7 +276,7 @@ class Stack:
         )
         session = self._verify_serving(settings, webui, profile, timings, deadline_s=120)
         # The data volume may hold another model as default from before a `down`.
-        self._timed(timings, "default model", lambda: _set_default(webui, session, profile.served_model_name))
+        self._serve_in_webui(webui, session, profile, timings)
         return session
 
     def _ensure_admin(self, settings: Settings, webui: WebUI) -> Session:
@@ -382,7 +382,8 @@ class Stack:
                 self._timed(timings, "compose up", lambda: project.up())
                 if running and self._container_ids(settings) == before and self._healthy(settings):
                     with WebUI(settings.webui_url) as webui:
-                        self._verify_serving(settings, webui, profile, timings, deadline_s=10)
+                        session = self._verify_serving(settings, webui, profile, timings, deadline_s=10)
+                        self._serve_in_webui(webui, session, profile, timings, deadline_s=10)
                     return self._summary(prepared, timings, noop=True)
                 vllm_facts = self._wait_vllm(probe, profile, timings)
                 with WebUI(settings.webui_url) as webui:
@@ -508,11 +509,20 @@ class Stack:
             timings, "model in webui",
             lambda: wait_for("model in webui", lambda: _listed(webui, session, served), deadline_s=120),
         )  # fmt: skip
-        self._timed(timings, "default model", lambda: _set_default(webui, session, served))
+        self._serve_in_webui(webui, session, profile, timings)
+
+    def _serve_in_webui(
+        self, webui: WebUI, session: Session, profile: Profile, timings: dict[str, float], *, deadline_s: float = 60
+    ) -> None:
+        """The model is Open WebUI's default with the right function calling, and a chat shaped like
+        the browser's gets an answer: success is never reported for a stack a person cannot use."""
+        self._timed(timings, "default model", lambda: _set_serving_config(webui, session, profile))
+        served = profile.served_model_name
         self._timed(
             timings, "chat path",
-            lambda: wait_for("chat path", lambda: webui.chat(session.token, served, CHAT_PROBE_PROMPT, max_tokens=1),
-                             deadline_s=60),
+            lambda: wait_for("chat path",
+                             lambda: webui.chat(session.token, served, CHAT_PROBE_PROMPT, max_tokens=1, as_ui=True),
+                             deadline_s=deadline_s),
         )  # fmt: skip
 
     def _rollback(
@@ -650,7 +660,13 @@ def _listed(webui: WebUI, session: Session, served_name: str) -> None:
         raise NotReady(f"Open WebUI does not list '{served_name}' yet (it lists {ids or 'nothing'})")
 
 
-def _set_default(webui: WebUI, session: Session, served_name: str) -> None:
-    webui.set_default_model(session.token, served_name)
-    if webui.default_model(session.token) != served_name:
-        raise AdminError(f"Open WebUI did not keep '{served_name}' as its default model")
+def _set_serving_config(webui: WebUI, session: Session, profile: Profile) -> None:
+    """Idempotent: writes only when Open WebUI holds something else, then checks it was kept."""
+    wanted = (profile.served_model_name, profile.function_calling)
+    if webui.serving_config(session.token) == wanted:
+        return
+    webui.set_serving_config(session.token, *wanted)
+    if webui.serving_config(session.token) != wanted:
+        raise AdminError(
+            f"Open WebUI did not keep '{wanted[0]}' as its default model with {wanted[1]} function calling"
+        )

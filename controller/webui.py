@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 
 import httpx
 
-from controller.errors import AdminError, NotReady
+from controller.errors import AdminError, ChatRefused, NotReady
 
 
 @dataclass(frozen=True)
@@ -79,14 +80,24 @@ class WebUI:
     def models_config(self, token: str) -> dict:
         return self._request("GET", "/api/v1/configs/models", headers=_bearer(token)).json()
 
-    def set_default_model(self, token: str, model_id: str) -> None:
-        """Open WebUI keeps DEFAULT_MODELS in its database after the first start; set it there."""
+    def serving_config(self, token: str) -> tuple[str | None, str | None]:
+        """The default model and the default function-calling mode, as Open WebUI holds them."""
+        config = self.models_config(token)
+        params = config.get("DEFAULT_MODEL_PARAMS") or {}
+        return config.get("DEFAULT_MODELS"), params.get("function_calling")
+
+    def set_serving_config(self, token: str, model_id: str, function_calling: str) -> None:
+        """Make model_id the default and set how tools are offered to models by default.
+
+        Open WebUI keeps both in its database after the first start, so they are set here, not
+        through the environment. Other default parameters stay as they are, and an operator's
+        per-model setting (Admin Panel > Models) still wins over this default.
+        """
         config = self.models_config(token)
         config["DEFAULT_MODELS"] = model_id
+        config["DEFAULT_MODEL_PARAMS"] = {**(config.get("DEFAULT_MODEL_PARAMS") or {}),
+                                          "function_calling": function_calling}  # fmt: skip
         self._request("POST", "/api/v1/configs/models", headers=_bearer(token), json=config)
-
-    def default_model(self, token: str) -> str | None:
-        return self.models_config(token).get("DEFAULT_MODELS")
 
     def ensure_openai_backend(self, token: str, base_url: str, api_key: str) -> bool:
         """Open WebUI keeps its OpenAI connections in its database, so a rotated vLLM key in .env
@@ -113,13 +124,28 @@ class WebUI:
         self._request("POST", "/openai/config/update", headers=_bearer(token), json=form)
         return True
 
-    def chat(self, token: str, model_id: str, prompt: str, *, max_tokens: int = 8) -> dict:
-        """One chat completion through Open WebUI; returns the OpenAI-shaped response body."""
+    def chat(self, token: str, model_id: str, prompt: str, *, max_tokens: int = 8, as_ui: bool = False) -> dict:
+        """One chat completion through Open WebUI; returns the OpenAI-shaped response body.
+
+        as_ui shapes the request like one from the browser: a socket session id makes Open WebUI
+        add its built-in tools (with tool_choice "auto") when the model uses native function
+        calling, which vLLM refuses unless it runs a tool-call parser. API requests without a
+        session get no hidden tools, so only this shape proves a person's chat works.
+        """
+        body = {"model": model_id, "messages": [{"role": "user", "content": prompt}],
+                "max_tokens": max_tokens, "stream": False}  # fmt: skip
+        if as_ui:
+            body["session_id"] = f"controller-check-{secrets.token_hex(8)}"
         response = self._request(
-            "POST", "/api/chat/completions", headers=_bearer(token), timeout=120,
-            json={"model": model_id, "messages": [{"role": "user", "content": prompt}],
-                  "max_tokens": max_tokens, "stream": False},
-        )  # fmt: skip
+            "POST", "/api/chat/completions", headers=_bearer(token), timeout=120, json=body, ok=(400,)
+        )
+        if response.status_code == 400:
+            # vLLM refused the request itself (a wrong setting, not a slow start): no retry helps.
+            raise ChatRefused(
+                f"a chat through Open WebUI was refused: {_detail(response)}",
+                hint="a model without a tool-call parser needs Open WebUI's legacy function calling; "
+                "`controller up` or `switch` sets it, unless Admin Panel > Models overrides it",
+            )
         body = response.json()
         if not body.get("choices"):
             raise NotReady(f"chat through Open WebUI returned no choices: {str(body)[:200]}")

@@ -31,6 +31,11 @@ def test_rendered_tiny_stack_serves_a_chat_through_open_webui(test_site):
         assert session.role == "admin"
         assert "tiny-a" in webui.model_ids(session.token)
         reply = webui.chat(session.token, "tiny-a", "hello", max_tokens=5)
+        # Shaped like the browser's request: Open WebUI adds its built-in tools with tool_choice
+        # "auto", which vLLM serves only with a tool-call parser (tiny-a has one). Nothing but the
+        # rendered file is in play here: no controller call configured Open WebUI.
+        ui_reply = webui.chat(session.token, "tiny-a", "hello", max_tokens=5, as_ui=True)
+    assert ui_reply["choices"][0]["message"]["role"] == "assistant"
     # Random weights may answer with any token, even end-of-text at once; the path is what counts.
     assert reply["choices"][0]["message"]["role"] == "assistant"
     assert reply["usage"]["completion_tokens"] >= 1

@@ -24,11 +24,12 @@ def _up(site, model: str = "tiny-a") -> None:
 
 
 def _serving(site, served: str) -> None:
-    """Open WebUI lists the model and a chat with it works."""
+    """Open WebUI lists the model and a chat with it works, from a script and from the browser."""
     with WebUI(site.url) as webui:
         session = _admin_session(site, webui)
         assert served in webui.model_ids(session.token)
         assert webui.chat(session.token, served, "hello", max_tokens=3)
+        assert webui.chat(session.token, served, "hello", max_tokens=3, as_ui=True)
 
 
 def test_switch_keeps_users_and_chats_and_a_broken_target_rolls_back(test_site):
@@ -48,7 +49,8 @@ def test_switch_keeps_users_and_chats_and_a_broken_target_rolls_back(test_site):
 
     with WebUI(test_site.url) as webui:
         session = _admin_session(test_site, webui)
-        assert webui.default_model(session.token) == "tiny-b"
+        # tiny-b has no tool-call parser: Open WebUI must offer tools by prompt, not in the request.
+        assert webui.serving_config(session.token) == ("tiny-b", "legacy")
         assert _chat_title(test_site.url, session.token, chat_id) == "before the switch"
     _serving(test_site, "tiny-b")
 
@@ -58,7 +60,7 @@ def test_switch_keeps_users_and_chats_and_a_broken_target_rolls_back(test_site):
     assert "greater than the derived max_model_len" in broken.stderr
     _serving(test_site, "tiny-b")
     with WebUI(test_site.url) as webui:
-        assert webui.default_model(_admin_session(test_site, webui).token) == "tiny-b"
+        assert webui.serving_config(_admin_session(test_site, webui).token) == ("tiny-b", "legacy")
 
     state = StateStore(test_site.site.state_dir).load()
     assert state.active == "tiny-b"

@@ -54,7 +54,9 @@ def test_headless_admin_signs_in_and_default_model_is_stored(images):
         webui = _client(container)
         session = webui.signin("ops@example.com", password)
         assert session is not None and session.role == "admin"
-        assert webui.default_model(session.token) == "first"
-        webui.set_default_model(session.token, "second")
-        assert webui.default_model(session.token) == "second"
+        assert webui.serving_config(session.token) == ("first", None)
+        webui.set_serving_config(session.token, "second", "legacy")
+        assert webui.serving_config(session.token) == ("second", "legacy")
+        webui.set_serving_config(session.token, "third", "native")
+        assert webui.serving_config(session.token) == ("third", "native")
         assert webui.signup_first_admin("Eve", "eve@example.com", secrets.token_urlsafe(18)) is None
