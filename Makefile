@@ -8,7 +8,7 @@ MODEL ?= deepseek-1.5b
 SERVICE ?=
 DEMO_MODEL ?= tiny-a
 
-.PHONY: install up down switch status logs render plan test test-unit test-integration lint demo images tiny-model engine clean-test-projects
+.PHONY: install up down switch status logs render plan test test-unit test-integration lint demo images tiny-model engine browser clean-test-projects
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,9 @@ render: install ## Write compose/docker-compose.yml: make render MODEL=...
 plan: install ## make plan MODEL=llama3-8b GPU_MEMORY=12GiB
 	$(CONTROLLER) plan $(MODEL) $(if $(GPU_MEMORY),--gpu-memory $(GPU_MEMORY),)
 
+browser: ## Debian's Chromium for the browser tests (installs it as root on Debian)
+	bash scripts/ensure-browser.sh
+
 engine: ## Docker engine + Compose v2 (installs and starts them as root on Debian)
 	bash scripts/ensure-docker.sh
 
@@ -48,14 +51,14 @@ images: engine ## Local vLLM (CPU) and Open WebUI images, built without a regist
 tiny-model: images ## A tiny random-weight model for the CPU test profiles (cached)
 	$(PYTHON) scripts/build_images.py tiny-model
 
-test: install engine ## Unit and real-stack integration tests
+test: install engine browser ## Unit, real-stack and browser tests
 	$(BIN)/python -m pytest tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 test-unit: install ## Fast tests; no Docker needed
 	$(BIN)/python -m pytest tests/unit
 
-test-integration: install engine
+test-integration: install engine browser
 	$(BIN)/python -m pytest tests/integration
 
 lint: install

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
+from importlib import resources
 
 import jinja2
 
@@ -13,7 +13,7 @@ from controller.catalog import Profile
 from controller.errors import RenderError
 from controller.settings import Settings
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES_PACKAGE = "controller.templates"
 COMPOSE_TEMPLATE = "docker-compose.yml.j2"
 VLLM_PORT = 8000
 # How Open WebUI reaches vLLM on the compose network (no trailing slash: Open WebUI appends paths).
@@ -94,9 +94,14 @@ def render_context(profile: Profile, settings: Settings, capability: tuple[int, 
     }
 
 
+def _load_template(name: str) -> str:
+    # From the installed package (wheel, pipx) or, in an editable install, from templates/.
+    return resources.files(TEMPLATES_PACKAGE).joinpath(name).read_text(encoding="utf-8")
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        loader=jinja2.FunctionLoader(_load_template),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
@@ -112,9 +117,9 @@ def render_template(name: str, context: dict) -> str:
     try:
         return _environment().get_template(name).render(**context)
     except jinja2.UndefinedError as exc:
-        raise RenderError(f"template {TEMPLATES_DIR / name}: {exc.message}") from None
+        raise RenderError(f"template {name}: {exc.message}") from None
     except jinja2.TemplateError as exc:
-        where = getattr(exc, "filename", None) or str(TEMPLATES_DIR / name)
+        where = getattr(exc, "filename", None) or name
         line = getattr(exc, "lineno", None)
         raise RenderError(f"template {where}{f':{line}' if line else ''}: {exc}") from None
 

@@ -184,11 +184,10 @@ def test_rope_scaling_is_passed_as_hf_overrides(tmp_path):
     assert yaml.safe_load(_after(args, "--hf-overrides")) == {"rope_scaling": {"factor": 2.0, "rope_type": "dynamic"}}
 
 
-def test_undefined_template_variable_names_template_and_variable(tmp_path, monkeypatch):
-    (tmp_path / "bad.yml.j2").write_text("name: {{ project_name }}\nx: {{ no_such_variable }}\n", encoding="utf-8")
-    monkeypatch.setattr(render, "TEMPLATES_DIR", tmp_path)
+def test_undefined_template_variable_names_template_and_variable(monkeypatch):
+    monkeypatch.setattr(render, "_load_template", lambda name: "name: {{ project_name }}\nx: {{ no_such_variable }}\n")
     with pytest.raises(RenderError) as info:
         render_template("bad.yml.j2", {"project_name": "p"})
-    assert str(tmp_path / "bad.yml.j2") in info.value.message
+    assert "bad.yml.j2" in info.value.message
     assert "no_such_variable" in info.value.message
     assert info.value.exit_code == 2

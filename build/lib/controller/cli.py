@@ -1,0 +1,448 @@
+"""The `controller` command line. Thin: parses, calls one function, prints. The only place where
+errors become messages and exit codes (0 ok, 1 runtime failure, 2 bad input)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from controller import catalog as catalog_mod
+from controller.catalog import local_weights_bytes
+from controller.errors import ControllerError, InputError
+from controller.gpu import detect_gpus
+from controller.plan import GB, GIB, plan, weight_bytes
+from controller.settings import SiteConfig, gpu_memory_setting, merged_values, parse_memory_gib
+from controller.stack import Options, Reporter, Stack
+from controller.state import StateStore
+
+# Piped output (no terminal) gets wide tables instead of truncated columns.
+out = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+_debug = False
+
+app = typer.Typer(
+    name="controller",
+    help="Run a private LLM chat service: vLLM behind Open WebUI, on one GPU box, with Docker Compose.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@dataclass(frozen=True)
+class Context:
+    site: SiteConfig
+    catalog_path: Path | None
+
+    def catalog(self) -> catalog_mod.Catalog:
+        return catalog_mod.load_catalog(self.catalog_path)
+
+
+def _ctx(ctx: typer.Context) -> Context:
+    return ctx.obj
+
+
+def _resolve_catalog(option: Path | None, site: SiteConfig) -> Path | None:
+    if option is not None:
+        return option
+    configured = merged_values(site.env_file).get("CONTROLLER_CATALOG")
+    if not configured:
+        return None
+    path = Path(configured).expanduser()
+    return path if path.is_absolute() else site.root / path
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    project_dir: Annotated[
+        Path, typer.Option("--project-dir", envvar="CONTROLLER_HOME", help="Checkout holding .env and compose/.")
+    ] = Path("."),
+    env_file: Annotated[
+        Path | None, typer.Option("--env-file", help="Settings file [default: PROJECT_DIR/.env].")
+    ] = None,
+    catalog: Annotated[
+        Path | None,
+        typer.Option("--catalog", envvar="CONTROLLER_CATALOG", help="User catalog YAML that adds or overrides models."),
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+) -> None:
+    global _debug
+    _debug = debug
+    root = project_dir.resolve()
+    site = SiteConfig(root=root, env_file=(env_file or root / ".env").resolve())
+    ctx.obj = Context(site=site, catalog_path=_resolve_catalog(catalog, site))
+
+
+def _print_json(data: object) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+
+
+@app.command()
+def models(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """List the model profiles (built-in and from your catalog)."""
+    rows = []
+    for profile in _ctx(ctx).catalog().profiles():
+        weights = weight_bytes(profile)
+        rows.append(
+            {
+                "name": profile.name,
+                "model": profile.model,
+                "served_model_name": profile.served_model_name,
+                "dtype": profile.dtype,
+                "quantization": profile.quantization,
+                "max_model_len": profile.max_model_len,
+                "accelerator": profile.accelerator,
+                "gated": profile.gated,
+                "weights_gb": round(weights / GB, 2),
+                "weights_gib": round(weights / GIB, 2),
+                "source": profile.source,
+            }
+        )
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(title="Model profiles")
+    for column in ("name", "model", "quantization", "dtype", "context", "weights", "accelerator"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row["name"],
+            row["model"],
+            row["quantization"] or "-",
+            row["dtype"],
+            str(row["max_model_len"]),
+            f"{row['weights_gb']:.1f} GB",
+            row["accelerator"],
+        )
+    out.print(table)
+
+
+ModelArg = Annotated[str, typer.Argument(help="Profile name (see `controller models`).", show_default=False)]
+TimeoutOption = Annotated[
+    float, typer.Option("--timeout", help="Seconds to wait for vLLM to download and load the model.")
+]
+LockTimeoutOption = Annotated[
+    float, typer.Option("--lock-timeout", help="Seconds to wait for another controller run to finish.")
+]
+ForceOption = Annotated[bool, typer.Option("--force", help="Start even when the memory plan says it does not fit.")]
+
+
+class ConsoleReporter(Reporter):
+    """Live progress on stderr: a spinner on the running phase, one line per finished phase."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+        self.status = None
+        self.current = ""
+
+    def phase_start(self, name: str) -> None:
+        self.current = name
+        if self.quiet:
+            return
+        if err.is_terminal:
+            self.status = err.status(f"{name} ...")
+            self.status.start()
+        else:
+            err.print(f"  ... {name}", highlight=False)
+
+    def phase_progress(self, detail: str) -> None:
+        if self.status is not None:
+            self.status.update(f"{self.current} ... [dim]{detail}[/]")
+
+    def phase_done(self, name: str, seconds: float) -> None:
+        if self.status is not None:
+            self.status.stop()
+            self.status = None
+        if not self.quiet:
+            err.print(f"  [green]✓[/] {name:<24} {seconds:6.1f} s", highlight=False)
+
+    def warn(self, message: str) -> None:
+        if self.status is not None:
+            self.status.stop()
+            self.status = None
+        err.print(f"[yellow]warning:[/] {message}", highlight=False)
+
+    def waiting_for_lock(self, owner: str) -> None:
+        err.print(f"waiting for another controller run to finish ({owner}) ...", highlight=False)
+
+    def close(self) -> None:
+        if self.status is not None:
+            self.status.stop()
+            self.status = None
+
+
+def _stack(ctx: typer.Context, *, quiet: bool = False, **options: object) -> Stack:
+    c = _ctx(ctx)
+    return Stack(c.site, c.catalog, ConsoleReporter(quiet=quiet), Options(**options))
+
+
+def _run(stack: Stack, action):
+    try:
+        return action()
+    finally:
+        stack.reporter.close()
+
+
+def _print_summary(result: dict, title: str) -> None:
+    if result.get("noop"):
+        err.print(f"[green]{title}:[/] nothing to do, '{result['model']}' is already serving and healthy")
+    else:
+        err.print(f"[green]{title}[/] in {result['total_s']:.1f} s")
+    table = Table(show_header=False, box=None, padding=(0, 2))
+    table.add_row("URL", result["url"])
+    table.add_row("admin", f"{result['admin_email']} (password in {result['admin_password_in']})")
+    table.add_row("model", f"{result['model']} (served as {result['served_model_name']})")
+    if "previous" in result:
+        table.add_row("previous", str(result["previous"]))
+    if result.get("downtime_s") is not None:
+        table.add_row("chat downtime", f"{result['downtime_s']:.1f} s")
+    vllm = result.get("vllm") or {}
+    if vllm.get("load_time_s") is not None:
+        table.add_row("vLLM load time", f"{vllm['load_time_s']:.1f} s (container start to /health 200)")
+    if vllm.get("kv_cache_tokens"):
+        table.add_row("KV cache", f"{vllm['kv_cache_tokens']} tokens")
+    err.print(table)
+
+
+@app.command()
+def render(ctx: typer.Context, model: ModelArg, as_json: JsonOption = False) -> None:
+    """Write compose/docker-compose.yml for MODEL (generates missing secrets into .env once)."""
+    stack = _stack(ctx, quiet=True)
+    result = stack.render(model)
+    if as_json:
+        _print_json(result)
+        return
+    state = "written" if result["changed"] else "unchanged"
+    err.print(f"{result['compose_file']} {state} for [bold]{model}[/] (served as {result['served_model_name']})")
+    if result["generated_secrets"]:
+        err.print(f"generated {', '.join(result['generated_secrets'])} into {result['env_file']} (mode 0600)")
+
+
+@app.command()
+def up(
+    ctx: typer.Context,
+    model: ModelArg,
+    timeout: TimeoutOption = 1800.0,
+    lock_timeout: LockTimeoutOption = 600.0,
+    force: ForceOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Start the stack serving MODEL, wait until a chat works, and seed the Open WebUI admin.
+
+    Safe to run again: on a healthy stack serving MODEL it only verifies and returns. To change
+    the model of a running stack use `controller switch`, which rolls back on failure.
+    """
+    stack = _stack(ctx, load_timeout_s=timeout, lock_timeout_s=lock_timeout, force=force)
+    result = _run(stack, lambda: stack.up(model))
+    _print_json(result) if as_json else _print_summary(result, "up")
+
+
+@app.command()
+def switch(
+    ctx: typer.Context,
+    model: ModelArg,
+    timeout: TimeoutOption = 1800.0,
+    lock_timeout: LockTimeoutOption = 600.0,
+    force: ForceOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Change the served model; Open WebUI, its users and chats stay. Rolls back if MODEL fails."""
+    stack = _stack(ctx, load_timeout_s=timeout, lock_timeout_s=lock_timeout, force=force)
+    result = _run(stack, lambda: stack.switch(model))
+    _print_json(result) if as_json else _print_summary(result, "switched")
+
+
+@app.command()
+def down(
+    ctx: typer.Context,
+    volumes: Annotated[
+        bool, typer.Option("--volumes", help="Also delete Open WebUI's data volume (users, chats).")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before deleting volumes.")] = False,
+    lock_timeout: LockTimeoutOption = 600.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Stop and remove the containers. Data volumes stay unless --volumes (asks first)."""
+    if volumes and not yes:
+        if not sys.stdin.isatty():
+            raise InputError("--volumes deletes every user and chat; add --yes to confirm in a script")
+        typer.confirm("Delete Open WebUI's data volume with every user and chat? The HF cache stays.", abort=True)
+    stack = _stack(ctx, lock_timeout_s=lock_timeout)
+    result = _run(stack, lambda: stack.down(volumes=volumes))
+    if as_json:
+        _print_json(result)
+    else:
+        kept = "deleted" if volumes else "kept (users, chats)"
+        err.print(f"[green]down:[/] project {result['project']} removed; data volume {kept}")
+
+
+@app.command()
+def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Show each service's state, health and uptime, the active model, and vLLM's load."""
+    result = _stack(ctx, quiet=True).status()
+    if as_json:
+        _print_json(result)
+        return
+    out.print(f"model: [bold]{result['model'] or '-'}[/] (served as {result['served_model_name'] or '-'})")
+    out.print(f"url:   {result['url']}")
+    table = Table("service", "state", "health", "uptime", "image")
+    for name, info in result["services"].items():
+        uptime = f"{info['uptime_s']} s" if info["uptime_s"] is not None else "-"
+        table.add_row(name, info["state"], info["health"] or "-", uptime, info["image"] or "-")
+    out.print(table)
+    m = result["metrics"]
+    if m:
+        out.print(
+            f"vLLM: {m.get('requests_running', 0):g} running, {m.get('requests_waiting', 0):g} waiting, "
+            f"KV cache {100 * m.get('kv_cache_usage', 0):.1f}% used"
+        )
+    _print_history(result["history"][-5:])
+
+
+def _print_history(events: list[dict]) -> None:
+    if not events:
+        return
+    table = Table("finished", "action", "model", "from", "outcome", "downtime", "error", title="recent runs")
+    for e in events:
+        downtime = f"{e['downtime_s']:.1f} s" if e.get("downtime_s") is not None else "-"
+        table.add_row(
+            e["finished"],
+            e["action"],
+            e["profile"],
+            e.get("previous") or "-",
+            e["outcome"],
+            downtime,
+            (e.get("error") or "")[:80],
+        )
+    out.print(table)
+
+
+@app.command()
+def history(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Show recent up, switch and down runs with their outcomes."""
+    events = [vars(e) for e in StateStore(_ctx(ctx).site.state_dir).load().history]
+    if as_json:
+        _print_json(events)
+    else:
+        _print_history(events) if events else err.print("no runs recorded yet")
+
+
+@app.command()
+def logs(
+    ctx: typer.Context,
+    service: Annotated[str | None, typer.Argument(help="vllm or webui (default: both).")] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
+) -> None:
+    """Print the services' logs."""
+    if service not in (None, "vllm", "webui"):
+        raise InputError(f"unknown service '{service}'", hint="use vllm or webui")
+    _stack(ctx, quiet=True).logs(service, follow=follow)
+
+
+def _gpu_memory_option(text: str) -> float:
+    try:
+        return parse_memory_gib(text)
+    except ValueError as exc:
+        raise InputError(f"--gpu-memory {exc}") from None
+
+
+@app.command("plan")
+def plan_command(
+    ctx: typer.Context,
+    model: ModelArg,
+    gpu_memory: Annotated[
+        str | None, typer.Option("--gpu-memory", help="GPU memory, e.g. 12GiB [default: detected, or GPU_MEMORY_GIB].")
+    ] = None,
+    max_model_len: Annotated[int | None, typer.Option("--max-model-len", min=1, help="Context to plan for.")] = None,
+    utilization: Annotated[
+        float | None, typer.Option("--gpu-memory-utilization", min=0.01, max=1.0, help="Fraction vLLM may use.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Tell whether MODEL fits the GPU, and how many full-length chats it serves at once."""
+    c = _ctx(ctx)
+    catalog = c.catalog()
+    profile = catalog.get(model)
+    gpus = detect_gpus() if profile.accelerator == "gpu" and gpu_memory is None else []
+    memory = None
+    source = None
+    if gpu_memory is not None:
+        memory, source = _gpu_memory_option(gpu_memory), "--gpu-memory"
+    elif gpus:
+        memory, source = (
+            gpus[0].total_gib,
+            f"GPU 0: {gpus[0].name}, compute {gpus[0].capability[0]}.{gpus[0].capability[1]}",
+        )
+    elif (configured := gpu_memory_setting(c.site.env_file)) is not None:
+        memory, source = configured, "GPU_MEMORY_GIB"
+    if profile.accelerator == "gpu" and memory is None:
+        raise InputError(
+            "no GPU detected to plan for",
+            hint="pass --gpu-memory 12GiB (or set GPU_MEMORY_GIB in .env)",
+        )
+    result = plan(
+        profile,
+        gpu_memory_gib=memory,
+        max_model_len=max_model_len,
+        gpu_memory_utilization=utilization,
+        weights_bytes_override=local_weights_bytes(profile),
+        alternatives=catalog.profiles(),
+    )
+    data = {**result.as_dict(), "memory_source": source}
+    if as_json:
+        _print_json(data)
+    else:
+        verdict = "[green]fits[/]" if result.fits else "[red]does not fit[/]"
+        where = f"{memory:.1f} GiB ({source})" if memory else "cpu"
+        out.print(f"[bold]{profile.name}[/] on {where}: {verdict}")
+        table = Table(show_header=False, box=None, padding=(0, 2))
+        table.add_row("weights", f"{result.weights_gib:.2f} GiB")
+        table.add_row("overhead (estimate)", f"{result.overhead_gib:.2f} GiB")
+        table.add_row("KV budget", f"{result.kv_budget_gib:.2f} GiB at utilization {result.gpu_memory_utilization:g}")
+        table.add_row("KV per token", f"{result.kv_bytes_per_token / 1024:.0f} KiB")
+        table.add_row(f"KV per sequence ({result.max_model_len})", f"{result.kv_bytes_per_sequence / GIB:.3f} GiB")
+        table.add_row("max concurrency", f"{result.max_concurrency:.1f} full-length sequences")
+        table.add_row("longest context that fits", str(result.max_model_len_fit))
+        out.print(table)
+        for note in result.notes:
+            out.print(f"[yellow]note:[/] {note}")
+        for advice in result.recommendations:
+            out.print(f"[cyan]try:[/] {advice}")
+    if not result.fits:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    """Entry point. Typer handles usage errors (exit 2); ControllerError becomes message + exit code."""
+    try:
+        app()
+    except ControllerError as exc:
+        if _debug:
+            traceback.print_exc()
+        err.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False)
+        for line in exc.details:
+            err.print(f"  {line}", highlight=False, markup=False)
+        if exc.hint:
+            err.print(f"[yellow]hint:[/] {escape(exc.hint)}", highlight=False)
+        sys.exit(exc.exit_code)
+    except Exception:
+        if _debug or os.environ.get("CONTROLLER_DEBUG"):
+            raise
+        err.print("[bold red]internal error[/] (run again with --debug for the traceback)")
+        err.print(f"  {traceback.format_exc().strip().splitlines()[-1]}", markup=False)
+        sys.exit(1)

@@ -1,0 +1,96 @@
+"""GPU inventory (NVML, falling back to nvidia-smi) and whether Docker can reach an NVIDIA runtime."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+
+from controller.capability import parse_capability
+from controller.compose import run_command
+from controller.errors import ControllerError
+from controller.plan import GIB
+
+
+@dataclass(frozen=True)
+class Gpu:
+    index: int
+    name: str
+    total_bytes: int
+    free_bytes: int
+    capability: tuple[int, int]
+
+    @property
+    def total_gib(self) -> float:
+        return self.total_bytes / GIB
+
+    @property
+    def free_gib(self) -> float:
+        return self.free_bytes / GIB
+
+
+NVIDIA_SMI_QUERY = "index,name,memory.total,memory.free,compute_cap"
+
+
+def parse_nvidia_smi(csv_text: str) -> list[Gpu]:
+    """Parse `nvidia-smi --query-gpu=index,name,memory.total,memory.free,compute_cap
+    --format=csv,noheader,nounits` (memory in MiB)."""
+    gpus = []
+    for line in csv_text.strip().splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) != 5:
+            continue
+        index, name, total, free, cap = parts
+        gpus.append(
+            Gpu(int(index), name, int(float(total)) * 1024**2, int(float(free)) * 1024**2, parse_capability(cap))
+        )
+    return gpus
+
+
+def from_nvml(nvml) -> list[Gpu]:
+    """Read GPUs through an NVML module (pynvml from nvidia-ml-py); raises its NVMLError if absent."""
+    nvml.nvmlInit()
+    try:
+        gpus = []
+        for index in range(nvml.nvmlDeviceGetCount()):
+            handle = nvml.nvmlDeviceGetHandleByIndex(index)
+            name = nvml.nvmlDeviceGetName(handle)
+            memory = nvml.nvmlDeviceGetMemoryInfo(handle)
+            major, minor = nvml.nvmlDeviceGetCudaComputeCapability(handle)
+            gpus.append(
+                Gpu(
+                    index,
+                    name.decode() if isinstance(name, bytes) else name,
+                    int(memory.total),
+                    int(memory.free),
+                    (int(major), int(minor)),
+                )
+            )
+        return gpus
+    finally:
+        nvml.nvmlShutdown()
+
+
+def detect_gpus() -> list[Gpu]:
+    """Every NVIDIA GPU on this host; an empty list where there is none or no driver."""
+    try:
+        import pynvml
+
+        return from_nvml(pynvml)
+    except Exception:  # noqa: BLE001 - any NVML failure means "ask nvidia-smi instead"
+        pass
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return []
+    try:
+        out = run_command([smi, f"--query-gpu={NVIDIA_SMI_QUERY}", "--format=csv,noheader,nounits"], timeout=20).stdout
+    except ControllerError:
+        return []
+    return parse_nvidia_smi(out)
+
+
+def docker_has_nvidia_runtime(info: dict) -> bool:
+    """From `docker info`: an 'nvidia' runtime, or CDI devices named nvidia.com/gpu."""
+    if "nvidia" in (info.get("Runtimes") or {}):
+        return True
+    cdi = info.get("DiscoveredDevices") or []
+    return any(str(dev.get("ID", "")).startswith("nvidia.com/gpu") for dev in cdi)

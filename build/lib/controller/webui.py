@@ -1,0 +1,163 @@
+"""Open WebUI's HTTP API, as the controller uses it (httpx)."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+import httpx
+
+from controller.errors import AdminError, ChatRefused, NotReady
+
+
+@dataclass(frozen=True)
+class Session:
+    token: str
+    role: str
+
+
+class WebUI:
+    def __init__(self, base_url: str, *, timeout: float = 15.0):
+        self.base_url = base_url.rstrip("/")
+        self.http = httpx.Client(base_url=self.base_url, timeout=timeout)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> WebUI:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, *, ok: tuple[int, ...] = (), **kwargs) -> httpx.Response:
+        """Send a request; a transport error or an unexpected status is NotReady (waits retry it)."""
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise NotReady(f"Open WebUI did not answer {method} {path}: {exc}") from None
+        if response.status_code >= 400 and response.status_code not in ok:
+            raise NotReady(f"Open WebUI answered {response.status_code} to {method} {path}: {_detail(response)}")
+        return response
+
+    def healthy(self) -> bool:
+        try:
+            response = self._request("GET", "/health", timeout=5)
+        except NotReady:
+            return False
+        return response.json().get("status") is True
+
+    def signin(self, email: str, password: str) -> Session | None:
+        """A session, or None when the credentials are refused."""
+        response = self._request(
+            "POST", "/api/v1/auths/signin", json={"email": email, "password": password}, ok=(400, 401, 403)
+        )
+        if response.status_code >= 400:
+            return None
+        body = response.json()
+        return Session(token=body["token"], role=body.get("role", ""))
+
+    def signup_first_admin(self, name: str, email: str, password: str) -> Session | None:
+        """Sign up as the first user (who becomes admin). None when sign-up is closed (users exist)."""
+        response = self._request(
+            "POST", "/api/v1/auths/signup", json={"name": name, "email": email, "password": password},
+            ok=(400, 403, 422),
+        )  # fmt: skip
+        if response.status_code == 403:
+            return None
+        if response.status_code >= 400:
+            raise AdminError(f"Open WebUI refused the admin sign-up: {_detail(response)}")
+        body = response.json()
+        if body.get("role") != "admin":
+            raise AdminError(f"the sign-up of {email} gave role '{body.get('role')}', not admin")
+        return Session(token=body["token"], role="admin")
+
+    def model_ids(self, token: str, *, refresh: bool = True) -> list[str]:
+        params = {"refresh": "true"} if refresh else None
+        response = self._request("GET", "/api/models", headers=_bearer(token), params=params, timeout=30)
+        return [item["id"] for item in response.json().get("data", [])]
+
+    def models_config(self, token: str) -> dict:
+        return self._request("GET", "/api/v1/configs/models", headers=_bearer(token)).json()
+
+    def serving_config(self, token: str) -> tuple[str | None, str | None]:
+        """The default model and the default function-calling mode, as Open WebUI holds them."""
+        config = self.models_config(token)
+        params = config.get("DEFAULT_MODEL_PARAMS") or {}
+        return config.get("DEFAULT_MODELS"), params.get("function_calling")
+
+    def set_serving_config(self, token: str, model_id: str, function_calling: str) -> None:
+        """Make model_id the default and set how tools are offered to models by default.
+
+        Open WebUI keeps both in its database after the first start, so they are set here, not
+        through the environment. Other default parameters stay as they are, and an operator's
+        per-model setting (Admin Panel > Models) still wins over this default.
+        """
+        config = self.models_config(token)
+        config["DEFAULT_MODELS"] = model_id
+        config["DEFAULT_MODEL_PARAMS"] = {**(config.get("DEFAULT_MODEL_PARAMS") or {}),
+                                          "function_calling": function_calling}  # fmt: skip
+        self._request("POST", "/api/v1/configs/models", headers=_bearer(token), json=config)
+
+    def ensure_openai_backend(self, token: str, base_url: str, api_key: str) -> bool:
+        """Open WebUI keeps its OpenAI connections in its database, so a rotated vLLM key in .env
+        never reaches it. Set the key of our connection; other connections stay as they are.
+        Returns True when something had to change."""
+        config = self._request("GET", "/openai/config", headers=_bearer(token)).json()
+        urls = list(config.get("OPENAI_API_BASE_URLS") or [])
+        keys = list(config.get("OPENAI_API_KEYS") or [])
+        keys += [""] * (len(urls) - len(keys))
+        if base_url in urls:
+            index = urls.index(base_url)
+            if keys[index] == api_key and config.get("ENABLE_OPENAI_API") is not False:
+                return False
+            keys[index] = api_key
+        else:
+            urls.append(base_url)
+            keys.append(api_key)
+        form = {
+            "ENABLE_OPENAI_API": True,
+            "OPENAI_API_BASE_URLS": urls,
+            "OPENAI_API_KEYS": keys,
+            "OPENAI_API_CONFIGS": config.get("OPENAI_API_CONFIGS") or {},
+        }
+        self._request("POST", "/openai/config/update", headers=_bearer(token), json=form)
+        return True
+
+    def chat(self, token: str, model_id: str, prompt: str, *, max_tokens: int = 8, as_ui: bool = False) -> dict:
+        """One chat completion through Open WebUI; returns the OpenAI-shaped response body.
+
+        as_ui shapes the request like one from the browser: a socket session id makes Open WebUI
+        add its built-in tools (with tool_choice "auto") when the model uses native function
+        calling, which vLLM refuses unless it runs a tool-call parser. API requests without a
+        session get no hidden tools, so only this shape proves a person's chat works.
+        """
+        body = {"model": model_id, "messages": [{"role": "user", "content": prompt}],
+                "max_tokens": max_tokens, "stream": False}  # fmt: skip
+        if as_ui:
+            body["session_id"] = f"controller-check-{secrets.token_hex(8)}"
+        response = self._request(
+            "POST", "/api/chat/completions", headers=_bearer(token), timeout=120, json=body, ok=(400,)
+        )
+        if response.status_code == 400:
+            # vLLM refused the request itself (a wrong setting, not a slow start): no retry helps.
+            raise ChatRefused(
+                f"a chat through Open WebUI was refused: {_detail(response)}",
+                hint="a model without a tool-call parser needs Open WebUI's legacy function calling; "
+                "`controller up` or `switch` sets it, unless Admin Panel > Models overrides it",
+            )
+        body = response.json()
+        if not body.get("choices"):
+            raise NotReady(f"chat through Open WebUI returned no choices: {str(body)[:200]}")
+        return body
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("detail", response.text[:200]))
+    except ValueError:
+        return response.text[:200]

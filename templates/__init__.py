@@ -1,0 +1,1 @@
+"""The Jinja templates, shipped inside the package as controller.templates (see pyproject.toml)."""
