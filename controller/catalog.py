@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from controller.errors import CatalogError
+from controller.files import load_yaml, read_text_file, system_dir_problem
+from controller.settings import control_characters
 
 BUILTIN_CATALOG_NAME = "builtin"
 QUANTIZED_METHODS = {"gptq", "gptq_marlin", "awq", "awq_marlin"}
@@ -20,8 +23,65 @@ LOCAL_MODEL_MOUNT = "/models"
 CPU_DEFAULT_KV_CACHE_GIB = 4
 
 
+PROFILE_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
+# Hugging Face's repo id rules: [namespace/]name, letters, digits, '-', '_', '.', at most 96 each.
+_HF_PART = r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9])?"
+HF_REPO_ID = re.compile(rf"(?:{_HF_PART}/)?{_HF_PART}", re.ASCII)
+LOCAL_MODEL_PREFIXES = ("/", "./", "../", "~")
+# Flags the controller derives from profile fields (or must own, like the key): not in extra_args.
+CONTROLLED_FLAGS = frozenset(
+    {
+        "--model", "--host", "--port", "--api-key", "--served-model-name", "--dtype", "--max-model-len",
+        "--quantization", "--kv-cache-dtype", "--gpu-memory-utilization", "--tensor-parallel-size",
+        "--enable-auto-tool-choice", "--tool-call-parser", "--chat-template", "--hf-overrides",
+    }
+)  # fmt: skip
+
+
+def _blame(field: str, message: str) -> PydanticCustomError:
+    """A check across fields, with the field it blames kept apart from the message."""
+    return PydanticCustomError("consistency", "{message}", {"field": field, "message": message})
+
+
+def _printable(value: str) -> str:
+    bad = control_characters(value)
+    if bad:
+        raise ValueError(f"contains a control character or line break ({ascii(bad[0])})")
+    return value
+
+
+def _model_reference(value: str) -> str:
+    if value.startswith(LOCAL_MODEL_PREFIXES):
+        _printable(value)
+        if any(ch in value for ch in "[]\\"):
+            raise ValueError(f"local model path {value!r} may not contain [, ] or \\")
+        problem = system_dir_problem(Path(value))
+        if problem:
+            raise ValueError(f"local model directory: {problem}")
+        return value
+    if not HF_REPO_ID.fullmatch(value) or "--" in value or ".." in value:
+        raise ValueError(
+            f"{ascii(value)} is neither a Hugging Face repo id (org/name: letters, digits, '-', '_', '.') "
+            "nor a local directory (/absolute/path, ./relative or ~/path)"
+        )
+    return value
+
+
+def _vllm_arg(value: str) -> str:
+    _printable(value)
+    flag = value.split("=", 1)[0]
+    if flag in CONTROLLED_FLAGS:
+        raise ValueError(f"{flag} is set by the controller (from the profile's fields); remove it")
+    return value
+
+
+ArgText = Annotated[str, Field(min_length=1, max_length=512), AfterValidator(_vllm_arg)]
+JsonScalar = bool | int | float | str
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: YAML's `true` is not 1 and "8" is not 8; no inf/nan anywhere.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class Architecture(_Strict):
@@ -41,20 +101,22 @@ class Architecture(_Strict):
 
 
 class Profile(_Strict):
-    name: str
-    description: str = ""
-    model: str = Field(min_length=1, description="Hugging Face id, or a local directory")
-    served_model_name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
+    name: str = Field(min_length=1, max_length=64, pattern=PROFILE_NAME_PATTERN)
+    description: str = Field("", max_length=1000)
+    model: Annotated[str, AfterValidator(_model_reference)] = Field(
+        min_length=1, max_length=1024, description="Hugging Face id, or a local directory"
+    )
+    served_model_name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
     dtype: Literal["auto", "half", "float16", "bfloat16", "float", "float32"] = "auto"
     max_model_len: int = Field(gt=0)
     quantization: Literal["gptq", "gptq_marlin", "awq", "awq_marlin", "fp8"] | None = None
     kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2"] = "auto"
     gpu_memory_utilization: float = Field(default=0.90, gt=0, le=1)
     tensor_parallel_size: int = Field(default=1, ge=1)
-    extra_args: list[str] = Field(default_factory=list)
+    extra_args: list[ArgText] = Field(default_factory=list, max_length=64)
     accelerator: Literal["gpu", "cpu"] = "gpu"
     gated: bool = False
-    rope_scaling: dict[str, Any] | None = None
+    rope_scaling: dict[str, JsonScalar | list[int | float]] | None = Field(default=None, max_length=32)
     # vLLM's parser for this model's tool-call format; set only for models trained to call tools.
     # Without one, Open WebUI is told to use prompt-based ("legacy") function calling for it.
     tool_call_parser: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*$")
@@ -64,21 +126,32 @@ class Profile(_Strict):
     architecture: Architecture
     source: str = BUILTIN_CATALOG_NAME
 
+    @field_validator("rope_scaling")
+    @classmethod
+    def _rope_keys(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        for key, item in (value or {}).items():
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key, re.ASCII):
+                raise ValueError(f"key {ascii(key)} is not a config.json field name")
+            if isinstance(item, str):
+                _printable(item)
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> Profile:
         if self.quantization in QUANTIZED_METHODS and self.dtype not in QUANTIZED_DTYPES:
-            raise ValueError(
-                f"dtype '{self.dtype}' does not work with quantization '{self.quantization}'; set dtype: half"
+            raise _blame(
+                "dtype", f"'{self.dtype}' does not work with quantization '{self.quantization}'; set dtype: half"
             )
         if self.max_model_len > self.architecture.max_context and not self.rope_scaling:
-            raise ValueError(
-                f"max_model_len: {self.max_model_len} is above the model's context "
-                f"({self.architecture.max_context}); lower it or set rope_scaling"
+            raise _blame(
+                "max_model_len",
+                f"{self.max_model_len} is above the model's context "
+                f"({self.architecture.max_context}); lower it or set rope_scaling",
             )
         if self.chat_template is not None and self.tool_call_parser is None:
-            raise ValueError("chat_template: only used together with tool_call_parser")
+            raise _blame("chat_template", "only used together with tool_call_parser")
         if self.cpu_kv_cache_gib is not None and self.accelerator != "cpu":
-            raise ValueError("cpu_kv_cache_gib: only applies to accelerator: cpu")
+            raise _blame("cpu_kv_cache_gib", "only applies to accelerator: cpu")
         return self
 
     @property
@@ -129,16 +202,19 @@ class Catalog:
 
 
 def _read_yaml(text: str, origin: str) -> dict[str, dict[str, Any]]:
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise CatalogError(f"catalog {origin}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict) or set(data) - {"profiles"} or not isinstance(data.get("profiles", {}), dict):
+    data = load_yaml(text, f"catalog {origin}", CatalogError)
+    data = {} if data is None else data
+    if not isinstance(data, dict) or set(data) - {"profiles"} or not isinstance(data.get("profiles") or {}, dict):
         raise CatalogError(
             f"catalog {origin}: expected a mapping with one key 'profiles: {{name: {{...}}}}'",
         )
     profiles = data.get("profiles") or {}
     for name, fields in profiles.items():
+        if not isinstance(name, str) or not re.fullmatch(PROFILE_NAME_PATTERN, name):
+            raise CatalogError(
+                f"catalog {origin}: profile name {ascii(name)}: use lowercase letters, digits, '.', '_' and '-', "
+                "starting with a letter or digit"
+            )
         if not isinstance(fields, dict):
             raise CatalogError(f"catalog {origin}: profile '{name}': expected a mapping of fields")
     return profiles
@@ -170,9 +246,9 @@ def _build(name: str, fields: dict[str, Any], origin: str) -> Profile:
         for err in exc.errors():
             field = ".".join(str(p) for p in err["loc"])
             msg = err["msg"].removeprefix("Value error, ")
-            if not field:
-                # Checks across fields say which field they blame before the colon.
-                field, _, msg = msg.partition(": ")
+            if err["type"] == "consistency":
+                # Checks across fields name the field they blame in their context.
+                field, msg = err["ctx"]["field"], err["ctx"]["message"]
             if err["type"] == "extra_forbidden":
                 msg = "unknown field (check the spelling; see the built-in catalog for valid fields)"
             problems.append(f"field '{field}': {msg}")
@@ -192,12 +268,12 @@ def load_catalog(user_catalog: Path | None = None) -> Catalog:
     origins = dict.fromkeys(raw, BUILTIN_CATALOG_NAME)
     if user_catalog is not None:
         path = Path(user_catalog).expanduser()
-        if not path.is_file():
+        if not path.exists():
             raise CatalogError(
                 f"catalog {path}: file not found",
                 hint="set --catalog or CONTROLLER_CATALOG to an existing YAML file",
             )
-        user = _read_yaml(path.read_text(encoding="utf-8"), str(path))
+        user = _read_yaml(read_text_file(path, CatalogError, what="catalog"), str(path))
         for name, fields in user.items():
             fields = _resolve_local_model(fields, path.parent)
             raw[name] = _merge(raw[name], fields) if name in raw else fields

@@ -1,59 +1,59 @@
-"""Site settings: defaults < `.env` < process environment. Missing secrets are generated once."""
+"""Site settings: defaults < `.env` < process environment. Missing secrets are generated once.
+
+Reading is pure: `read_settings` validates everything and generates missing secrets in memory
+only; `store_generated_secrets` is the one write, done by the caller once every check passed.
+"""
 
 from __future__ import annotations
 
+import io
+import ipaddress
+import math
 import os
 import re
 import secrets
+import unicodedata
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
 from dotenv import dotenv_values
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from dotenv.parser import parse_stream
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from zxcvbn import zxcvbn
 
 from controller.errors import SettingsError
-from controller.files import write_atomic
+from controller.files import read_text_file, system_dir_problem, write_atomic
 
 MIN_ADMIN_PASSWORD_LENGTH = 12
+# zxcvbn scores 0-4; 3 is "safely unguessable: moderate protection from an offline slow-hash attack".
+MIN_ADMIN_PASSWORD_SCORE = 3
 GENERATED_PASSWORD_LENGTH = 24
-# Passwords seen in blog posts and quick-start guides; a stack exposed on a LAN must not use them.
-KNOWN_WEAK_PASSWORDS = frozenset(
-    {
-        "admin",
-        "admin123",
-        "admin1234",
-        "admin12345",
-        "adminadmin",
-        "administrator",
-        "password",
-        "password1",
-        "password123",
-        "passw0rd",
-        "changeme",
-        "changeme123",
-        "changeme1234",
-        "openwebui",
-        "open-webui",
-        "openwebui123",
-        "letmein",
-        "welcome123",
-        "123456789012",
-        "qwertyuiop12",
-        "supersecret",
-        "secret123",
-        "your-password-here",
-        "your_password_here",
-        "yourpassword",
-        "demo",
-        "demo1234",
-        "demopassword",
-        "admin@123",
-        "admin_password",
-        "adminpassword",
-        "myadminpassword",
-    }
-)
+MIN_KEY_LENGTH = 16
+# Words a guesser tries first for this stack; zxcvbn treats them as known.
+PASSWORD_CONTEXT_WORDS = ["openwebui", "open-webui", "webui", "llmstack", "vllm", "admin", "changeme", "demo"]
 UNPINNED_TAGS = {"latest", "main", "dev", "nightly"}
+
+# The image reference grammar of distribution/reference (the OCI distribution spec's names).
+_ALNUM = r"[a-z0-9]+"
+_SEPARATOR = r"(?:[._]|__|[-]+)"
+_PATH_COMPONENT = rf"{_ALNUM}(?:{_SEPARATOR}{_ALNUM})*"
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_HOST = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])"
+_NAME = rf"(?:{_HOST}(?::[0-9]+)?/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
+_TAG = r"[\w][\w.-]{0,127}"
+_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
+IMAGE_REFERENCE = re.compile(rf"(?P<name>{_NAME})(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?", re.ASCII)
+MAX_IMAGE_NAME_LENGTH = 255
 
 
 def _secret() -> str:
@@ -72,8 +72,10 @@ GENERATED_SECRETS = {
     "VLLM_API_KEY": _secret,
 }
 SECRET_KEYS = frozenset(GENERATED_SECRETS) | {"HF_TOKEN"}
+# Docker Compose reads these from .env itself (the rendered file says ${VAR}); it expands `$` in
+# unquoted and double-quoted values, so they must be single-quoted when they hold one.
+COMPOSE_READS = SECRET_KEYS
 
-Port = Annotated[int, Field(ge=1, le=65535)]
 _MEMORY_UNITS = {"gib": 1.0, "g": 1.0, "": 1.0, "gb": 1000**3 / 1024**3, "mib": 1 / 1024, "mb": 1000**2 / 1024**3}
 
 
@@ -83,54 +85,131 @@ def parse_memory_gib(text: str | float) -> float:
     unit = match.group(2).lower() if match else None
     if not match or unit not in _MEMORY_UNITS or float(match.group(1)) <= 0:
         raise ValueError(f"'{text}' is not a memory size; write it like 12GiB, 16GB or 24")
-    return float(match.group(1)) * _MEMORY_UNITS[unit]
+    value = float(match.group(1)) * _MEMORY_UNITS[unit]
+    if not math.isfinite(value) or value > 1024 * 1024:
+        raise ValueError(f"'{text}' is not a plausible memory size")
+    return value
+
+
+def control_characters(text: str) -> list[str]:
+    """Characters that have no business in a name or path: control, format, private-use, line breaks."""
+    return [ch for ch in text if unicodedata.category(ch)[0] == "C" or unicodedata.category(ch) in ("Zl", "Zp")]
+
+
+def _printable(value: str) -> str:
+    bad = control_characters(value)
+    if bad:
+        raise ValueError(f"contains a control character or line break ({ascii(bad[0])}); remove it")
+    return value
+
+
+def _ip_address(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value.strip("[]")))
+    except ValueError:
+        raise ValueError("is not an IP address; use e.g. 0.0.0.0 (every interface) or 127.0.0.1") from None
+
+
+def _image_reference(value: str) -> str:
+    match = IMAGE_REFERENCE.fullmatch(value)
+    if not match or len(match.group("name")) > MAX_IMAGE_NAME_LENGTH:
+        raise ValueError(
+            "is not an image reference (registry/name:tag or name@sha256:digest, lowercase name, no spaces)"
+        )
+    if not match.group("digest") and (match.group("tag") is None or match.group("tag") in UNPINNED_TAGS):
+        raise ValueError(f"'{value}' is not pinned; use a release tag such as :v0.12.4 or a digest")
+    return value
+
+
+def _host_directory(value: Path) -> Path:
+    _printable(str(value))
+    path = value.expanduser()
+    if not path.is_absolute():
+        raise ValueError(f"'{value}' is relative; write an absolute path (or one starting with ~/)")
+    problem = system_dir_problem(path)
+    if problem:
+        raise ValueError(problem)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path} exists and is not a directory")
+    return value
+
+
+def _key_text(value: SecretStr) -> SecretStr:
+    plain = value.get_secret_value()
+    if len(plain) < MIN_KEY_LENGTH:
+        raise ValueError(f"is shorter than {MIN_KEY_LENGTH} characters; delete the line to have a strong one generated")
+    if not re.fullmatch(r"[\x21-\x7e]+", plain):
+        raise ValueError("may hold only printable ASCII characters without spaces")
+    return value
+
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+Text = Annotated[str, AfterValidator(_printable)]
+ImageReference = Annotated[str, AfterValidator(_image_reference)]
+Key = Annotated[SecretStr, AfterValidator(_key_text)]
 
 
 class Settings(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
     webui_port: Port = Field(7860, alias="WEBUI_PORT")
-    webui_bind_address: str = Field("0.0.0.0", alias="WEBUI_BIND_ADDRESS")
-    webui_admin_email: str = Field(
-        "admin@example.com", alias="WEBUI_ADMIN_EMAIL", pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+    webui_bind_address: Annotated[str, AfterValidator(_ip_address)] = Field("0.0.0.0", alias="WEBUI_BIND_ADDRESS")
+    webui_admin_email: Text = Field(
+        "admin@example.com",
+        alias="WEBUI_ADMIN_EMAIL",
+        max_length=254,
+        pattern=r"^[^@\s\"'\\]+@[^@\s\"'\\]+\.[^@\s\"'\\]+$",
     )
-    webui_admin_name: str = Field("Admin", alias="WEBUI_ADMIN_NAME", min_length=1)
+    webui_admin_name: Text = Field("Admin", alias="WEBUI_ADMIN_NAME", min_length=1, max_length=100)
     webui_admin_password: SecretStr = Field(alias="WEBUI_ADMIN_PASSWORD")
-    webui_secret_key: SecretStr = Field(alias="WEBUI_SECRET_KEY")
-    vllm_api_key: SecretStr = Field(alias="VLLM_API_KEY")
+    webui_secret_key: Key = Field(alias="WEBUI_SECRET_KEY")
+    vllm_api_key: Key = Field(alias="VLLM_API_KEY")
     hf_token: SecretStr | None = Field(None, alias="HF_TOKEN")
-    hf_cache_dir: Path = Field(Path("~/.cache/huggingface"), alias="HF_CACHE_DIR")
-    vllm_image: str = Field("vllm/vllm-openai:v0.32.0", alias="VLLM_IMAGE")
+    hf_cache_dir: Annotated[Path, AfterValidator(_host_directory)] = Field(
+        Path("~/.cache/huggingface"), alias="HF_CACHE_DIR"
+    )
+    vllm_image: ImageReference = Field("vllm/vllm-openai:v0.32.0", alias="VLLM_IMAGE")
     # Profiles with accelerator: cpu need vLLM's CPU build; the default image is CUDA-only.
-    vllm_cpu_image: str = Field("public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v0.32.0", alias="VLLM_CPU_IMAGE")
-    webui_image: str = Field("ghcr.io/open-webui/open-webui:v0.12.4", alias="WEBUI_IMAGE")
+    vllm_cpu_image: ImageReference = Field(
+        "public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v0.32.0", alias="VLLM_CPU_IMAGE"
+    )
+    webui_image: ImageReference = Field("ghcr.io/open-webui/open-webui:v0.12.4", alias="WEBUI_IMAGE")
     gpu_devices: str = Field("all", alias="GPU_DEVICES", pattern=r"^(all|[1-9][0-9]*|device=[0-9]+(,[0-9]+)*)$")
-    gpu_memory_gib: float | None = Field(None, alias="GPU_MEMORY_GIB")
-    compose_project_name: str = Field("llmstack", alias="COMPOSE_PROJECT_NAME", pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    gpu_memory_gib: float | None = Field(None, alias="GPU_MEMORY_GIB", allow_inf_nan=False)
+    compose_project_name: str = Field(
+        "llmstack", alias="COMPOSE_PROJECT_NAME", max_length=63, pattern=r"^[a-z0-9][a-z0-9_-]*$"
+    )
     vllm_host_port: Port | None = Field(None, alias="VLLM_HOST_PORT")
-    controller_catalog: Path | None = Field(None, alias="CONTROLLER_CATALOG")
+    controller_catalog: Annotated[Path, AfterValidator(lambda p: Path(_printable(str(p))))] | None = Field(
+        None, alias="CONTROLLER_CATALOG"
+    )
 
     @field_validator("webui_admin_password")
     @classmethod
-    def _strong_password(cls, value: SecretStr) -> SecretStr:
+    def _strong_password(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
         plain = value.get_secret_value()
+        if control_characters(plain):
+            raise ValueError("rule 'printable': contains a control character or line break")
         if len(plain) < MIN_ADMIN_PASSWORD_LENGTH:
             raise ValueError(
-                f"is shorter than {MIN_ADMIN_PASSWORD_LENGTH} characters; "
+                f"rule 'length': is shorter than {MIN_ADMIN_PASSWORD_LENGTH} characters; "
                 "delete the line to have a strong one generated"
             )
-        if plain.lower() in KNOWN_WEAK_PASSWORDS:
-            raise ValueError("is a known default or demo password; delete the line to have one generated")
+        known = [str(info.data.get(k, "")) for k in ("webui_admin_email", "webui_admin_name")]
+        verdict = zxcvbn(plain, user_inputs=[w for w in known if w] + PASSWORD_CONTEXT_WORDS)
+        if verdict["score"] < MIN_ADMIN_PASSWORD_SCORE:
+            why = verdict["feedback"].get("warning") or "it is a known or easily guessed pattern"
+            raise ValueError(
+                f"rule 'strength': zxcvbn rates it {verdict['score']} of 4, at least {MIN_ADMIN_PASSWORD_SCORE} "
+                f"is needed ({why.rstrip('.')}); delete the line to have a strong one generated"
+            )
         return value
 
-    @field_validator("vllm_image", "vllm_cpu_image", "webui_image")
+    @field_validator("hf_token")
     @classmethod
-    def _pinned(cls, value: str) -> str:
-        last = value.rsplit("/", 1)[-1]
-        if "@sha256:" in value:
-            return value
-        if ":" not in last or last.rsplit(":", 1)[1] in UNPINNED_TAGS:
-            raise ValueError(f"'{value}' is not pinned; use a release tag such as :v0.12.4 or a digest")
+    def _token_text(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.fullmatch(r"[\x21-\x7e]+", value.get_secret_value()):
+            raise ValueError("may hold only printable ASCII characters without spaces")
         return value
 
     @field_validator("hf_token", "vllm_host_port", "controller_catalog", mode="before")
@@ -149,8 +228,10 @@ class Settings(BaseModel):
 
     @property
     def webui_url(self) -> str:
-        host = "localhost" if self.webui_bind_address in ("0.0.0.0", "::") else self.webui_bind_address
-        return f"http://{host}:{self.webui_port}"
+        if self.webui_bind_address in ("0.0.0.0", "::"):
+            return f"http://localhost:{self.webui_port}"
+        host = self.webui_bind_address
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.webui_port}"
 
 
 class SiteConfig(BaseModel):
@@ -174,10 +255,173 @@ class SiteConfig(BaseModel):
         return self.root / ".controller"
 
 
-def read_env_file(path: Path) -> dict[str, str]:
-    if not path.exists():
+# ----- reading .env ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EnvEntry:
+    value: str
+    line: int
+    single_quoted: bool
+
+
+def _read_env_text(path: Path) -> str | None:
+    if not path.exists() and not path.is_symlink():
+        return None
+    return read_text_file(path, SettingsError, what="settings file")
+
+
+def read_env_entries(path: Path) -> dict[str, EnvEntry]:
+    """Every `KEY=value` of an env file with its line, read literally (no `${...}` expansion).
+
+    A missing file is empty; an unreadable one, a line that does not parse, or a key set twice
+    is a SettingsError naming the file and line.
+    """
+    text = _read_env_text(path)
+    if text is None:
         return {}
-    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+    entries: dict[str, EnvEntry] = {}
+    for binding in parse_stream(io.StringIO(text)):
+        raw = binding.original.string
+        # A binding's text starts with the blank lines before it; its own line comes after them.
+        line = binding.original.line + raw[: len(raw) - len(raw.lstrip())].count("\n")
+        if binding.error:
+            raise SettingsError(
+                f"settings file {path} line {line}: cannot parse this line",
+                hint="write KEY=value, one per line; quote a value with spaces or # in single quotes",
+            )
+        if binding.key is None or binding.value is None:
+            continue
+        if binding.key in entries:
+            raise SettingsError(
+                f"settings file {path} line {line}: {binding.key} is already set on line {entries[binding.key].line}",
+                hint="keep one of the two lines",
+            )
+        quoted = re.match(rf"\s*(?:export\s+)?{re.escape(binding.key)}\s*=\s*'", raw.lstrip()) is not None
+        entries[binding.key] = EnvEntry(binding.value, line, quoted)
+    # python-dotenv's own reading, without interpolation, must agree with what was checked above.
+    literal = {k: v for k, v in dotenv_values(stream=io.StringIO(text), interpolate=False).items() if v is not None}
+    return {key: EnvEntry(literal[key], e.line, e.single_quoted) for key, e in entries.items() if key in literal}
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The env file's values, literally (`$` and `${...}` stay as written)."""
+    return {key: entry.value for key, entry in read_env_entries(path).items()}
+
+
+@dataclass(frozen=True)
+class SettingValues:
+    """Raw setting values and where each one came from, for messages that name the source."""
+
+    values: dict[str, str]
+    sources: dict[str, str] = field(default_factory=dict)
+
+
+def collect_values(env_file: Path, environ: dict[str, str] | None = None) -> SettingValues:
+    environ = os.environ if environ is None else environ
+    values: dict[str, str] = {}
+    sources: dict[str, str] = {}
+    for key, entry in read_env_entries(env_file).items():
+        values[key] = entry.value
+        sources[key] = f"{env_file} line {entry.line}"
+        if key in COMPOSE_READS and "$" in entry.value and not entry.single_quoted:
+            raise SettingsError(
+                f"settings file {env_file} line {entry.line}: {key} holds a '$' outside single quotes",
+                hint=f"write it as {key}='...': Docker Compose would expand the '$' and use another value",
+            )
+    for model_field in Settings.model_fields.values():
+        if model_field.alias in environ:
+            values[model_field.alias] = environ[model_field.alias]
+            sources[model_field.alias] = f"the environment variable {model_field.alias}"
+    return SettingValues(values, sources)
+
+
+def merged_values(env_file: Path, environ: dict[str, str] | None = None) -> dict[str, str]:
+    return collect_values(env_file, environ).values
+
+
+def gpu_memory_setting(env_file: Path) -> float | None:
+    """GPU_MEMORY_GIB without the secrets (for `plan`, which must not generate any)."""
+    collected = collect_values(env_file)
+    value = collected.values.get("GPU_MEMORY_GIB")
+    if not value:
+        return None
+    try:
+        return parse_memory_gib(value)
+    except ValueError as exc:
+        source = collected.sources.get("GPU_MEMORY_GIB", str(env_file))
+        raise SettingsError(f"{source}: GPU_MEMORY_GIB={value!r}: {exc}") from None
+
+
+def parse_settings(values: dict[str, str], origin: str, sources: dict[str, str] | None = None) -> Settings:
+    """Validate; a problem names its source (`.env line N` or the environment variable), never a secret."""
+    sources = sources or {}
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            key = str(err["loc"][0]) if err["loc"] else "?"
+            alias = Settings.model_fields[key].alias if key in Settings.model_fields else key
+            shown = "(hidden)" if alias in SECRET_KEYS else ascii(values.get(alias, ""))
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "missing":
+                msg = "is missing; run any controller command to generate it, or set it"
+            elif err["type"] == "string_pattern_mismatch":
+                msg = f"has an invalid format ({msg})"
+            problems.append(f"{sources.get(alias, origin)}: {alias}={shown}: {msg}")
+        raise SettingsError(problems[0], details=problems[1:]) from None
+
+
+# ----- loading and storing ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadedSettings:
+    """Valid settings, and the secrets generated for them in memory that .env does not hold yet."""
+
+    settings: Settings
+    pending_secrets: dict[str, str]
+
+    @property
+    def pending_names(self) -> list[str]:
+        return sorted(self.pending_secrets)
+
+
+def read_settings(site: SiteConfig, environ: dict[str, str] | None = None) -> LoadedSettings:
+    """Read and validate the settings; generate missing secrets in memory. Writes nothing."""
+    collected = collect_values(site.env_file, environ)
+    missing = {key: make() for key, make in GENERATED_SECRETS.items() if not collected.values.get(key)}
+    settings = parse_settings({**collected.values, **missing}, str(site.env_file), collected.sources)
+    return LoadedSettings(settings, missing)
+
+
+def store_generated_secrets(site: SiteConfig, loaded: LoadedSettings) -> list[str]:
+    """Write the secrets `read_settings` generated into .env (mode 0600); never overwrites a value.
+
+    Returns the names written. Call it only after every check before launch passed.
+    """
+    if not loaded.pending_secrets:
+        return []
+    return write_env_values(site.env_file, loaded.pending_secrets, overwrite=False)
+
+
+def load_settings(site: SiteConfig, *, generate: bool = True) -> Settings:
+    """Read and validate settings; then, if asked, store each missing secret once in .env.
+
+    Validation runs first so that a bad value leaves .env untouched.
+    """
+    loaded = read_settings(site)
+    if generate:
+        if loaded.pending_secrets:
+            store_generated_secrets(site, loaded)
+        elif site.env_file.exists():
+            # Rewriting tightens a hand-made .env that others could read.
+            write_env_values(site.env_file, {}, overwrite=False)
+    return loaded.settings
+
+
+# ----- writing .env ----------------------------------------------------------------------------
 
 
 def _env_line(key: str, value: str) -> str:
@@ -193,7 +437,7 @@ def write_env_values(path: Path, values: dict[str, str], *, overwrite: bool) -> 
 
     Existing lines and comments are kept. With overwrite=False a key already present keeps its value.
     """
-    existing_text = path.read_text(encoding="utf-8") if path.exists() else ""
+    existing_text = _read_env_text(path) or ""
     current = read_env_file(path)
     lines = existing_text.splitlines()
     written = []
@@ -213,54 +457,3 @@ def write_env_values(path: Path, values: dict[str, str], *, overwrite: bool) -> 
         # Rewriting also tightens a hand-made .env that others could read.
         write_atomic(path, "\n".join(lines) + "\n" if lines else "", mode=0o600)
     return written
-
-
-def gpu_memory_setting(env_file: Path) -> float | None:
-    """GPU_MEMORY_GIB without the secrets (for `plan`, which must not generate any)."""
-    value = merged_values(env_file).get("GPU_MEMORY_GIB")
-    if not value:
-        return None
-    try:
-        return parse_memory_gib(value)
-    except ValueError as exc:
-        raise SettingsError(f"{env_file}: GPU_MEMORY_GIB={value!r}: {exc}") from None
-
-
-def merged_values(env_file: Path, environ: dict[str, str] | None = None) -> dict[str, str]:
-    environ = os.environ if environ is None else environ
-    values = read_env_file(env_file)
-    for field in Settings.model_fields.values():
-        if field.alias in environ:
-            values[field.alias] = environ[field.alias]
-    return values
-
-
-def parse_settings(values: dict[str, str], origin: str) -> Settings:
-    try:
-        return Settings.model_validate(values)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            key = str(err["loc"][0]) if err["loc"] else "?"
-            alias = Settings.model_fields[key].alias if key in Settings.model_fields else key
-            shown = "(hidden)" if alias in SECRET_KEYS else repr(values.get(alias, ""))
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "missing":
-                msg = "is missing; run any controller command to generate it, or set it"
-            elif err["type"] == "string_pattern_mismatch":
-                msg = f"has an invalid format ({msg})"
-            problems.append(f"{alias}={shown}: {msg}")
-        raise SettingsError(f"{origin}: {problems[0]}", details=problems[1:]) from None
-
-
-def load_settings(site: SiteConfig, *, generate: bool = True) -> Settings:
-    """Read and validate settings; then, if asked, store each missing secret once in .env.
-
-    Validation runs first so that a bad value leaves .env untouched.
-    """
-    values = merged_values(site.env_file)
-    missing = {key: make() for key, make in GENERATED_SECRETS.items() if not values.get(key)}
-    settings = parse_settings({**values, **missing}, str(site.env_file))
-    if generate:
-        write_env_values(site.env_file, missing, overwrite=False)
-    return settings
