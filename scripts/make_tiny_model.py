@@ -34,7 +34,9 @@ ARCH = {
 }
 TARGET_VOCAB = 512
 SEED = 0
-SPECIAL_TOKENS = ["<s>", "</s>", "<pad>"]
+# <|python_tag|> is Llama 3.1's tool-call marker: vLLM's llama3_json tool-call parser refuses a
+# tokenizer without it, and the test catalog's tiny-a runs that parser.
+SPECIAL_TOKENS = ["<s>", "</s>", "<pad>", "<|python_tag|>"]
 CHAT_TEMPLATE = (
     "{{ bos_token }}"
     "{% for message in messages %}"

@@ -63,6 +63,12 @@ FATALS = [
         "processes.",
         "gpu_memory_in_use",
     ),
+    (
+        # vLLM 0.32, seen here: llama3_json on a tokenizer without Llama 3.1's <|python_tag|>.
+        "TypeError: --tool-call-parser llama3_json cannot be used with the tokenizer of '/models/tiny-a': "
+        "Llama3JsonToolParser could not locate the bot token '<|python_tag|>' in the tokenizer.",
+        "parser_does_not_fit_tokenizer",
+    ),
     (ENGINE_FAILED, "engine_init_failed"),
 ]
 

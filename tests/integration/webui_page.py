@@ -1,0 +1,106 @@
+"""Open WebUI as a person uses it: Debian's Chromium driven by Playwright (no browser download).
+
+Selectors are the ones Open WebUI 0.12 renders: the login form's email and password inputs, the
+chat box `#chat-input`, the model selector's aria-label, and `/c/<id>` links for saved chats.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from controller.errors import NotReady
+from controller.health import wait_for
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+# Without the background-networking flags Chromium keeps trying hosts this closed network refuses.
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+UI_TIMEOUT_MS = 60_000
+REPLY_DEADLINE_S = 120
+
+
+@contextmanager
+def chromium() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def new_page(browser: Browser) -> Page:
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    page.set_default_timeout(UI_TIMEOUT_MS)
+    return page
+
+
+def submit_login(page: Page, base_url: str, email: str, password: str) -> None:
+    page.goto(f"{base_url}/auth")
+    page.fill("input[type=email]", email)
+    page.fill("input[type=password]", password)
+    page.keyboard.press("Enter")
+
+
+def sign_in(page: Page, base_url: str, email: str, password: str) -> None:
+    submit_login(page, base_url, email, password)
+    page.wait_for_selector("#chat-input")
+    dismiss_release_notes(page)
+
+
+def dismiss_release_notes(page: Page) -> None:
+    """A first sign-in shows "What's New"; a person closes it."""
+    button = page.get_by_role("button", name="Okay, Let's Go!")
+    if button.count():
+        button.click()
+
+
+def selected_model(page: Page) -> str:
+    label = page.locator("#model-selector-model-button").get_attribute("aria-label") or ""
+    return label.removeprefix("Selected model: ")
+
+
+def send_message(page: Page, text: str) -> str:
+    """Type into the chat box, press Enter, and return the id of the chat it lands in."""
+    page.locator("#chat-input").click()
+    page.keyboard.type(text)
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r".*/c/[0-9a-f-]+$"))
+    return page.url.rsplit("/", 1)[-1]
+
+
+def token(page: Page) -> str:
+    return page.evaluate("localStorage.token")
+
+
+def assistant_reply(base_url: str, bearer: str, chat_id: str, after: str) -> dict:
+    """Wait until the chat stores a finished assistant message answering the user message `after`."""
+
+    def finished() -> dict:
+        response = httpx.get(f"{base_url}/api/v1/chats/{chat_id}", headers={"Authorization": f"Bearer {bearer}"})
+        response.raise_for_status()
+        messages = response.json()["chat"]["history"]["messages"].values()
+        asked = [m["id"] for m in messages if m["role"] == "user" and m.get("content") == after]
+        replies = [m for m in messages if m["role"] == "assistant" and m.get("parentId") in asked]
+        if not replies or not (replies[-1].get("done") or replies[-1].get("error")):
+            raise NotReady(f"chat {chat_id} has no finished reply to {after!r} yet")
+        return replies[-1]
+
+    return wait_for("browser reply", finished, deadline_s=REPLY_DEADLINE_S)
+
+
+def screenshot(page: Page, name: str) -> Path:
+    folder = Path(os.environ.get("TEST_ARTIFACTS_DIR", Path(__file__).resolve().parents[2] / ".artifacts")) / "browser"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
+    page.screenshot(path=str(path))
+    return path
