@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 import jinja2
+import yaml
 
 from controller.capability import effective_dtype, effective_quantization
 from controller.catalog import Profile
 from controller.errors import RenderError
+from controller.files import load_yaml
 from controller.settings import Settings
 
 TEMPLATES_PACKAGE = "controller.templates"
@@ -19,6 +22,15 @@ VLLM_PORT = 8000
 # How Open WebUI reaches vLLM on the compose network (no trailing slash: Open WebUI appends paths).
 VLLM_BASE_URL = f"http://vllm:{VLLM_PORT}/v1"
 WEBUI_PORT = 8080
+HF_CACHE_TARGET = "/root/.cache/huggingface"
+WEBUI_DATA_MOUNT = "webui-data:/app/backend/data"
+# The only `${...}` the rendered file may hold: Compose fills them from .env at run time.
+SECRET_REFERENCES = {
+    "VLLM_API_KEY": "${VLLM_API_KEY:?set VLLM_API_KEY in .env}",
+    "WEBUI_SECRET_KEY": "${WEBUI_SECRET_KEY:?set WEBUI_SECRET_KEY in .env}",
+    "WEBUI_ADMIN_PASSWORD": "${WEBUI_ADMIN_PASSWORD:?set WEBUI_ADMIN_PASSWORD in .env}",
+    "HF_TOKEN": "${HF_TOKEN:-}",
+}
 
 
 @dataclass(frozen=True)
@@ -69,6 +81,16 @@ def vllm_args(profile: Profile, capability: tuple[int, int] | None = None) -> li
     return args + list(profile.extra_args)
 
 
+def _healthcheck(port: int) -> list[str]:
+    probe = f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}/health', timeout=4)"
+    return ["CMD", "python3", "-c", probe]
+
+
+def _port_mapping(address: str, host_port: int, container_port: int) -> str:
+    host = f"[{address}]" if ":" in address else address
+    return f"{host}:{host_port}:{container_port}"
+
+
 def render_context(profile: Profile, settings: Settings, capability: tuple[int, int] | None = None) -> dict:
     local = profile.local_path
     return {
@@ -83,6 +105,12 @@ def render_context(profile: Profile, settings: Settings, capability: tuple[int, 
         "webui_port": WEBUI_PORT,
         "webui_host_port": settings.webui_port,
         "webui_bind_address": settings.webui_bind_address,
+        "webui_port_mapping": _port_mapping(settings.webui_bind_address, settings.webui_port, WEBUI_PORT),
+        "vllm_port_mapping": (
+            _port_mapping("127.0.0.1", settings.vllm_host_port, VLLM_PORT) if settings.vllm_host_port else None
+        ),
+        "vllm_healthcheck": _healthcheck(VLLM_PORT),
+        "webui_healthcheck": _healthcheck(WEBUI_PORT),
         "admin_email": settings.webui_admin_email,
         "admin_name": settings.webui_admin_name,
         "gpu": GpuReservation.from_setting(settings.gpu_devices) if profile.accelerator == "gpu" else None,
@@ -99,6 +127,50 @@ def _load_template(name: str) -> str:
     return resources.files(TEMPLATES_PACKAGE).joinpath(name).read_text(encoding="utf-8")
 
 
+class Rendered(str):
+    """Template output that went through a safe filter."""
+
+
+def compose_escape(text: str) -> str:
+    """Compose interpolates `$` in every value it reads; `$$` is a literal `$`."""
+    return text.replace("$", "$$")
+
+
+def compose_unescape(text: str) -> str:
+    return text.replace("$$", "$")
+
+
+def _defined(value: object) -> None:
+    if isinstance(value, jinja2.Undefined):
+        str(value)  # StrictUndefined raises UndefinedError naming the variable
+
+
+def yaml_string(value: object) -> Rendered:
+    """`value` as one YAML double-quoted scalar on one line (PyYAML escapes quotes, line breaks and
+    non-printable characters), with `$` doubled so that Compose keeps it literal."""
+    _defined(value)
+    if not isinstance(value, str):
+        raise RenderError(f"template value {value!r} is not a string; use |n for numbers")
+    dumped = yaml.safe_dump(value, default_style='"', allow_unicode=True, width=2**31 - 1).rstrip("\n")
+    if "\n" in dumped or not (dumped.startswith('"') and dumped.endswith('"')):
+        raise RenderError(f"template value {value!r} did not quote to a single line")
+    return Rendered(compose_escape(dumped))
+
+
+def yaml_int(value: object) -> Rendered:
+    _defined(value)
+    if type(value) is not int:
+        raise RenderError(f"template value {value!r} is not an integer")
+    return Rendered(str(value))
+
+
+def _only_filtered(value: object) -> object:
+    # Every {{ ... }} in the template must end in |q or |n: nothing reaches the file unescaped.
+    if not isinstance(value, Rendered):
+        raise RenderError(f"template output {value!r} did not go through |q or |n")
+    return value
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FunctionLoader(_load_template),
@@ -107,15 +179,18 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         autoescape=False,
+        finalize=_only_filtered,
     )
-    # JSON strings are valid YAML scalars, so every value is quoted safely.
-    env.filters["q"] = lambda value: json.dumps(value)
+    env.filters["q"] = yaml_string
+    env.filters["n"] = yaml_int
     return env
 
 
 def render_template(name: str, context: dict) -> str:
     try:
         return _environment().get_template(name).render(**context)
+    except RenderError as exc:
+        raise RenderError(f"template {name}: {exc.message}") from None
     except jinja2.UndefinedError as exc:
         raise RenderError(f"template {name}: {exc.message}") from None
     except jinja2.TemplateError as exc:
@@ -125,4 +200,150 @@ def render_template(name: str, context: dict) -> str:
 
 
 def render_compose(profile: Profile, settings: Settings, capability: tuple[int, int] | None = None) -> str:
-    return render_template(COMPOSE_TEMPLATE, render_context(profile, settings, capability))
+    """The compose file as text, checked: it parses to exactly the expected structure."""
+    context = render_context(profile, settings, capability)
+    text = render_template(COMPOSE_TEMPLATE, context)
+    check_rendered(text, context)
+    return text
+
+
+# ----- the serving spec the rendered file must match -------------------------------------------
+
+
+def expected_compose(context: dict) -> dict[str, Any]:
+    """The whole document that `docker compose` must see, built from the values alone.
+
+    The rendered file is compared with this after parsing, so no value can add a key, a service,
+    a mount, a device, a port or a privilege: anything else stops before the file is written.
+    """
+    profile: Profile = context["profile"]
+    gpu: GpuReservation | None = context["gpu"]
+    logging = {"driver": "json-file", "options": {"max-size": "50m", "max-file": "5"}}
+    volumes: list[dict[str, Any]] = [
+        {
+            "type": "bind",
+            "source": context["hf_cache_dir"],
+            "target": HF_CACHE_TARGET,
+            "bind": {"create_host_path": True},
+        }
+    ]
+    if context["local_model_dir"]:
+        volumes.append(
+            {"type": "bind", "source": context["local_model_dir"], "target": profile.container_model, "read_only": True}
+        )
+    vllm_env = {"VLLM_API_KEY": SECRET_REFERENCES["VLLM_API_KEY"], "HF_TOKEN": SECRET_REFERENCES["HF_TOKEN"]}
+    if profile.accelerator == "cpu":
+        vllm_env["VLLM_CPU_KVCACHE_SPACE"] = str(context["cpu_kv_cache_gib"])
+    vllm: dict[str, Any] = {
+        "image": context["vllm_image"],
+        "command": list(context["vllm_args"]),
+        "environment": vllm_env,
+        "volumes": volumes,
+        "networks": ["backend", "frontend"] if context["vllm_host_port"] else ["backend"],
+        "healthcheck": {
+            "test": context["vllm_healthcheck"],
+            "interval": "5s",
+            "timeout": "5s",
+            "retries": 3,
+            "start_period": "30m",
+        },
+        "restart": "unless-stopped",
+        "logging": logging,
+        "labels": {"io.llmstack.profile": profile.name, "io.llmstack.served-model-name": profile.served_model_name},
+    }
+    if gpu:
+        device: dict[str, Any] = {"driver": "nvidia", "capabilities": ["gpu"]}
+        if gpu.device_ids:
+            device["device_ids"] = gpu.device_ids
+        else:
+            device["count"] = gpu.count if gpu.count == "all" else int(gpu.count or 0)
+        vllm["ipc"] = "host"
+        vllm["deploy"] = {"resources": {"reservations": {"devices": [device]}}}
+    else:
+        vllm["shm_size"] = "2gb"
+    if context["vllm_port_mapping"]:
+        vllm["ports"] = [context["vllm_port_mapping"]]
+    webui = {
+        "image": context["webui_image"],
+        "environment": {
+            "OPENAI_API_BASE_URL": context["vllm_base_url"],
+            "OPENAI_API_KEY": SECRET_REFERENCES["VLLM_API_KEY"],
+            "ENABLE_OLLAMA_API": "false",
+            "WEBUI_SECRET_KEY": SECRET_REFERENCES["WEBUI_SECRET_KEY"],
+            "WEBUI_ADMIN_EMAIL": context["admin_email"],
+            "WEBUI_ADMIN_NAME": context["admin_name"],
+            "WEBUI_ADMIN_PASSWORD": SECRET_REFERENCES["WEBUI_ADMIN_PASSWORD"],
+            "ENABLE_SIGNUP": "false",
+            "DEFAULT_MODELS": profile.served_model_name,
+        },
+        "volumes": [WEBUI_DATA_MOUNT],
+        "ports": [context["webui_port_mapping"]],
+        "networks": ["backend", "frontend"],
+        "depends_on": {"vllm": {"condition": "service_started"}},
+        "healthcheck": {
+            "test": context["webui_healthcheck"],
+            "interval": "5s",
+            "timeout": "5s",
+            "retries": 3,
+            "start_period": "5m",
+        },
+        "restart": "unless-stopped",
+        "logging": logging,
+    }
+    return {
+        "name": context["project_name"],
+        "x-logging": logging,
+        "services": {"vllm": vllm, "webui": webui},
+        "networks": {"backend": {"internal": bool(context["backend_internal"])}, "frontend": {}},
+        "volumes": {"webui-data": {}},
+    }
+
+
+_REFERENCES = frozenset(SECRET_REFERENCES.values())
+
+
+def _as_compose_reads(node: Any, path: str) -> Any:
+    """Strings as Compose will use them: `$$` becomes `$`; any other `$` must be a known reference."""
+    if isinstance(node, dict):
+        return {_as_compose_reads(k, path): _as_compose_reads(v, f"{path}.{k}") for k, v in node.items()}
+    if isinstance(node, list):
+        return [_as_compose_reads(v, f"{path}[{i}]") for i, v in enumerate(node)]
+    if isinstance(node, str):
+        if node in _REFERENCES:
+            return node
+        if "$" in node.replace("$$", ""):
+            raise RenderError(f"rendered compose file: {path.lstrip('.')} holds an unescaped '$'")
+        return compose_unescape(node)
+    return node
+
+
+def _first_difference(got: Any, want: Any, path: str) -> str | None:
+    if isinstance(want, dict) and isinstance(got, dict):
+        extra, missing = sorted(map(str, set(got) - set(want))), sorted(map(str, set(want) - set(got)))
+        if extra or missing:
+            return f"{path or 'top level'}: unexpected keys {extra}, missing keys {missing}"
+        for key in want:
+            found = _first_difference(got[key], want[key], f"{path}.{key}" if path else str(key))
+            if found:
+                return found
+        return None
+    if isinstance(want, list) and isinstance(got, list) and len(got) == len(want):
+        for i, (g, w) in enumerate(zip(got, want, strict=True)):
+            found = _first_difference(g, w, f"{path}[{i}]")
+            if found:
+                return found
+        return None
+    if type(got) is not type(want) or got != want:
+        return f"{path}: expected {want!r}, found {got!r}"
+    return None
+
+
+def check_rendered(text: str, context: dict) -> None:
+    """Parse the rendered file and compare it with the serving spec; raise RenderError on any difference."""
+    parsed = load_yaml(text, "rendered compose file", RenderError)
+    problem = _first_difference(_as_compose_reads(parsed, ""), expected_compose(context), "")
+    if problem:
+        raise RenderError(
+            f"rendered compose file does not match the serving spec ({problem}); nothing was written",
+            hint="this is a bug in the controller or its template; please report it with the profile and .env keys",
+        )

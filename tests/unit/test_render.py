@@ -185,7 +185,9 @@ def test_rope_scaling_is_passed_as_hf_overrides(tmp_path):
 
 
 def test_undefined_template_variable_names_template_and_variable(monkeypatch):
-    monkeypatch.setattr(render, "_load_template", lambda name: "name: {{ project_name }}\nx: {{ no_such_variable }}\n")
+    monkeypatch.setattr(
+        render, "_load_template", lambda name: "name: {{ project_name | q }}\nx: {{ no_such_variable | q }}\n"
+    )
     with pytest.raises(RenderError) as info:
         render_template("bad.yml.j2", {"project_name": "p"})
     assert "bad.yml.j2" in info.value.message
