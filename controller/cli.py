@@ -4,6 +4,7 @@ errors become messages and exit codes (0 ok, 1 runtime failure, 2 bad input)."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import traceback
@@ -133,11 +134,38 @@ def models(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
 
 ModelArg = Annotated[str, typer.Argument(help="Profile name (see `controller models`).", show_default=False)]
+
+
+def _finite(value: float | None) -> float | None:
+    # click's range check lets nan through (every comparison with nan is false).
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter("must be a finite number")
+    return value
+
+
+# A deadline shorter than a model load can only cause an outage (switch would recreate vLLM, give
+# up at once and roll back); longer than a day is a typo.
+MIN_LOAD_TIMEOUT_S = 30
+MAX_TIMEOUT_S = 86400
 TimeoutOption = Annotated[
-    float, typer.Option("--timeout", help="Seconds to wait for vLLM to download and load the model.")
+    float,
+    typer.Option(
+        "--timeout",
+        min=MIN_LOAD_TIMEOUT_S,
+        max=MAX_TIMEOUT_S,
+        callback=_finite,
+        help="Seconds to wait for vLLM to download and load the model.",
+    ),
 ]
 LockTimeoutOption = Annotated[
-    float, typer.Option("--lock-timeout", help="Seconds to wait for another controller run to finish.")
+    float,
+    typer.Option(
+        "--lock-timeout",
+        min=0,
+        max=MAX_TIMEOUT_S,
+        callback=_finite,
+        help="Seconds to wait for another controller run to finish (0: do not wait).",
+    ),
 ]
 ForceOption = Annotated[bool, typer.Option("--force", help="Start even when the memory plan says it does not fit.")]
 
@@ -368,9 +396,12 @@ def plan_command(
     gpu_memory: Annotated[
         str | None, typer.Option("--gpu-memory", help="GPU memory, e.g. 12GiB [default: detected, or GPU_MEMORY_GIB].")
     ] = None,
-    max_model_len: Annotated[int | None, typer.Option("--max-model-len", min=1, help="Context to plan for.")] = None,
+    max_model_len: Annotated[
+        int | None, typer.Option("--max-model-len", min=1, max=10_000_000, help="Context to plan for.")
+    ] = None,
     utilization: Annotated[
-        float | None, typer.Option("--gpu-memory-utilization", min=0.01, max=1.0, help="Fraction vLLM may use.")
+        float | None,
+        typer.Option("--gpu-memory-utilization", min=0.01, max=1.0, callback=_finite, help="Fraction vLLM may use."),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -378,6 +409,12 @@ def plan_command(
     c = _ctx(ctx)
     catalog = c.catalog()
     profile = catalog.get(model)
+    if max_model_len is not None and max_model_len > profile.architecture.max_context and not profile.rope_scaling:
+        raise InputError(
+            f"--max-model-len {max_model_len} is above the context of '{profile.name}' "
+            f"({profile.architecture.max_context} tokens)",
+            hint="plan for a shorter context, or add rope_scaling to the profile in your catalog",
+        )
     gpus = detect_gpus() if profile.accelerator == "gpu" and gpu_memory is None else []
     memory = None
     source = None
