@@ -112,6 +112,11 @@ def _ip_address(value: str) -> str:
 
 def _image_reference(value: str) -> str:
     match = IMAGE_REFERENCE.fullmatch(value)
+    first, _, rest = match.group("name").partition("/") if match else ("", "", "")
+    # Like Docker's normalisation: the first part is a registry only when it looks like a host.
+    registry = rest and ("." in first or ":" in first or first == "localhost")
+    if not registry and match and not re.fullmatch(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*", match.group("name")):
+        match = None
     if not match or len(match.group("name")) > MAX_IMAGE_NAME_LENGTH:
         raise ValueError(
             "is not an image reference (registry/name:tag or name@sha256:digest, lowercase name, no spaces)"
