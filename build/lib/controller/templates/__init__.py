@@ -1,1 +1,0 @@
-"""The Jinja templates, shipped inside the package as controller.templates (see pyproject.toml)."""
