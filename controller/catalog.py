@@ -238,7 +238,8 @@ def _resolve_local_model(fields: dict[str, Any], catalog_dir: Path) -> dict[str,
     return fields
 
 
-def _build(name: str, fields: dict[str, Any], origin: str) -> Profile:
+def build_profile(name: str, fields: dict[str, Any], origin: str) -> Profile:
+    """One validated profile; any problem is a CatalogError naming origin, profile and field."""
     try:
         return Profile.model_validate({**fields, "name": name, "source": origin})
     except ValidationError as exc:
@@ -278,7 +279,7 @@ def load_catalog(user_catalog: Path | None = None) -> Catalog:
             fields = _resolve_local_model(fields, path.parent)
             raw[name] = _merge(raw[name], fields) if name in raw else fields
             origins[name] = str(path)
-    return Catalog({name: _build(name, fields, origins[name]) for name, fields in raw.items()})
+    return Catalog({name: build_profile(name, fields, origins[name]) for name, fields in raw.items()})
 
 
 def check_local_model(profile: Profile) -> None:
