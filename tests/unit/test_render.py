@@ -193,3 +193,47 @@ def test_undefined_template_variable_names_template_and_variable(monkeypatch):
     assert "bad.yml.j2" in info.value.message
     assert "no_such_variable" in info.value.message
     assert info.value.exit_code == 2
+
+
+# ----- the rendered file's structure is fixed by code ----------------------------------------------
+
+TAMPERED = {
+    "privileged": ("    restart: unless-stopped\n", "    restart: unless-stopped\n    privileged: true\n"),
+    "extra_mount": ("        target: /root/.cache/huggingface\n", "        target: /root/.cache/huggingface\n"
+                    "      - /:/host\n"),
+    "include": ("name: ", "include:\n  - other.yml\nname: "),
+    "third_service": ("\nnetworks:\n", "  evil:\n    image: \"alpine:3\"\n\nnetworks:\n"),
+    "published_vllm_port": ("    networks:\n      - backend\n", "    ports:\n      - \"8000:8000\"\n"
+                            "    networks:\n      - backend\n"),
+    "unescaped_dollar": ('"Admin"', '"$HOME"'),
+    "duplicate_key": ("    restart: unless-stopped\n", "    restart: unless-stopped\n    restart: always\n"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("old", "new"), TAMPERED.values(), ids=TAMPERED.keys())
+def test_structure_check_stops_anything_but_the_serving_spec(old, new):
+    profile = load_catalog().get("deepseek-1.5b")
+    settings = fixed_settings()
+    context = render.render_context(profile, settings)
+    text = render_compose(profile, settings)
+    assert old in text
+    with pytest.raises(RenderError) as info:
+        render.check_rendered(text.replace(old, new, 1), context)
+    assert "rendered compose file" in info.value.message and info.value.exit_code == 2
+
+
+def test_every_template_output_must_go_through_a_safe_filter(monkeypatch):
+    monkeypatch.setattr(render, "_load_template", lambda name: "name: {{ project_name }}\n")
+    with pytest.raises(RenderError, match="did not go through"):
+        render_template("unfiltered.yml.j2", {"project_name": "p"})
+
+
+def test_ipv6_bind_address_renders_a_bracketed_port_mapping():
+    compose = _compose("deepseek-1.5b", WEBUI_BIND_ADDRESS="::1")
+    assert compose["services"]["webui"]["ports"] == ["[::1]:7860:8080"]
+
+
+def test_dollar_and_quotes_in_values_are_escaped_for_yaml_and_compose():
+    text = _render("deepseek-1.5b", WEBUI_ADMIN_NAME='Opé "$team" # {{ x }}: [a]')
+    env = yaml.safe_load(text)["services"]["webui"]["environment"]
+    assert env["WEBUI_ADMIN_NAME"] == 'Opé "$$team" # {{ x }}: [a]'

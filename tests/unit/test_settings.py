@@ -4,7 +4,17 @@ import stat
 
 import pytest
 
-from controller.settings import Settings, SettingsError, SiteConfig, load_settings, read_env_file, write_env_values
+from controller.settings import (
+    Settings,
+    SettingsError,
+    SiteConfig,
+    load_settings,
+    read_env_entries,
+    read_env_file,
+    read_settings,
+    store_generated_secrets,
+    write_env_values,
+)
 
 GENERATED = ("WEBUI_ADMIN_PASSWORD", "WEBUI_SECRET_KEY", "VLLM_API_KEY")
 STRONG = "correct-horse-battery-staple"
@@ -102,9 +112,17 @@ def test_weak_password_in_env_is_refused_and_env_is_left_byte_identical(tmp_path
     assert password not in text
 
 
-def test_known_demo_password_of_full_length_is_refused_as_known(tmp_path):
-    (tmp_path / ".env").write_text("WEBUI_ADMIN_PASSWORD=changeme1234\n", encoding="utf-8")
-    with pytest.raises(SettingsError, match="known"):
+@pytest.mark.parametrize("password", ["changeme1234", "password123456", "openwebui123456", "admin@example.com1"])
+def test_guessable_password_of_full_length_fails_the_named_strength_rule(tmp_path, password):
+    (tmp_path / ".env").write_text(f"WEBUI_ADMIN_PASSWORD='{password}'\n", encoding="utf-8")
+    with pytest.raises(SettingsError, match="rule 'strength': zxcvbn rates it [0-2] of 4") as info:
+        load_settings(_site(tmp_path))
+    assert ".env line 1" in info.value.message and password not in _error_text(info.value)
+
+
+def test_short_password_fails_the_named_length_rule(tmp_path):
+    (tmp_path / ".env").write_text("WEBUI_ADMIN_PASSWORD='x7#Qp!2'\n", encoding="utf-8")
+    with pytest.raises(SettingsError, match="rule 'length'"):
         load_settings(_site(tmp_path))
 
 
@@ -180,3 +198,92 @@ def test_write_env_values_keeps_present_keys_unless_told_to_overwrite(tmp_path):
     assert read_env_file(env) == {"VLLM_API_KEY": "old-key-value", "HF_TOKEN": "hf_x"}
     assert write_env_values(env, {"VLLM_API_KEY": "new"}, overwrite=True) == ["VLLM_API_KEY"]
     assert read_env_file(env)["VLLM_API_KEY"] == "new" and env.read_text().startswith("# note\n")
+
+
+# ----- the pure loader and the separate write (stack.py stores secrets after preflight) -----------
+
+
+def test_read_settings_generates_secrets_in_memory_and_writes_nothing(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text("# mine\nWEBUI_PORT=8081\n", encoding="utf-8")
+    env.chmod(0o644)
+    before = env.read_bytes()
+    loaded = read_settings(_site(tmp_path), environ={})
+    assert env.read_bytes() == before and _mode(env) == 0o644
+    assert loaded.pending_names == sorted(GENERATED)
+    assert loaded.settings.vllm_api_key.get_secret_value() == loaded.pending_secrets["VLLM_API_KEY"]
+    assert not (tmp_path / "compose").exists()
+
+
+def test_read_settings_on_a_first_run_creates_no_file(tmp_path):
+    loaded = read_settings(_site(tmp_path), environ={})
+    assert not (tmp_path / ".env").exists() and set(loaded.pending_secrets) == set(GENERATED)
+
+
+def test_store_generated_secrets_writes_exactly_the_values_in_memory(tmp_path):
+    loaded = read_settings(_site(tmp_path), environ={})
+    assert store_generated_secrets(_site(tmp_path), loaded) == list(loaded.pending_secrets)
+    assert _mode(tmp_path / ".env") == 0o600
+    assert read_env_file(tmp_path / ".env") == loaded.pending_secrets
+    again = read_settings(_site(tmp_path), environ={})
+    assert again.pending_secrets == {} and store_generated_secrets(_site(tmp_path), again) == []
+
+
+def test_store_generated_secrets_never_overwrites_a_value_set_meanwhile(tmp_path):
+    loaded = read_settings(_site(tmp_path), environ={})
+    (tmp_path / ".env").write_text("VLLM_API_KEY='set-by-hand-in-between-0001'\n", encoding="utf-8")
+    written = store_generated_secrets(_site(tmp_path), loaded)
+    assert "VLLM_API_KEY" not in written
+    assert read_env_file(tmp_path / ".env")["VLLM_API_KEY"] == "set-by-hand-in-between-0001"
+
+
+# ----- reading .env literally, with lines -------------------------------------------------------
+
+
+def test_env_values_are_read_literally_without_interpolation(tmp_path):
+    (tmp_path / ".env").write_text(
+        "VLLM_API_KEY='vllm-key-000000000000001'\nWEBUI_ADMIN_NAME='${VLLM_API_KEY}'\nA=\"Ops $team\"\nB=x${A}\n",
+        encoding="utf-8",
+    )
+    values = read_env_file(tmp_path / ".env")
+    assert values["WEBUI_ADMIN_NAME"] == "${VLLM_API_KEY}"
+    assert values["A"] == "Ops $team" and values["B"] == "x${A}"
+    settings = load_settings(_site(tmp_path), generate=False)
+    assert settings.webui_admin_name == "${VLLM_API_KEY}"
+
+
+def test_env_entries_carry_their_line_numbers(tmp_path):
+    (tmp_path / ".env").write_text("# c\n\nA=1\n\n\nexport B='x'\nC='multi\nline'\nD=4\n", encoding="utf-8")
+    entries = read_env_entries(tmp_path / ".env")
+    assert {k: e.line for k, e in entries.items()} == {"A": 3, "B": 6, "C": 7, "D": 9}
+    assert entries["B"].single_quoted and not entries["A"].single_quoted
+
+
+def test_unparsable_line_is_an_error_naming_file_and_line_without_its_text(tmp_path):
+    (tmp_path / ".env").write_text("A=1\nVLLM_API_KEY secret-value-xyz\n", encoding="utf-8")
+    with pytest.raises(SettingsError) as info:
+        read_env_file(tmp_path / ".env")
+    assert f"{tmp_path / '.env'} line 2" in info.value.message
+    assert "secret-value-xyz" not in _error_text(info.value)
+
+
+def test_dollar_in_a_compose_read_secret_needs_single_quotes(tmp_path):
+    (tmp_path / ".env").write_text('WEBUI_ADMIN_PASSWORD="quiet-otter-$lantern-4817"\n', encoding="utf-8")
+    with pytest.raises(SettingsError, match="line 1: WEBUI_ADMIN_PASSWORD holds a '\\$' outside single quotes"):
+        load_settings(_site(tmp_path))
+    (tmp_path / ".env").write_text("WEBUI_ADMIN_PASSWORD='quiet-otter-$lantern-4817'\n", encoding="utf-8")
+    assert load_settings(_site(tmp_path), generate=False).webui_admin_password.get_secret_value().count("$") == 1
+
+
+def test_bad_value_from_the_environment_names_the_variable(tmp_path, monkeypatch):
+    (tmp_path / ".env").write_text("WEBUI_PORT=8081\n", encoding="utf-8")
+    monkeypatch.setenv("WEBUI_PORT", "0")
+    with pytest.raises(SettingsError) as info:
+        load_settings(_site(tmp_path))
+    assert info.value.message.startswith("the environment variable WEBUI_PORT: WEBUI_PORT='0'")
+
+
+@pytest.mark.parametrize(("address", "url"), [("127.0.0.1", "http://127.0.0.1:7860"), ("::1", "http://[::1]:7860")])
+def test_bind_address_is_an_ip_and_gives_a_usable_url(tmp_path, address, url):
+    (tmp_path / ".env").write_text(f"WEBUI_BIND_ADDRESS={address}\n", encoding="utf-8")
+    assert load_settings(_site(tmp_path), generate=False).webui_url == url
