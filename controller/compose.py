@@ -8,12 +8,15 @@ import subprocess
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-
-import docker
-import docker.errors
-from docker.models.containers import Container
+from typing import TYPE_CHECKING
 
 from controller.errors import CommandError, DockerUnavailable
+
+if TYPE_CHECKING:
+    from docker.models.containers import Container
+
+# The Docker SDK (with requests and urllib3) costs about 50 ms to import; only Engine loads it, so
+# commands that never read the engine (`--help`, `models`, `plan`, `render`) start without it.
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
@@ -66,8 +69,9 @@ class ComposeProject:
             args.append("--force-recreate")
         self.run(*args, *services, timeout=900)
 
-    def pull(self, *services: str) -> None:
-        self.run("pull", "--quiet", *services, timeout=3600)
+    def pull(self, *services: str, policy: str = "missing") -> None:
+        """Pull what is missing (policy "missing"): a no-op when every image is on this machine."""
+        self.run("pull", "--quiet", "--policy", policy, *services, timeout=3600)
 
     def stop(self, *services: str) -> None:
         self.run("stop", *services, timeout=180)
@@ -113,6 +117,9 @@ class Engine:
     """Reads the Docker engine through the SDK: containers by compose labels, logs, images."""
 
     def __init__(self) -> None:
+        import docker
+        import docker.errors
+
         try:
             self.client = docker.from_env(timeout=30)
             self.client.ping()
@@ -137,6 +144,8 @@ class Engine:
         return found[0] if found else None
 
     def has_image(self, reference: str) -> bool:
+        import docker.errors
+
         try:
             self.client.images.get(reference)
             return True

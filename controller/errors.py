@@ -83,6 +83,10 @@ class ChatRefused(RuntimeFailure):
     """The model refused a chat outright (e.g. vLLM rejects the tools Open WebUI adds); waiting won't help."""
 
 
+class JournalError(InputError):
+    """The controller's journal cannot be read or is of an unknown version; nothing was changed."""
+
+
 class LockTimeout(RuntimeFailure):
     pass
 

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import TypeVar
-
-import docker.errors
-from docker.models.containers import Container
-from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+from typing import TYPE_CHECKING, TypeVar
 
 from controller import vllm_text
 from controller.compose import Engine, docker_timestamp
 from controller.errors import NotReady, StartupFailed
+from controller.phases import ENGINE_READY, MODEL_LISTED, VLLM_STARTED, WEIGHTS_LOAD
+
+if TYPE_CHECKING:
+    from docker.models.containers import Container
+
+# tenacity and the Docker SDK's errors are imported where they are used: only a wait or a probe of
+# a running stack needs them, and importing this module should not cost their start time.
 
 T = TypeVar("T")
 POLL_INTERVAL_S = 0.5
@@ -45,6 +48,8 @@ def wait_for(
     hint: str = "see `controller logs` for what the services are doing",
 ) -> T:
     """Call check until it returns; NotReady means try again, anything else stops the wait at once."""
+    from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+
     retrying = Retrying(
         stop=stop_after_delay(deadline_s),
         wait=wait_fixed(interval_s),
@@ -68,10 +73,11 @@ class VllmProbe:
     run of the same container does not fail this one; a restart during the wait counts as a crash.
     """
 
-    def __init__(self, engine: Engine, project: str, api_key: str, service: str = "vllm"):
+    def __init__(self, engine: Engine, project: str, api_key: str, *, port: int, service: str = "vllm"):
         self.engine = engine
         self.project = project
         self.api_key = api_key
+        self.port = port
         self.service = service
         self.restarts_before: int | None = None
 
@@ -84,6 +90,8 @@ class VllmProbe:
         return int(docker_timestamp(container.attrs["State"]["StartedAt"]))
 
     def container(self) -> Container:
+        import docker.errors
+
         try:
             container = self.engine.container(self.project, self.service)
         except docker.errors.APIError as exc:
@@ -98,6 +106,8 @@ class VllmProbe:
 
     def fail_fast(self, phase: str) -> str:
         """Raise StartupFailed when vLLM logged a fatal error, exited or restarted; else return the log."""
+        import docker.errors
+
         container = self.container()
         try:
             container.reload()
@@ -129,10 +139,12 @@ class VllmProbe:
         return log
 
     def http(self, path: str, *, with_key: bool = False) -> tuple[int, str]:
+        import docker.errors
+
         container = self.container()
         env = {"PROBE_KEY": self.api_key} if with_key else {}
         try:
-            result = container.exec_run(["python3", "-c", _PROBE, f"http://127.0.0.1:8000{path}"], environment=env)
+            result = container.exec_run(["python3", "-c", _PROBE, f"http://127.0.0.1:{self.port}{path}"], environment=env)
         except docker.errors.APIError as exc:
             # 409 while the container restarts, 404 once it is replaced.
             raise NotReady(f"cannot reach vLLM inside its container: {exc.explanation or exc}") from None
@@ -147,13 +159,14 @@ class VllmProbe:
 
     def check_running(self) -> Container:
         container = self.container()
-        self.fail_fast("vllm container")
+        # The phase it runs in: a failure here must count as vLLM's, so that vLLM is stopped.
+        self.fail_fast(VLLM_STARTED.name)
         if container.status != "running":
             raise NotReady(f"the vLLM container is {container.status}")
         return container
 
     def check_loaded(self, on_progress: Callable[[str], None] | None = None) -> str:
-        log = self.fail_fast("weights load")
+        log = self.fail_fast(WEIGHTS_LOAD.name)
         if on_progress and (line := vllm_text.last_progress(log)):
             on_progress(line)
         if not vllm_text.server_started(log):
@@ -161,18 +174,18 @@ class VllmProbe:
         return log
 
     def check_healthy(self) -> None:
-        self.fail_fast("engine ready")
+        self.fail_fast(ENGINE_READY.name)
         status, body = self.http("/health")
         if status != 200:
             raise NotReady(f"vLLM /health answered {status or 'nothing'}")
 
     def check_model_listed(self, served_name: str) -> int | None:
-        self.fail_fast("model listed")
+        self.fail_fast(MODEL_LISTED.name)
         status, body = self.http("/v1/models", with_key=True)
         if status == 401:
             raise StartupFailed(
                 "vLLM refused the API key from .env",
-                phase="model listed",
+                phase=MODEL_LISTED.name,
                 hint="VLLM_API_KEY in .env must match the running container: run `controller up` again",
             )
         if status != 200:

@@ -1,0 +1,101 @@
+"""Open WebUI in front of the model: the admin signs in, the vLLM key is current, the model is
+listed and default with the right function calling, and a chat shaped like the browser's works."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+from controller.errors import AdminError, NotReady
+from controller.phases import ADMIN, CHAT_PATH, DEFAULT_MODEL, MODEL_IN_WEBUI, PhaseRunner
+from controller.settings import Settings
+from controller.targets import WebUIClient
+
+CHAT_PROBE_PROMPT = "Reply with one word: ready?"
+
+
+class Served(Protocol):
+    """What Open WebUI needs to know of a model (a catalog Profile or a journal Deployment)."""
+
+    served_model_name: str
+    function_calling: str
+
+
+def sign_in_admin(webui: WebUIClient, settings: Settings, env_file: object):
+    """Sign in as the configured admin; create it by first sign-up where the image did not."""
+    email, password = settings.webui_admin_email, settings.webui_admin_password.get_secret_value()
+    session = webui.signin(email, password)
+    if session is None:
+        session = webui.signup_first_admin(settings.webui_admin_name, email, password)
+    if session is None:
+        raise AdminError(
+            f"Open WebUI already has an admin, and {email} with the password in {env_file} does not sign in",
+            hint="set WEBUI_ADMIN_EMAIL and WEBUI_ADMIN_PASSWORD in .env to the existing admin's; "
+            "nothing was reset or changed",
+        )
+    if session.role != "admin":
+        raise AdminError(
+            f"{email} signs in to Open WebUI but has role '{session.role}', not admin",
+            hint="promote it in Admin Panel > Users, or set WEBUI_ADMIN_EMAIL to the admin's address",
+        )
+    return session
+
+
+class WebUISetup:
+    """The Open WebUI steps of up, switch and rollback, each a phase of the given runner."""
+
+    def __init__(self, webui: WebUIClient, settings: Settings, env_file: object, backend_url: str,
+                 warn: Callable[[str], None]):  # fmt: skip
+        self.webui = webui
+        self.settings = settings
+        self.env_file = env_file
+        self.backend_url = backend_url
+        self.warn = warn
+        self.session = None
+
+    def admin(self, runner: PhaseRunner, *, deadline_s: float | None = None):
+        """Sign in (waiting while Open WebUI starts) and make sure it holds the current vLLM key."""
+        self.session = runner.wait(
+            ADMIN, lambda: sign_in_admin(self.webui, self.settings, self.env_file), deadline_s=deadline_s
+        )
+        key = self.settings.vllm_api_key.get_secret_value()
+        if self.webui.ensure_openai_backend(self.session.token, self.backend_url, key):
+            self.warn("Open WebUI held another vLLM API key in its database; updated it to VLLM_API_KEY")
+        return self.session
+
+    def listed(self, runner: PhaseRunner, profile: Served, *, deadline_s: float | None = None) -> None:
+        runner.wait(MODEL_IN_WEBUI, lambda: self._listed(profile.served_model_name), deadline_s=deadline_s)
+
+    def serve(self, runner: PhaseRunner, profile: Served, *, deadline_s: float | None = None) -> None:
+        """The model is the default with its function calling, and a browser-shaped chat answers:
+        success is never reported for a stack a person cannot use."""
+        runner.run(DEFAULT_MODEL, lambda: self._set_serving_config(profile))
+        served = profile.served_model_name
+        runner.wait(
+            CHAT_PATH,
+            lambda: self.webui.chat(self.session.token, served, CHAT_PROBE_PROMPT, max_tokens=1, as_ui=True),
+            deadline_s=deadline_s,
+        )
+
+    def activate(self, runner: PhaseRunner, profile: Served, *, deadline_s: float | None = None) -> None:
+        self.listed(runner, profile, deadline_s=deadline_s)
+        self.serve(runner, profile, deadline_s=deadline_s)
+
+    def _listed(self, served_name: str) -> None:
+        try:
+            ids = self.webui.model_ids(self.session.token)
+        except (ValueError, KeyError, TypeError) as exc:  # a half-written answer while it reconnects to vLLM
+            raise NotReady(f"Open WebUI's model list was not readable: {exc}") from None
+        if served_name not in ids:
+            raise NotReady(f"Open WebUI does not list '{served_name}' yet (it lists {ids or 'nothing'})")
+
+    def _set_serving_config(self, profile: Served) -> None:
+        """Idempotent: writes only when Open WebUI holds something else, then checks it was kept."""
+        wanted = (profile.served_model_name, profile.function_calling)
+        token = self.session.token
+        if self.webui.serving_config(token) == wanted:
+            return
+        self.webui.set_serving_config(token, *wanted)
+        if self.webui.serving_config(token) != wanted:
+            raise AdminError(
+                f"Open WebUI did not keep '{wanted[0]}' as its default model with {wanted[1]} function calling"
+            )

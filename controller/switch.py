@@ -1,0 +1,158 @@
+"""Changing the served model as a transaction, in the shape of pipx's: the journal records what is
+being done and what to restore before anything is touched; any failure (Ctrl-C and a failed pull
+included) runs the registered undo steps newest first and records the outcome.
+
+`RecreateStrategy` is today's switch: recreate only vLLM with the new model. A strategy is a
+small object with a name and a `run`, so the blue-green switch can be a second one.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from controller.catalog import Profile
+from controller.errors import ControllerError, SwitchFailed
+from controller.journal import Deployment, Event, Journal, JournalStore, Pending, elapsed, now_iso
+from controller.phases import PhaseRunner
+from controller.serving import WebUISetup
+from controller.targets import Target
+
+
+@dataclass
+class Transaction:
+    store: JournalStore
+    action: str
+    target: str
+    restore: Deployment | None
+    started: str = field(default_factory=now_iso)
+    undo: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
+    phases: dict[str, float] = field(default_factory=dict)
+    commit: Callable[[Journal], None] | None = None
+
+    def on_failure(self, what: str, step: Callable[[], None]) -> None:
+        """Register an undo step; `what` says what it restores (used in messages)."""
+        self.undo.append((what, step))
+
+    def event(self, outcome: str, **extra: object) -> Event:
+        previous = self.restore.profile if self.restore else None
+        return Event(self.action, self.target, outcome, self.started, now_iso(), previous=previous,
+                     phases=dict(self.phases), **extra)  # fmt: skip
+
+
+def describe(cause: BaseException) -> tuple[str, str | None, list[str]]:
+    """(reason, hint, details) of a failure, Ctrl-C included."""
+    if isinstance(cause, ControllerError):
+        phase = getattr(cause, "phase", None)
+        return cause.message + (f" (phase: {phase})" if phase else ""), cause.hint, list(cause.details)
+    if isinstance(cause, KeyboardInterrupt):
+        return "interrupted", None, []
+    return f"{type(cause).__name__}: {cause}", None, []
+
+
+@contextmanager
+def transaction(store: JournalStore, action: str, target: Profile, restore: Deployment | None,
+                warn: Callable[[str], None]) -> Iterator[Transaction]:  # fmt: skip
+    txn = Transaction(store, action, target.name, restore)
+    pending = Pending(action, target.name, txn.started, os.getpid(), restore)
+    store.update(lambda journal: setattr(journal, "pending", pending))
+    try:
+        yield txn
+    except BaseException as cause:
+        _unwind(txn, cause, warn)
+        raise
+    def close(journal: Journal) -> None:
+        journal.pending = None
+        if txn.commit is not None:
+            txn.commit(journal)
+
+    # One write: a controller killed after it sees either the pending change or its outcome.
+    store.update(close)
+
+
+def _unwind(txn: Transaction, cause: BaseException, warn: Callable[[str], None]) -> None:
+    """Run the undo steps newest first; record the outcome; turn a failure after a change into
+    SwitchFailed (raised from here), and leave a failure before any change as it is."""
+    reason, hint, details = describe(cause)
+    what = f"the {txn.action} to '{txn.target}'" + (" was interrupted" if reason == "interrupted" else " failed")
+    restored = txn.restore.profile if txn.restore else None
+    if txn.undo:
+        warn(f"{what}: {reason}; rolling back" + (f" to '{restored}'" if restored else ""))
+    for label, step in reversed(txn.undo):
+        try:
+            step()
+        except ControllerError as second:
+            txn.store.update(lambda j: _close(j, txn.event("rollback_failed", error=f"{reason}; rollback: {second.message}"), active=None))
+            raise SwitchFailed(
+                f"{what}: {reason}; and the rollback ({label}) failed too: {second.message}",
+                hint="see `controller logs vllm`; `controller up MODEL` starts a known-good model",
+                details=details + second.details,
+            ) from None
+    rolled_back = any(label == RESTORE_SERVING for label, _ in txn.undo)
+    outcome = "rolled_back" if rolled_back else ("interrupted" if reason == "interrupted" else "failed")
+    txn.store.update(lambda j: _close(j, txn.event(outcome, error=reason), active=j.active))
+    if rolled_back:
+        raise SwitchFailed(f"{what}: {reason}; rolled back, '{restored}' is serving again", hint=hint,
+                           details=details) from None  # fmt: skip
+
+
+def _close(journal: Journal, event: Event, *, active: Deployment | None) -> None:
+    journal.record(event)
+    journal.pending = None
+    journal.active = active
+
+
+RESTORE_SERVING = "serving the previous model again"
+
+
+class SwitchStrategy(Protocol):
+    name: str
+
+    def run(self, txn: Transaction, new_text: str, profile: Profile) -> dict: ...
+
+
+@dataclass
+class SwitchContext:
+    target: Target
+    webui: WebUISetup
+    runner: PhaseRunner
+
+
+class RecreateStrategy:
+    """Recreate vLLM with the new model; the outage is one model load. Open WebUI and its data stay."""
+
+    name = "recreate"
+
+    def __init__(self, ctx: SwitchContext):
+        self.ctx = ctx
+
+    def run(self, txn: Transaction, new_text: str, profile: Profile) -> dict:
+        target, runner = self.ctx.target, self.ctx.runner
+        txn.phases = runner.timings
+        restore = txn.restore
+        target.write(new_text)
+        if restore is not None:
+            txn.on_failure("the compose file", lambda: target.write(restore.text))
+        # Pulled while the old model still serves: not part of the outage.
+        target.pull(runner, "vllm")
+        outage_start = time.monotonic()
+        if restore is not None:
+            txn.on_failure(RESTORE_SERVING, lambda: restore_deployment(self.ctx, restore))
+        target.recreate_vllm(runner)
+        facts = target.wait_vllm(runner, profile.served_model_name)
+        self.ctx.webui.activate(runner, profile)
+        return {"vllm": facts, "downtime_s": elapsed(outage_start)}
+
+
+def restore_deployment(ctx: SwitchContext, deployment: Deployment) -> None:
+    """Serve `deployment` again: its file, vLLM recreated from it, and Open WebUI pointed at it."""
+    runner = ctx.runner.child("rollback: ")
+    ctx.target.write(deployment.text)
+    ctx.target.recreate_vllm(runner)
+    ctx.target.wait_vllm(runner, deployment.served_model_name)
+    ctx.webui.activate(runner, deployment)
+    ctx.runner.timings.update(runner.timings)

@@ -1,0 +1,230 @@
+"""The Compose target: the stack as one `docker compose` project on this Docker host.
+
+Everything that knows about Compose files, containers, labels and the vLLM container's probe is
+here; the sequencing that uses it is not.
+"""
+
+from __future__ import annotations
+
+import errno
+import shutil
+import socket
+import time
+from functools import cached_property
+from pathlib import Path
+
+from controller import vllm_text
+from controller.compose import PROJECT_LABEL, ComposeProject, Engine, compose_v2_version, docker_timestamp
+from controller.errors import CommandError, NotReady, PreflightError, RuntimeFailure, StartupFailed
+from controller.files import write_atomic
+from controller.phases import (
+    COMPOSE_UP,
+    ENGINE_READY,
+    IMAGE_PULL,
+    MODEL_LISTED,
+    RECREATE_VLLM,
+    VLLM_STARTED,
+    WEBUI_HEALTH,
+    WEIGHTS_LOAD,
+    PhaseRunner,
+)
+from controller.settings import Settings, SiteConfig
+from controller.spec import PROFILE_LABEL, SERVICES, VLLM_BASE_URL, VLLM_PORT
+
+GIB = 1024**3
+
+
+class ComposeTarget:
+    def __init__(self, site: SiteConfig, settings: Settings):
+        self.site = site
+        self.settings = settings
+        self.project = ComposeProject(settings.compose_project_name, site.compose_file, site.env_file)
+        self.backend_url = VLLM_BASE_URL
+
+    @cached_property
+    def engine(self) -> Engine:
+        return Engine()  # connects, or raises DockerUnavailable with a hint
+
+    @cached_property
+    def probe(self):
+        from controller.health import VllmProbe
+
+        api_key = self.settings.vllm_api_key.get_secret_value()
+        return VllmProbe(self.engine, self.settings.compose_project_name, api_key, port=VLLM_PORT)
+
+    def webui(self):
+        from controller.webui import WebUI
+
+        return WebUI(self.settings.webui_url)
+
+    # ----- before anything is touched ------------------------------------------------------
+
+    def preflight(self, *, accelerator: str, switching: bool, needs_download_bytes: int | None) -> list[str]:
+        """Raise PreflightError for what stops a start; return warnings for what may slow it."""
+        from controller.gpu import docker_has_nvidia_runtime
+
+        self.engine  # noqa: B018
+        compose_v2_version()
+        if accelerator == "gpu" and not docker_has_nvidia_runtime(self.engine.info()):
+            raise PreflightError(
+                "this profile needs an NVIDIA GPU, but this Docker engine has no NVIDIA runtime",
+                hint="install the NVIDIA driver and nvidia-container-toolkit, run "
+                "`nvidia-ctk runtime configure --runtime=docker` and restart Docker; or use a cpu profile",
+            )
+        if not switching:
+            self._check_port()
+        return [warning] if needs_download_bytes and (warning := self._disk_warning(needs_download_bytes)) else []
+
+    def _check_port(self) -> None:
+        port, address = self.settings.webui_port, self.settings.webui_bind_address
+        holders = self.engine.port_holders(port)
+        foreign = [c.name for c in holders if c.labels.get(PROJECT_LABEL) != self.settings.compose_project_name]
+        if foreign:
+            raise PreflightError(
+                f"port {port} (WEBUI_PORT) is already published by container {', '.join(foreign)}",
+                hint="stop that container, or set WEBUI_PORT in .env to a free port",
+            )
+        if holders:
+            return
+        family = socket.AF_INET6 if ":" in str(address) else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            # Without SO_REUSEADDR, connections in TIME_WAIT after a `down` look like a squatter.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((str(address), port))
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise PreflightError(
+                        f"port {port} (WEBUI_PORT) on {address} is in use by another program",
+                        hint="find it with `ss -ltnp`, or set WEBUI_PORT in .env to a free port",
+                    ) from None
+                raise
+
+    def _disk_warning(self, need: int) -> str | None:
+        cache = self.settings.hf_cache_path
+        existing = next((p for p in [cache, *cache.parents] if p.exists()), Path("/"))
+        free = shutil.disk_usage(existing).free
+        if free >= need * 1.1:
+            return None
+        return f"{existing} has {free / GIB:.1f} GiB free; the weights need about {need / GIB:.1f} GiB (unless cached)"
+
+    # ----- the deployment ------------------------------------------------------------------
+
+    def current_text(self) -> str | None:
+        path = self.site.compose_file
+        return path.read_text(encoding="utf-8") if path.exists() else None
+
+    def write(self, text: str) -> bool:
+        return write_atomic(self.site.compose_file, text)
+
+    def pull(self, runner: PhaseRunner, *services: str) -> None:
+        def pull_missing() -> None:
+            try:
+                self.project.pull(*services, policy="missing")
+            except CommandError as exc:
+                raise RuntimeFailure(
+                    "an image is not on this machine and could not be pulled",
+                    hint="check the registry is reachable, or set VLLM_IMAGE / VLLM_CPU_IMAGE / WEBUI_IMAGE in "
+                    ".env to images in your registry or loaded locally (docker load)",
+                    details=exc.details,
+                ) from None
+
+        runner.run(IMAGE_PULL, pull_missing)
+
+    def apply(self, runner: PhaseRunner) -> None:
+        self.settings.hf_cache_path.mkdir(parents=True, exist_ok=True)
+        self.probe.begin_attempt()
+        # Compose itself knows whether anything changed, .env values included.
+        runner.run(COMPOSE_UP, lambda: self.project.up())
+
+    def recreate_vllm(self, runner: PhaseRunner) -> None:
+        self.settings.hf_cache_path.mkdir(parents=True, exist_ok=True)
+        self.probe.begin_attempt()
+        runner.run(RECREATE_VLLM, lambda: self.project.up("vllm", no_deps=True))
+
+    def wait_vllm(self, runner: PhaseRunner, served_model_name: str) -> dict:
+        probe = self.probe
+        runner.wait(VLLM_STARTED, probe.check_running)
+        log = runner.wait(
+            WEIGHTS_LOAD,
+            lambda: probe.check_loaded(runner.reporter.phase_progress),
+            hint="a large download can take longer: raise --timeout; `controller logs vllm` shows progress",
+        )
+        runner.wait(ENGINE_READY, probe.check_healthy)
+        healthy_at = time.time()
+        listed_len = runner.wait(MODEL_LISTED, lambda: probe.check_model_listed(served_model_name))
+        started = docker_timestamp(probe.container().attrs["State"]["StartedAt"])
+        logs = probe.logs()
+        return {
+            "load_time_s": round(healthy_at - started, 2),
+            "max_model_len": listed_len,
+            "kv_cache_tokens": vllm_text.kv_cache_tokens(log) or vllm_text.kv_cache_tokens(logs),
+            "max_concurrency": vllm_text.max_concurrency(logs),
+        }
+
+    def stop_vllm(self) -> None:
+        self.project.stop("vllm")
+
+    def wait_webui(self, runner: PhaseRunner) -> None:
+        def healthy() -> None:
+            container = self.engine.container(self.settings.compose_project_name, "webui")
+            if container is not None and container.status in ("exited", "dead"):
+                tail = self.engine.logs_since(container).strip().splitlines()[-12:]
+                raise StartupFailed("the Open WebUI container stopped", phase=WEBUI_HEALTH.name, details=tail)
+            with self.webui() as webui:
+                if not webui.healthy():
+                    raise NotReady("Open WebUI /health is not answering yet")
+
+        runner.wait(WEBUI_HEALTH, healthy)
+
+    # ----- what runs now -------------------------------------------------------------------
+
+    def running_profile(self) -> str | None:
+        container = self.engine.container(self.settings.compose_project_name, "vllm")
+        if container is None or container.status not in ("running", "restarting"):
+            return None
+        return container.labels.get(PROFILE_LABEL)
+
+    def running_ids(self) -> dict[str, str | None]:
+        containers = {s: self.engine.container(self.settings.compose_project_name, s) for s in SERVICES}
+        return {service: c.id if c is not None and c.status == "running" else None for service, c in containers.items()}
+
+    def healthy(self) -> bool:
+        """Both services answer their health endpoints now (Docker's health status lags by an interval)."""
+        if not all(self.running_ids().values()):
+            return False
+        try:
+            if self.probe.http("/health")[0] != 200:
+                return False
+        except NotReady:
+            return False
+        with self.webui() as webui:
+            return webui.healthy()
+
+    def down(self, *, volumes: bool) -> None:
+        self.project.down(volumes=volumes)
+
+    def services(self) -> dict[str, dict]:
+        services = {}
+        for service in SERVICES:
+            container = self.engine.container(self.settings.compose_project_name, service)
+            if container is None:
+                services[service] = {"state": "absent", "health": None, "uptime_s": None, "image": None}
+                continue
+            state = container.attrs.get("State", {})
+            running = container.status == "running"
+            started = docker_timestamp(state["StartedAt"]) if running else None
+            services[service] = {
+                "state": container.status,
+                "health": (state.get("Health") or {}).get("Status"),
+                "uptime_s": round(time.time() - started) if started else None,
+                "image": container.attrs.get("Config", {}).get("Image"),
+            }
+        return services
+
+    def metrics(self) -> dict:
+        code, body = self.probe.http("/metrics")
+        return vllm_text.parse_metrics(body) if code == 200 else {}
+
+    def logs(self, service: str | None, *, follow: bool) -> None:
+        self.project.logs(*([service] if service else []), follow=follow)

@@ -1,0 +1,171 @@
+"""up, switch, rollback, an interrupted switch, a failed rollback and recovery after SIGKILL,
+driven against the in-memory target (tests/unit/fakes.py): the order of side effects and what the
+journal records. The real-stack tests in tests/integration cover the same paths on Docker."""
+
+from __future__ import annotations
+
+import pytest
+
+from controller.catalog import load_catalog
+from controller.errors import PreflightError, RuntimeFailure, SwitchFailed
+from controller.journal import JournalStore
+from controller.settings import SiteConfig
+from controller.stack import Options, Stack
+from controller.switch import transaction
+from tests.unit._support import CPU_PROFILE, write_catalog
+from tests.unit.fakes import FakeTarget
+
+NAMES = ("tiny-a", "tiny-b", "tiny-broken")
+
+
+@pytest.fixture
+def site(tmp_path, monkeypatch) -> SiteConfig:
+    for key in ("CONTROLLER_CATALOG", "VLLM_API_KEY", "WEBUI_ADMIN_PASSWORD", "WEBUI_SECRET_KEY", "HF_TOKEN"):
+        monkeypatch.delenv(key, raising=False)
+    (tmp_path / "models" / "tiny").mkdir(parents=True)
+    env = tmp_path / ".env"
+    env.write_text(f"COMPOSE_PROJECT_NAME=seqtest\nHF_CACHE_DIR={tmp_path / 'hf'}\n", encoding="utf-8")
+    return SiteConfig(root=tmp_path, env_file=env)
+
+
+@pytest.fixture
+def target() -> FakeTarget:
+    return FakeTarget(broken={"tiny-broken"})
+
+
+def make_stack(site: SiteConfig, target: FakeTarget) -> Stack:
+    profiles = {name: {**CPU_PROFILE, "served_model_name": name} for name in NAMES}
+    catalog = load_catalog(write_catalog(site.root / "catalog.yaml", profiles))
+    return Stack(site, catalog, options=Options(lock_timeout_s=5), target_factory=lambda _site, _settings: target)
+
+
+def journal(site: SiteConfig):
+    return JournalStore(site.state_dir).load()
+
+
+def test_up_starts_waits_seeds_and_records(site, target):
+    result = make_stack(site, target).up("tiny-a")
+    assert result["noop"] is False
+    assert target.calls == [
+        "preflight", "write tiny-a", "pull", "apply", "wait vllm tiny-a", "wait webui", "signin",
+        "webui default tiny-a legacy", "chat tiny-a as ui",
+    ]  # fmt: skip
+    recorded = journal(site)
+    assert recorded.active.profile == "tiny-a" and recorded.active.text == target.text
+    assert [(e.action, e.outcome) for e in recorded.history] == [("up", "ok")]
+    assert "VLLM_API_KEY=" in site.env_file.read_text()  # stored only after preflight passed
+
+
+def test_second_up_is_a_noop_that_still_proves_the_chat_path(site, target):
+    stack = make_stack(site, target)
+    stack.up("tiny-a")
+    target.calls.clear()
+    assert stack.up("tiny-a")["noop"] is True
+    assert "wait vllm tiny-a" not in target.calls and "chat tiny-a as ui" in target.calls
+
+
+def test_up_refused_in_preflight_writes_nothing(site, target):
+    before = site.env_file.read_bytes()
+    target.preflight_error = PreflightError("port 7860 (WEBUI_PORT) is in use")
+    with pytest.raises(PreflightError):
+        make_stack(site, target).up("tiny-a")
+    assert site.env_file.read_bytes() == before
+    assert target.text is None and not JournalStore(site.state_dir).path.exists()
+
+
+def test_up_failing_in_a_vllm_phase_stops_vllm_and_records_the_failure(site, target):
+    with pytest.raises(RuntimeFailure):
+        make_stack(site, target).up("tiny-broken")
+    assert target.calls[-1] == "stop vllm"
+    assert [(e.action, e.outcome) for e in journal(site).history] == [("up", "failed")]
+
+
+def test_switch_recreates_vllm_and_records_the_new_active_model(site, target):
+    stack = make_stack(site, target)
+    stack.up("tiny-a")
+    target.calls.clear()
+    result = stack.switch("tiny-b")
+    assert result["previous"] == "tiny-a" and result["strategy"] == "recreate"
+    assert target.calls == [
+        "preflight", "signin", "write tiny-b", "pull", "recreate tiny-b", "wait vllm tiny-b",
+        "webui default tiny-b legacy", "chat tiny-b as ui",
+    ]  # fmt: skip
+    recorded = journal(site)
+    assert recorded.active.profile == "tiny-b" and recorded.pending is None
+    assert (recorded.history[-1].outcome, recorded.history[-1].previous) == ("ok", "tiny-a")
+
+
+def test_failed_switch_rolls_back_to_the_previous_deployment(site, target):
+    stack = make_stack(site, target)
+    stack.up("tiny-a")
+    before = target.text
+    with pytest.raises(SwitchFailed, match="rolled back, 'tiny-a' is serving again"):
+        stack.switch("tiny-broken")
+    assert target.text == before and target.serving == "tiny-a"
+    # Open WebUI's default never left tiny-a (the switch failed before it), so it is not written again.
+    after_failure = target.calls[target.calls.index("wait vllm tiny-broken") + 1 :]
+    assert after_failure == ["write tiny-a", "recreate tiny-a", "wait vllm tiny-a", "chat tiny-a as ui", "write tiny-a"]
+    recorded = journal(site)
+    assert recorded.active.profile == "tiny-a" and recorded.pending is None
+    assert (recorded.history[-1].profile, recorded.history[-1].outcome) == ("tiny-broken", "rolled_back")
+
+
+def test_ctrl_c_during_a_switch_rolls_back_and_records_it(site, target):
+    stack = make_stack(site, target)
+    stack.up("tiny-a")
+    target.interrupt_on.add("tiny-b")
+    with pytest.raises(SwitchFailed, match="was interrupted"):
+        stack.switch("tiny-b")
+    assert target.serving == "tiny-a"
+    assert journal(site).history[-1].outcome == "rolled_back"
+
+
+def test_failed_pull_restores_the_file_touches_no_container_and_is_recorded(site, target):
+    stack = make_stack(site, target)
+    stack.up("tiny-a")
+    before = target.text
+    target.fail_pull = True
+    with pytest.raises(RuntimeFailure, match="could not be pulled"):
+        stack.switch("tiny-b")
+    assert target.text == before and not any(c.startswith("recreate") for c in target.calls)
+    recorded = journal(site)
+    assert recorded.history[-1].outcome == "failed" and recorded.active.profile == "tiny-a"
+
+
+def test_failed_rollback_reports_both_causes_and_clears_the_active_model(site, target):
+    stack = make_stack(site, target)
+    stack.up("tiny-a")
+    target.broken.add("tiny-a")  # the old model cannot come back either
+    with pytest.raises(SwitchFailed) as caught:
+        stack.switch("tiny-broken")
+    assert "tiny-broken" in caught.value.message and "rollback" in caught.value.message
+    recorded = journal(site)
+    assert recorded.history[-1].outcome == "rollback_failed" and recorded.active is None and recorded.pending is None
+
+
+def test_a_switch_killed_mid_way_is_reported_and_rolled_back_by_the_next_run(site, target):
+    stack = make_stack(site, target)
+    stack.up("tiny-a")
+    store = JournalStore(site.state_dir)
+    active = journal(site).active
+    tiny_b = stack.catalog.get("tiny-b")
+    # What SIGKILL leaves: the pending change is on disk, no outcome; the new vLLM half started.
+    killed = transaction(store, "switch", tiny_b, active, warn=lambda _m: None)
+    killed.__enter__()  # and never __exit__: no code of the killed process runs again
+    target.write(stack.prepare("tiny-b").compose_text)
+    target.recreate_vllm(None)
+    status = make_stack(site, target).status()
+    assert status["pending"]["target"] == "tiny-b"
+
+    target.calls.clear()
+    result = make_stack(site, target).up("tiny-a")
+    assert target.calls[:4] == ["preflight", "signin", "write tiny-a", "recreate tiny-a"]
+    assert result["noop"] is True  # after the rollback, tiny-a already serves
+    recorded = journal(site)
+    assert recorded.pending is None and recorded.active.profile == "tiny-a"
+    assert (recorded.history[-1].profile, recorded.history[-1].outcome) == ("tiny-b", "rolled_back")
+
+
+def test_switch_without_a_running_stack_is_refused(site, target):
+    with pytest.raises(PreflightError, match="no running stack"):
+        make_stack(site, target).switch("tiny-b")
