@@ -10,21 +10,24 @@ import sys
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from controller import catalog as catalog_mod
-from controller.catalog import local_weights_bytes
 from controller.errors import ControllerError, InputError
-from controller.gpu import detect_gpus
-from controller.plan import GB, GIB, plan, weight_bytes
-from controller.settings import SiteConfig, gpu_memory_setting, merged_values, parse_memory_gib
-from controller.stack import Options, Reporter, Stack
-from controller.state import StateStore
+
+if TYPE_CHECKING:
+    from controller.catalog import Catalog
+    from controller.settings import SiteConfig
+    from controller.stack import Stack
+
+# Start time: `--help`, `models` and `plan` must start in 0.25 s (benchmarks/bench_startup.py), so
+# the controller's modules are imported inside the commands that use them: the stack, gpu and state
+# modules load the Docker SDK, HTTP clients, locks and templates, and the catalog and settings
+# build pydantic models, which `--help` does not need. tests/unit/test_startup_imports.py checks.
 
 # Piped output (no terminal) gets wide tables instead of truncated columns.
 out = Console(width=None if sys.stdout.isatty() else 200)
@@ -46,8 +49,10 @@ class Context:
     site: SiteConfig
     catalog_path: Path | None
 
-    def catalog(self) -> catalog_mod.Catalog:
-        return catalog_mod.load_catalog(self.catalog_path)
+    def catalog(self) -> Catalog:
+        from controller.catalog import load_catalog
+
+        return load_catalog(self.catalog_path)
 
 
 def _ctx(ctx: typer.Context) -> Context:
@@ -55,6 +60,8 @@ def _ctx(ctx: typer.Context) -> Context:
 
 
 def _resolve_catalog(option: Path | None, site: SiteConfig) -> Path | None:
+    from controller.settings import merged_values
+
     if option is not None:
         return option
     configured = merged_values(site.env_file).get("CONTROLLER_CATALOG")
@@ -79,6 +86,8 @@ def main_options(
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
 ) -> None:
+    from controller.settings import SiteConfig
+
     global _debug
     _debug = debug
     root = project_dir.resolve()
@@ -96,6 +105,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable outpu
 @app.command()
 def models(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """List the model profiles (built-in and from your catalog)."""
+    from controller.plan import GB, GIB, weight_bytes
+
     rows = []
     for profile in _ctx(ctx).catalog().profiles():
         weights = weight_bytes(profile)
@@ -148,13 +159,14 @@ def _finite(value: float | None) -> float | None:
 MIN_LOAD_TIMEOUT_S = 30
 MAX_TIMEOUT_S = 86400
 TimeoutOption = Annotated[
-    float,
+    float | None,
     typer.Option(
         "--timeout",
         min=MIN_LOAD_TIMEOUT_S,
         max=MAX_TIMEOUT_S,
         callback=_finite,
-        help="Seconds to wait for vLLM to download and load the model.",
+        help="Seconds to wait for vLLM to download and load the model "
+        "[default: DEADLINE_WEIGHTS_LOAD_S in .env, else 1800]. Other phases: DEADLINE_<PHASE>_S in .env.",
     ),
 ]
 LockTimeoutOption = Annotated[
@@ -170,8 +182,12 @@ LockTimeoutOption = Annotated[
 ForceOption = Annotated[bool, typer.Option("--force", help="Start even when the memory plan says it does not fit.")]
 
 
-class ConsoleReporter(Reporter):
-    """Live progress on stderr: a spinner on the running phase, one line per finished phase."""
+class ConsoleReporter:
+    """Live progress on stderr: a spinner on the running phase, one line per finished phase.
+
+    Implements every method of controller.stack.Reporter without subclassing it, so that importing
+    the command line does not import the stack (a unit test checks that none is missing).
+    """
 
     def __init__(self, quiet: bool = False):
         self.quiet = quiet
@@ -214,9 +230,24 @@ class ConsoleReporter(Reporter):
             self.status = None
 
 
-def _stack(ctx: typer.Context, *, quiet: bool = False, **options: object) -> Stack:
+def _stack(
+    ctx: typer.Context,
+    *,
+    quiet: bool = False,
+    load_timeout_s: float | None = None,
+    lock_timeout_s: float = 600.0,
+    force: bool = False,
+) -> Stack:
+    from controller.phases import WEIGHTS_LOAD, Deadlines
+    from controller.settings import merged_values
+    from controller.stack import Options, Stack
+
     c = _ctx(ctx)
-    return Stack(c.site, c.catalog, ConsoleReporter(quiet=quiet), Options(**options))
+    # Deadlines: the phase table's defaults, then DEADLINE_<PHASE>_S from .env, then --timeout.
+    deadlines = Deadlines().from_env(merged_values(c.site.env_file), f"{c.site.env_file} or the environment")
+    deadlines = deadlines.overridden({WEIGHTS_LOAD.name: load_timeout_s}, lambda phase: "--timeout")
+    options = Options(deadlines=deadlines, lock_timeout_s=lock_timeout_s, force=force)
+    return Stack(c.site, c.catalog, ConsoleReporter(quiet=quiet), options)
 
 
 def _run(stack: Stack, action):
@@ -265,7 +296,7 @@ def render(ctx: typer.Context, model: ModelArg, as_json: JsonOption = False) -> 
 def up(
     ctx: typer.Context,
     model: ModelArg,
-    timeout: TimeoutOption = 1800.0,
+    timeout: TimeoutOption = None,
     lock_timeout: LockTimeoutOption = 600.0,
     force: ForceOption = False,
     as_json: JsonOption = False,
@@ -284,7 +315,7 @@ def up(
 def switch(
     ctx: typer.Context,
     model: ModelArg,
-    timeout: TimeoutOption = 1800.0,
+    timeout: TimeoutOption = None,
     lock_timeout: LockTimeoutOption = 600.0,
     force: ForceOption = False,
     as_json: JsonOption = False,
@@ -363,6 +394,8 @@ def _print_history(events: list[dict]) -> None:
 @app.command()
 def history(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Show recent up, switch and down runs with their outcomes."""
+    from controller.state import StateStore
+
     events = [vars(e) for e in StateStore(_ctx(ctx).site.state_dir).load().history]
     if as_json:
         _print_json(events)
@@ -382,7 +415,15 @@ def logs(
     _stack(ctx, quiet=True).logs(service, follow=follow)
 
 
+def _detect_gpus() -> list:
+    from controller.gpu import detect_gpus  # only when asked to detect: NVML and nvidia-smi are slow
+
+    return detect_gpus()
+
+
 def _gpu_memory_option(text: str) -> float:
+    from controller.settings import parse_memory_gib
+
     try:
         return parse_memory_gib(text)
     except ValueError as exc:
@@ -406,6 +447,10 @@ def plan_command(
     as_json: JsonOption = False,
 ) -> None:
     """Tell whether MODEL fits the GPU, and how many full-length chats it serves at once."""
+    from controller.catalog import local_weights_bytes
+    from controller.plan import GIB, plan
+    from controller.settings import gpu_memory_setting
+
     c = _ctx(ctx)
     catalog = c.catalog()
     profile = catalog.get(model)
@@ -415,7 +460,7 @@ def plan_command(
             f"({profile.architecture.max_context} tokens)",
             hint="plan for a shorter context, or add rope_scaling to the profile in your catalog",
         )
-    gpus = detect_gpus() if profile.accelerator == "gpu" and gpu_memory is None else []
+    gpus = _detect_gpus() if profile.accelerator == "gpu" and gpu_memory is None else []
     memory = None
     source = None
     if gpu_memory is not None:

@@ -88,7 +88,9 @@ def _unwind(txn: Transaction, cause: BaseException, warn: Callable[[str], None])
         except ControllerError as second:
             txn.store.update(lambda j: _close(j, txn.event("rollback_failed", error=f"{reason}; rollback: {second.message}"), active=None))
             raise SwitchFailed(
-                f"{what}: {reason}; and the rollback ({label}) failed too: {second.message}",
+                f"{what}: {reason}; and the rollback "
+                + (f"to '{restored}'" if label == RESTORE_SERVING else f"of {label}")
+                + f" failed too: {second.message}",
                 hint="see `controller logs vllm`; `controller up MODEL` starts a known-good model",
                 details=details + second.details,
             ) from None

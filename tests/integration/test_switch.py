@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import shutil
 
 import pytest
@@ -10,7 +11,7 @@ import yaml
 
 from controller.health import wait_for
 from controller.settings import write_env_values
-from controller.state import StateStore
+from controller.journal import JournalStore
 from controller.webui import NotReady, WebUI
 from tests.integration import harness
 from tests.integration.test_lifecycle import _admin_session, _chat_title, _create_chat
@@ -62,8 +63,8 @@ def test_switch_keeps_users_and_chats_and_a_broken_target_rolls_back(test_site):
     with WebUI(test_site.url) as webui:
         assert webui.serving_config(_admin_session(test_site, webui).token) == ("tiny-b", "legacy")
 
-    state = StateStore(test_site.site.state_dir).load()
-    assert state.active == "tiny-b"
+    state = JournalStore(test_site.site.state_dir).load()
+    assert state.active_profile == "tiny-b" and state.pending is None
     last = state.history[-1]
     assert (last.action, last.profile, last.outcome, last.previous) == (
         "switch",
@@ -130,6 +131,31 @@ def test_killing_vllm_in_the_middle_of_a_switch_ends_serving(test_site, docker_c
     _serving(test_site, status["served_model_name"])
 
 
+def test_a_controller_killed_mid_switch_is_reported_then_rolled_back_by_the_next_run(test_site, docker_client):
+    _up(test_site)
+    switching = harness.controller_process(test_site.root, "switch", "tiny-b")
+    try:
+        wait_for(
+            "target vLLM container", lambda: _new_vllm_container(docker_client, test_site.project, "tiny-b"),
+            deadline_s=120, interval_s=0.2,
+        )  # fmt: skip
+    finally:
+        switching.send_signal(signal.SIGKILL)  # no handler, no cleanup: only the journal knows
+        switching.communicate(timeout=60)
+
+    status = test_site.controller("status", "--json")
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["pending"]["target"] == "tiny-b"
+
+    resolved = test_site.controller("up", "tiny-a")
+    assert resolved.returncode == 0, resolved.stderr
+    assert "did not finish; rolling it back" in resolved.stderr
+    state = JournalStore(test_site.site.state_dir).load()
+    assert state.pending is None and state.active_profile == "tiny-a"
+    assert (state.history[-1].profile, state.history[-1].outcome) == ("tiny-b", "rolled_back")
+    _serving(test_site, "tiny-a")
+
+
 def test_when_the_rollback_fails_too_both_causes_are_reported_and_recorded(test_site, tiny_model, tmp_path):
     # tiny-a serves a copy of the model that is broken once it runs, so the rollback cannot bring it back.
     model_copy = tmp_path / "tiny-a-model"
@@ -151,8 +177,8 @@ def test_when_the_rollback_fails_too_both_causes_are_reported_and_recorded(test_
     assert "greater than the derived max_model_len" in result.stderr or "max model len above derived" in message
     assert "and the rollback to 'tiny-a' failed too" in message
 
-    state = StateStore(test_site.site.state_dir).load()
-    assert state.active is None
+    state = JournalStore(test_site.site.state_dir).load()
+    assert state.active is None and state.pending is None
     last = state.history[-1]
     assert (last.profile, last.outcome, last.previous) == ("tiny-broken", "rollback_failed", "tiny-a")
     assert "rollback:" in last.error

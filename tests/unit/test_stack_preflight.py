@@ -17,6 +17,8 @@ def test_gated_model_without_hf_token_is_refused_before_anything_starts(tmp_path
     assert result.returncode == 2
     assert "gated" in result.stderr and "HF_TOKEN" in result.stderr
     assert not (tmp_path / "compose").exists()
+    # A refused first run generates no secrets on disk: nothing changes before the checks pass.
+    assert not (tmp_path / ".env").exists() and not (tmp_path / ".controller" / "journal.json").exists()
 
 
 def test_model_that_does_not_fit_is_refused_with_recommendations(tmp_path):
