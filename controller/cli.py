@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from controller.errors import ControllerError, InputError
+from controller.phases import Reporter
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
     from controller.catalog import Catalog
     from controller.settings import SiteConfig
     from controller.stack import Stack
@@ -28,10 +29,33 @@ if TYPE_CHECKING:
 # the controller's modules are imported inside the commands that use them: the stack, gpu and state
 # modules load the Docker SDK, HTTP clients, locks and templates, and the catalog and settings
 # build pydantic models, which `--help` does not need. tests/unit/test_startup_imports.py checks.
+# rich too (about 20 ms) is imported on the first print, which `--json` output never makes.
+
+
+class _LazyConsole:
+    """A rich Console, made on first use."""
+
+    def __init__(self, **options: object) -> None:
+        self._options = options
+        self._console: Console | None = None
+
+    def __getattr__(self, name: str) -> object:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return getattr(self._console, name)
+
+
+def _table(*headers: str, **options: object) -> Table:
+    from rich.table import Table
+
+    return Table(*headers, **options)
+
 
 # Piped output (no terminal) gets wide tables instead of truncated columns.
-out = Console(width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+out = _LazyConsole(width=None if sys.stdout.isatty() else 200)
+err = _LazyConsole(stderr=True, width=None if sys.stderr.isatty() else 200)
 _debug = False
 
 app = typer.Typer(
@@ -128,7 +152,7 @@ def models(ctx: typer.Context, as_json: JsonOption = False) -> None:
     if as_json:
         _print_json(rows)
         return
-    table = Table(title="Model profiles")
+    table = _table(title="Model profiles")
     for column in ("name", "model", "quantization", "dtype", "context", "weights", "accelerator"):
         table.add_column(column)
     for row in rows:
@@ -182,12 +206,8 @@ LockTimeoutOption = Annotated[
 ForceOption = Annotated[bool, typer.Option("--force", help="Start even when the memory plan says it does not fit.")]
 
 
-class ConsoleReporter:
-    """Live progress on stderr: a spinner on the running phase, one line per finished phase.
-
-    Implements every method of controller.stack.Reporter without subclassing it, so that importing
-    the command line does not import the stack (a unit test checks that none is missing).
-    """
+class ConsoleReporter(Reporter):
+    """Live progress on stderr: a spinner on the running phase, one line per finished phase."""
 
     def __init__(self, quiet: bool = False):
         self.quiet = quiet
@@ -262,7 +282,7 @@ def _print_summary(result: dict, title: str) -> None:
         err.print(f"[green]{title}:[/] nothing to do, '{result['model']}' is already serving and healthy")
     else:
         err.print(f"[green]{title}[/] in {result['total_s']:.1f} s")
-    table = Table(show_header=False, box=None, padding=(0, 2))
+    table = _table(show_header=False, box=None, padding=(0, 2))
     table.add_row("URL", result["url"])
     table.add_row("admin", f"{result['admin_email']} (password in {result['admin_password_in']})")
     table.add_row("model", f"{result['model']} (served as {result['served_model_name']})")
@@ -359,7 +379,7 @@ def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
         return
     out.print(f"model: [bold]{result['model'] or '-'}[/] (served as {result['served_model_name'] or '-'})")
     out.print(f"url:   {result['url']}")
-    table = Table("service", "state", "health", "uptime", "image")
+    table = _table("service", "state", "health", "uptime", "image")
     for name, info in result["services"].items():
         uptime = f"{info['uptime_s']} s" if info["uptime_s"] is not None else "-"
         table.add_row(name, info["state"], info["health"] or "-", uptime, info["image"] or "-")
@@ -376,7 +396,7 @@ def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
 def _print_history(events: list[dict]) -> None:
     if not events:
         return
-    table = Table("finished", "action", "model", "from", "outcome", "downtime", "error", title="recent runs")
+    table = _table("finished", "action", "model", "from", "outcome", "downtime", "error", title="recent runs")
     for e in events:
         downtime = f"{e['downtime_s']:.1f} s" if e.get("downtime_s") is not None else "-"
         table.add_row(
@@ -492,7 +512,7 @@ def plan_command(
         verdict = "[green]fits[/]" if result.fits else "[red]does not fit[/]"
         where = f"{memory:.1f} GiB ({source})" if memory else "cpu"
         out.print(f"[bold]{profile.name}[/] on {where}: {verdict}")
-        table = Table(show_header=False, box=None, padding=(0, 2))
+        table = _table(show_header=False, box=None, padding=(0, 2))
         table.add_row("weights", f"{result.weights_gib:.2f} GiB")
         table.add_row("overhead (estimate)", f"{result.overhead_gib:.2f} GiB")
         table.add_row("KV budget", f"{result.kv_budget_gib:.2f} GiB at utilization {result.gpu_memory_utilization:g}")
@@ -514,6 +534,8 @@ def main() -> None:
     try:
         app()
     except ControllerError as exc:
+        from rich.markup import escape
+
         if _debug:
             traceback.print_exc()
         err.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False)

@@ -6,7 +6,6 @@ import shutil
 from dataclasses import dataclass
 
 from controller.capability import parse_capability
-from controller.compose import run_command
 from controller.errors import ControllerError
 from controller.plan import GIB
 
@@ -71,7 +70,13 @@ def from_nvml(nvml) -> list[Gpu]:
 
 
 def detect_gpus() -> list[Gpu]:
-    """Every NVIDIA GPU on this host; an empty list where there is none or no driver."""
+    """Every NVIDIA GPU on this host; an empty list where there is none or no driver.
+
+    NVML and the subprocess wrapper are imported here, when detection is asked for, so that
+    importing this module (and `controller plan --gpu-memory ...`) stays cheap.
+    """
+    from controller.compose import run_command
+
     try:
         import pynvml
 
