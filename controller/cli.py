@@ -468,7 +468,7 @@ def plan_command(
 ) -> None:
     """Tell whether MODEL fits the GPU, and how many full-length chats it serves at once."""
     from controller.catalog import local_weights_bytes
-    from controller.plan import GIB, plan
+    from controller.plan import GIB, plan, resolve_gpu_memory
     from controller.settings import gpu_memory_setting
 
     c = _ctx(ctx)
@@ -480,18 +480,9 @@ def plan_command(
             f"({profile.architecture.max_context} tokens)",
             hint="plan for a shorter context, or add rope_scaling to the profile in your catalog",
         )
-    gpus = _detect_gpus() if profile.accelerator == "gpu" and gpu_memory is None else []
-    memory = None
-    source = None
-    if gpu_memory is not None:
-        memory, source = _gpu_memory_option(gpu_memory), "--gpu-memory"
-    elif gpus:
-        memory, source = (
-            gpus[0].total_gib,
-            f"GPU 0: {gpus[0].name}, compute {gpus[0].capability[0]}.{gpus[0].capability[1]}",
-        )
-    elif (configured := gpu_memory_setting(c.site.env_file)) is not None:
-        memory, source = configured, "GPU_MEMORY_GIB"
+    flag = _gpu_memory_option(gpu_memory) if gpu_memory is not None else None
+    gpus = _detect_gpus() if profile.accelerator == "gpu" and flag is None else []
+    memory, source = resolve_gpu_memory(flag, gpus, gpu_memory_setting(c.site.env_file))
     if profile.accelerator == "gpu" and memory is None:
         raise InputError(
             "no GPU detected to plan for",

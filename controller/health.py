@@ -144,7 +144,9 @@ class VllmProbe:
         container = self.container()
         env = {"PROBE_KEY": self.api_key} if with_key else {}
         try:
-            result = container.exec_run(["python3", "-c", _PROBE, f"http://127.0.0.1:{self.port}{path}"], environment=env)
+            result = container.exec_run(
+                ["python3", "-c", _PROBE, f"http://127.0.0.1:{self.port}{path}"], environment=env
+            )
         except docker.errors.APIError as exc:
             # 409 while the container restarts, 404 once it is replaced.
             raise NotReady(f"cannot reach vLLM inside its container: {exc.explanation or exc}") from None

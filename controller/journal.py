@@ -146,7 +146,9 @@ class JournalStore:
         journal = Journal(history=[Event.from_dict(item) for item in data.get("history", [])])
         text = self._v1_active_compose.read_text(encoding="utf-8") if self._v1_active_compose.exists() else None
         if data.get("active") and text is not None:
-            journal.active = Deployment(data["active"], data.get("served_model_name") or "", data.get("since") or "", text)
+            journal.active = Deployment(
+                data["active"], data.get("served_model_name") or "", data.get("since") or "", text
+            )
         self.save(journal)
         self._v1_state.unlink()
         self._v1_active_compose.unlink(missing_ok=True)

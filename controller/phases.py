@@ -127,7 +127,9 @@ class PhaseRunner:
         self.reporter.phase_done(shown, self.timings[shown])
         return result
 
-    def wait(self, phase: Phase, check: Callable[[], T], *, hint: str | None = None, deadline_s: float | None = None) -> T:
+    def wait(
+        self, phase: Phase, check: Callable[[], T], *, hint: str | None = None, deadline_s: float | None = None
+    ) -> T:
         from controller.health import wait_for
 
         deadline = deadline_s if deadline_s is not None else self.deadlines[phase]

@@ -3,87 +3,26 @@
 from __future__ import annotations
 
 import functools
-import json
-from dataclasses import dataclass
+from dataclasses import fields
 from importlib import resources
 from typing import Any
 
 import jinja2
 import yaml
 
-from controller.capability import effective_dtype, effective_quantization
 from controller.catalog import Profile
 from controller.errors import RenderError
 from controller.files import load_yaml
 from controller.settings import Settings
+from controller.spec import HF_CACHE_TARGET, SECRET_REFERENCES, GpuReservation, ServingSpec, build_spec
 
 TEMPLATES_PACKAGE = "controller.templates"
 COMPOSE_TEMPLATE = "docker-compose.yml.j2"
-VLLM_PORT = 8000
-# How Open WebUI reaches vLLM on the compose network (no trailing slash: Open WebUI appends paths).
-VLLM_BASE_URL = f"http://vllm:{VLLM_PORT}/v1"
-WEBUI_PORT = 8080
-HF_CACHE_TARGET = "/root/.cache/huggingface"
 WEBUI_DATA_MOUNT = "webui-data:/app/backend/data"
-# The only `${...}` the rendered file may hold: Compose fills them from .env at run time.
-SECRET_REFERENCES = {
-    "VLLM_API_KEY": "${VLLM_API_KEY:?set VLLM_API_KEY in .env}",
-    "WEBUI_SECRET_KEY": "${WEBUI_SECRET_KEY:?set WEBUI_SECRET_KEY in .env}",
-    "WEBUI_ADMIN_PASSWORD": "${WEBUI_ADMIN_PASSWORD:?set WEBUI_ADMIN_PASSWORD in .env}",
-    "HF_TOKEN": "${HF_TOKEN:-}",
-}
 
 
-@dataclass(frozen=True)
-class GpuReservation:
-    count: str | None
-    device_ids: list[str] | None
-
-    @classmethod
-    def from_setting(cls, value: str) -> GpuReservation:
-        if value.startswith("device="):
-            return cls(count=None, device_ids=value.removeprefix("device=").split(","))
-        return cls(count=value, device_ids=None)
-
-
-def vllm_args(profile: Profile, capability: tuple[int, int] | None = None) -> list[str]:
-    """The arguments after `vllm serve`; the API key comes from the environment, never argv."""
-    args = [
-        profile.container_model,
-        "--served-model-name",
-        profile.served_model_name,
-        "--host",
-        "0.0.0.0",
-        "--port",
-        str(VLLM_PORT),
-        "--dtype",
-        effective_dtype(profile, capability),
-        "--max-model-len",
-        str(profile.max_model_len),
-    ]
-    quantization = effective_quantization(profile, capability)
-    if quantization:
-        args += ["--quantization", quantization]
-    if profile.kv_cache_dtype != "auto":
-        args += ["--kv-cache-dtype", profile.kv_cache_dtype]
-    if profile.accelerator == "gpu":
-        args += [
-            "--gpu-memory-utilization",
-            f"{profile.gpu_memory_utilization:g}",
-            "--tensor-parallel-size",
-            str(profile.tensor_parallel_size),
-        ]
-    if profile.tool_call_parser:
-        args += ["--enable-auto-tool-choice", "--tool-call-parser", profile.tool_call_parser]
-    if profile.chat_template:
-        args += ["--chat-template", profile.chat_template]
-    if profile.rope_scaling:
-        args += ["--hf-overrides", json.dumps({"rope_scaling": profile.rope_scaling}, sort_keys=True)]
-    return args + list(profile.extra_args)
-
-
-def _healthcheck(port: int) -> list[str]:
-    probe = f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}/health', timeout=4)"
+def _healthcheck(port: int, path: str) -> list[str]:
+    probe = f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}{path}', timeout=4)"
     return ["CMD", "python3", "-c", probe]
 
 
@@ -92,35 +31,20 @@ def _port_mapping(address: str, host_port: int, container_port: int) -> str:
     return f"{host}:{host_port}:{container_port}"
 
 
-def render_context(profile: Profile, settings: Settings, capability: tuple[int, int] | None = None) -> dict:
-    local = profile.local_path
-    return {
-        "project_name": settings.compose_project_name,
-        "profile": profile,
-        "vllm_image": settings.vllm_cpu_image if profile.accelerator == "cpu" else settings.vllm_image,
-        "webui_image": settings.webui_image,
-        "vllm_args": vllm_args(profile, capability),
-        "vllm_port": VLLM_PORT,
-        "vllm_base_url": VLLM_BASE_URL,
-        "vllm_host_port": settings.vllm_host_port,
-        "webui_port": WEBUI_PORT,
-        "webui_host_port": settings.webui_port,
-        "webui_bind_address": settings.webui_bind_address,
-        "webui_port_mapping": _port_mapping(settings.webui_bind_address, settings.webui_port, WEBUI_PORT),
-        "vllm_port_mapping": (
-            _port_mapping("127.0.0.1", settings.vllm_host_port, VLLM_PORT) if settings.vllm_host_port else None
+def render_context(spec: ServingSpec) -> dict:
+    """The template's variables: the spec's fields, plus what only Compose spells (port mappings,
+    healthcheck commands, labels as a mapping)."""
+    context = {f.name: getattr(spec, f.name) for f in fields(spec)}
+    context.update(
+        labels=spec.labels,
+        webui_port_mapping=_port_mapping(spec.webui_bind_address, spec.webui_host_port, spec.webui_port),
+        vllm_port_mapping=(
+            _port_mapping("127.0.0.1", spec.vllm_host_port, spec.vllm_port) if spec.vllm_host_port else None
         ),
-        "vllm_healthcheck": _healthcheck(VLLM_PORT),
-        "webui_healthcheck": _healthcheck(WEBUI_PORT),
-        "admin_email": settings.webui_admin_email,
-        "admin_name": settings.webui_admin_name,
-        "gpu": GpuReservation.from_setting(settings.gpu_devices) if profile.accelerator == "gpu" else None,
-        "cpu_kv_cache_gib": profile.cpu_kv_cache_space_gib,
-        "hf_cache_dir": str(settings.hf_cache_path),
-        "local_model_dir": str(local) if local else None,
-        # A local model needs no download, so vLLM can live on a network without egress.
-        "backend_internal": local is not None,
-    }
+        vllm_healthcheck=_healthcheck(spec.vllm_port, spec.health_path),
+        webui_healthcheck=_healthcheck(spec.webui_port, spec.health_path),
+    )
+    return context
 
 
 def _load_template(name: str) -> str:
@@ -201,12 +125,16 @@ def render_template(name: str, context: dict) -> str:
         raise RenderError(f"template {where}{f':{line}' if line else ''}: {exc}") from None
 
 
-def render_compose(profile: Profile, settings: Settings, capability: tuple[int, int] | None = None) -> str:
-    """The compose file as text, checked: it parses to exactly the expected structure."""
-    context = render_context(profile, settings, capability)
+def render_spec(spec: ServingSpec) -> str:
+    """The compose file as text, checked: it parses to exactly the structure the spec implies."""
+    context = render_context(spec)
     text = render_template(COMPOSE_TEMPLATE, context)
     check_rendered(text, context)
     return text
+
+
+def render_compose(profile: Profile, settings: Settings, capability: tuple[int, int] | None = None) -> str:
+    return render_spec(build_spec(profile, settings, capability))
 
 
 # ----- the serving spec the rendered file must match -------------------------------------------
@@ -218,7 +146,6 @@ def expected_compose(context: dict) -> dict[str, Any]:
     The rendered file is compared with this after parsing, so no value can add a key, a service,
     a mount, a device, a port or a privilege: anything else stops before the file is written.
     """
-    profile: Profile = context["profile"]
     gpu: GpuReservation | None = context["gpu"]
     logging = {"driver": "json-file", "options": {"max-size": "50m", "max-file": "5"}}
     volumes: list[dict[str, Any]] = [
@@ -231,10 +158,15 @@ def expected_compose(context: dict) -> dict[str, Any]:
     ]
     if context["local_model_dir"]:
         volumes.append(
-            {"type": "bind", "source": context["local_model_dir"], "target": profile.container_model, "read_only": True}
+            {
+                "type": "bind",
+                "source": context["local_model_dir"],
+                "target": context["container_model"],
+                "read_only": True,
+            }
         )
     vllm_env = {"VLLM_API_KEY": SECRET_REFERENCES["VLLM_API_KEY"], "HF_TOKEN": SECRET_REFERENCES["HF_TOKEN"]}
-    if profile.accelerator == "cpu":
+    if context["accelerator"] == "cpu":
         vllm_env["VLLM_CPU_KVCACHE_SPACE"] = str(context["cpu_kv_cache_gib"])
     vllm: dict[str, Any] = {
         "image": context["vllm_image"],
@@ -251,12 +183,12 @@ def expected_compose(context: dict) -> dict[str, Any]:
         },
         "restart": "unless-stopped",
         "logging": logging,
-        "labels": {"io.llmstack.profile": profile.name, "io.llmstack.served-model-name": profile.served_model_name},
+        "labels": dict(context["labels"]),
     }
     if gpu:
         device: dict[str, Any] = {"driver": "nvidia", "capabilities": ["gpu"]}
         if gpu.device_ids:
-            device["device_ids"] = gpu.device_ids
+            device["device_ids"] = list(gpu.device_ids)
         else:
             device["count"] = gpu.count if gpu.count == "all" else int(gpu.count or 0)
         vllm["ipc"] = "host"
@@ -276,7 +208,7 @@ def expected_compose(context: dict) -> dict[str, Any]:
             "WEBUI_ADMIN_NAME": context["admin_name"],
             "WEBUI_ADMIN_PASSWORD": SECRET_REFERENCES["WEBUI_ADMIN_PASSWORD"],
             "ENABLE_SIGNUP": "false",
-            "DEFAULT_MODELS": profile.served_model_name,
+            "DEFAULT_MODELS": context["served_model_name"],
         },
         "volumes": [WEBUI_DATA_MOUNT],
         "ports": [context["webui_port_mapping"]],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Protocol
+
 from controller.errors import AdminError, NotReady
 from controller.phases import ADMIN, CHAT_PATH, DEFAULT_MODEL, MODEL_IN_WEBUI, PhaseRunner
 from controller.settings import Settings

@@ -1,9 +1,16 @@
-"""The serving spec's fixed parts: ports, URLs, labels and service names, defined once.
-
-Renderers (Compose today, Kubernetes later) and probes read these; nothing else spells them.
+"""The serving spec: one frozen description of what runs, built once from profile + settings +
+GPU facts. Every renderer (Compose today, Kubernetes later) and every probe reads it; the fixed
+ports, URLs, labels and names are defined here once.
 """
 
 from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from controller.capability import effective_dtype, effective_quantization
+from controller.catalog import Profile
+from controller.settings import Settings
 
 VLLM_PORT = 8000
 WEBUI_PORT = 8080
@@ -13,3 +20,108 @@ HEALTH_PATH = "/health"
 SERVICES = ("vllm", "webui")
 PROFILE_LABEL = "io.llmstack.profile"
 SERVED_NAME_LABEL = "io.llmstack.served-model-name"
+HF_CACHE_TARGET = "/root/.cache/huggingface"
+# The only `${...}` a rendered file may hold: the runtime fills them from .env, so no secret is in it.
+SECRET_REFERENCES = {
+    "VLLM_API_KEY": "${VLLM_API_KEY:?set VLLM_API_KEY in .env}",
+    "WEBUI_SECRET_KEY": "${WEBUI_SECRET_KEY:?set WEBUI_SECRET_KEY in .env}",
+    "WEBUI_ADMIN_PASSWORD": "${WEBUI_ADMIN_PASSWORD:?set WEBUI_ADMIN_PASSWORD in .env}",
+    "HF_TOKEN": "${HF_TOKEN:-}",
+}
+
+
+@dataclass(frozen=True)
+class GpuReservation:
+    count: str | None
+    device_ids: tuple[str, ...] | None
+
+    @classmethod
+    def from_setting(cls, value: str) -> GpuReservation:
+        if value.startswith("device="):
+            return cls(count=None, device_ids=tuple(value.removeprefix("device=").split(",")))
+        return cls(count=value, device_ids=None)
+
+
+def vllm_args(profile: Profile, capability: tuple[int, int] | None = None) -> list[str]:
+    """The arguments after `vllm serve`; the API key comes from the environment, never argv."""
+    args = [
+        profile.container_model,
+        "--served-model-name", profile.served_model_name,
+        "--host", "0.0.0.0",
+        "--port", str(VLLM_PORT),
+        "--dtype", effective_dtype(profile, capability),
+        "--max-model-len", str(profile.max_model_len),
+    ]  # fmt: skip
+    quantization = effective_quantization(profile, capability)
+    if quantization:
+        args += ["--quantization", quantization]
+    if profile.kv_cache_dtype != "auto":
+        args += ["--kv-cache-dtype", profile.kv_cache_dtype]
+    if profile.accelerator == "gpu":
+        args += ["--gpu-memory-utilization", f"{profile.gpu_memory_utilization:g}",
+                 "--tensor-parallel-size", str(profile.tensor_parallel_size)]  # fmt: skip
+    if profile.tool_call_parser:
+        args += ["--enable-auto-tool-choice", "--tool-call-parser", profile.tool_call_parser]
+    if profile.chat_template:
+        args += ["--chat-template", profile.chat_template]
+    if profile.rope_scaling:
+        args += ["--hf-overrides", json.dumps({"rope_scaling": profile.rope_scaling}, sort_keys=True)]
+    return args + list(profile.extra_args)
+
+
+@dataclass(frozen=True)
+class ServingSpec:
+    project_name: str
+    profile_name: str
+    served_model_name: str
+    accelerator: str
+    function_calling: str
+    vllm_image: str
+    webui_image: str
+    vllm_args: tuple[str, ...]
+    container_model: str
+    gpu: GpuReservation | None
+    cpu_kv_cache_gib: int | None
+    hf_cache_dir: str
+    local_model_dir: str | None
+    # A local model needs no download, so vLLM can live on a network without egress.
+    backend_internal: bool
+    webui_bind_address: str
+    webui_host_port: int
+    vllm_host_port: int | None
+    admin_email: str
+    admin_name: str
+    vllm_port: int = VLLM_PORT
+    webui_port: int = WEBUI_PORT
+    vllm_base_url: str = VLLM_BASE_URL
+    health_path: str = HEALTH_PATH
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {PROFILE_LABEL: self.profile_name, SERVED_NAME_LABEL: self.served_model_name}
+
+
+def build_spec(profile: Profile, settings: Settings, capability: tuple[int, int] | None = None) -> ServingSpec:
+    local = profile.local_path
+    cpu = profile.accelerator == "cpu"
+    return ServingSpec(
+        project_name=settings.compose_project_name,
+        profile_name=profile.name,
+        served_model_name=profile.served_model_name,
+        accelerator=profile.accelerator,
+        function_calling=profile.function_calling,
+        vllm_image=settings.vllm_cpu_image if cpu else settings.vllm_image,
+        webui_image=settings.webui_image,
+        vllm_args=tuple(vllm_args(profile, capability)),
+        container_model=profile.container_model,
+        gpu=None if cpu else GpuReservation.from_setting(settings.gpu_devices),
+        cpu_kv_cache_gib=profile.cpu_kv_cache_space_gib if cpu else None,
+        hf_cache_dir=str(settings.hf_cache_path),
+        local_model_dir=str(local) if local else None,
+        backend_internal=local is not None,
+        webui_bind_address=str(settings.webui_bind_address),
+        webui_host_port=settings.webui_port,
+        vllm_host_port=settings.vllm_host_port,
+        admin_email=settings.webui_admin_email,
+        admin_name=settings.webui_admin_name,
+    )

@@ -13,10 +13,11 @@ from controller.catalog import Catalog, Profile, check_local_model, local_weight
 from controller.errors import ControllerError, PreflightError, StartupFailed, SwitchFailed
 from controller.journal import Deployment, Event, Journal, JournalStore, now_iso
 from controller.phases import VLLM_PHASES, Deadlines, PhaseRunner, Reporter
-from controller.plan import Plan, plan, weight_bytes
-from controller.render import render_compose
+from controller.plan import Plan, plan, resolve_gpu_memory, weight_bytes
+from controller.render import render_spec
 from controller.serving import WebUISetup
 from controller.settings import LoadedSettings, Settings, SiteConfig, read_settings, store_generated_secrets
+from controller.spec import ServingSpec, build_spec
 from controller.switch import RecreateStrategy, SwitchContext, restore_deployment, transaction
 from controller.targets import Target
 
@@ -37,6 +38,7 @@ class Options:
 class Prepared:
     profile: Profile
     loaded: LoadedSettings
+    spec: ServingSpec
     compose_text: str
     plan: Plan | None = None
     free_gpu_gib: float | None = None
@@ -46,8 +48,10 @@ class Prepared:
         return self.loaded.settings
 
     def deployment(self) -> Deployment:
-        p = self.profile
-        return Deployment(p.name, p.served_model_name, now_iso(), self.compose_text, p.function_calling)
+        spec = self.spec
+        return Deployment(
+            spec.profile_name, spec.served_model_name, now_iso(), self.compose_text, spec.function_calling
+        )
 
 
 def compose_target(site: SiteConfig, settings: Settings) -> Target:
@@ -103,9 +107,9 @@ class Stack:
         loaded = read_settings(self.site)
         settings = loaded.settings
         gpus = detect_gpus() if profile.accelerator == "gpu" else []
-        capability = gpus[0].capability if gpus else None
-        prepared = Prepared(profile, loaded, render_compose(profile, settings, capability))
-        memory = gpus[0].total_gib if gpus else settings.gpu_memory_gib
+        spec = build_spec(profile, settings, gpus[0].capability if gpus else None)
+        prepared = Prepared(profile, loaded, spec, render_spec(spec))
+        memory, _source = resolve_gpu_memory(None, gpus, settings.gpu_memory_gib)
         if profile.accelerator == "gpu" and memory:
             prepared.plan = plan(
                 profile, gpu_memory_gib=memory, weights_bytes_override=local_weights_bytes(profile),
@@ -203,8 +207,8 @@ class Stack:
         except ControllerError as exc:
             if isinstance(exc, StartupFailed) and exc.phase in VLLM_PHASES:
                 self._stop_failed_vllm(target, exc)
-            self.store.update(lambda j: j.record(Event("up", profile.name, "failed", started, now_iso(),
-                                                       error=exc.message, phases=runner.timings)))  # fmt: skip
+            failed = Event("up", profile.name, "failed", started, now_iso(), error=exc.message, phases=runner.timings)
+            self.store.update(lambda journal: journal.record(failed))
             raise
         self._record_ok("up", prepared, runner, started)
         return self._summary(prepared, runner.timings, noop=False, vllm=facts)
@@ -247,7 +251,9 @@ class Stack:
             current = target.running_profile()
             active = self.store.load().active
             if current is None or active is None:
-                raise PreflightError("no running stack to switch", hint=f"start one with `controller up {profile.name}`")
+                raise PreflightError(
+                    "no running stack to switch", hint=f"start one with `controller up {profile.name}`"
+                )
             if current == profile.name and active.text == prepared.compose_text and target.healthy():
                 return self._summary(prepared, {}, noop=True, previous=current)
             self._store_secrets(prepared)

@@ -65,6 +65,7 @@ def transaction(store: JournalStore, action: str, target: Profile, restore: Depl
     except BaseException as cause:
         _unwind(txn, cause, warn)
         raise
+
     def close(journal: Journal) -> None:
         journal.pending = None
         if txn.commit is not None:
@@ -86,7 +87,8 @@ def _unwind(txn: Transaction, cause: BaseException, warn: Callable[[str], None])
         try:
             step()
         except ControllerError as second:
-            txn.store.update(lambda j: _close(j, txn.event("rollback_failed", error=f"{reason}; rollback: {second.message}"), active=None))
+            failed = txn.event("rollback_failed", error=f"{reason}; rollback: {second.message}")
+            txn.store.update(lambda journal: _close(journal, failed, active=None))
             raise SwitchFailed(
                 f"{what}: {reason}; and the rollback "
                 + (f"to '{restored}'" if label == RESTORE_SERVING else f"of {label}")

@@ -60,7 +60,9 @@ _FATAL_PATTERNS: list[tuple[str, re.Pattern[str], str]] = [
     ),
     (
         "parser_does_not_fit_tokenizer",
-        re.compile(r"--(?:tool-call|reasoning)-parser \S+ (?:and --reasoning-parser \S+ )?cannot be used with the tokenizer"),
+        re.compile(
+            r"--(?:tool-call|reasoning)-parser \S+ (?:and --reasoning-parser \S+ )?cannot be used with the tokenizer"
+        ),
         "the model's tokenizer lacks the tokens this parser reads: remove tool_call_parser (Open WebUI then uses "
         "legacy function calling) or reasoning-parser from the profile, or pick the parser for this model",
     ),

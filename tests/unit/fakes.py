@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import yaml
 
 from controller.errors import ChatRefused, RuntimeFailure, StartupFailed
-from controller.phases import PhaseRunner, WEIGHTS_LOAD
+from controller.phases import WEIGHTS_LOAD, PhaseRunner
 from controller.spec import PROFILE_LABEL, VLLM_BASE_URL
 from controller.webui import Session
 

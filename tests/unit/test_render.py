@@ -8,7 +8,8 @@ import yaml
 from controller import render
 from controller.catalog import load_catalog
 from controller.errors import RenderError
-from controller.render import render_compose, render_template, vllm_args
+from controller.render import render_compose, render_template
+from controller.spec import build_spec, vllm_args
 from tests.unit._support import DUMMY_SECRETS, cpu_catalog, fixed_settings
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -214,7 +215,7 @@ TAMPERED = {
 def test_structure_check_stops_anything_but_the_serving_spec(old, new):
     profile = load_catalog().get("deepseek-1.5b")
     settings = fixed_settings()
-    context = render.render_context(profile, settings)
+    context = render.render_context(build_spec(profile, settings))
     text = render_compose(profile, settings)
     assert old in text
     with pytest.raises(RenderError) as info:

@@ -25,8 +25,9 @@ from hypothesis import strategies as st
 
 from controller.catalog import build_profile
 from controller.errors import CatalogError, SettingsError
-from controller.render import render_compose, vllm_args
+from controller.render import render_compose
 from controller.settings import SiteConfig, parse_settings, read_settings
+from controller.spec import vllm_args
 
 EXAMPLES = 40
 SECRETS = {

@@ -8,7 +8,8 @@ import yaml
 
 from controller.catalog import load_catalog
 from controller.errors import CatalogError
-from controller.render import render_compose, vllm_args
+from controller.render import render_compose
+from controller.spec import vllm_args
 from tests.unit._support import BUILTIN_NAMES, fixed_settings, make_profile, write_catalog
 
 TOOL_FLAGS = {"--enable-auto-tool-choice", "--tool-call-parser", "--chat-template"}
@@ -24,11 +25,12 @@ def test_builtin_renders_no_tool_flags_and_uses_legacy_function_calling(name):
 
 
 def test_profile_with_a_parser_renders_auto_tool_choice_and_native_function_calling():
-    profile = make_profile(tool_call_parser="llama3_json", chat_template="examples/tool_chat_template_llama3.1_json.jinja")
+    template = "examples/tool_chat_template_llama3.1_json.jinja"
+    profile = make_profile(tool_call_parser="llama3_json", chat_template=template)
     args = vllm_args(profile)
     at = args.index("--enable-auto-tool-choice")
     assert args[at + 1 : at + 3] == ["--tool-call-parser", "llama3_json"]
-    assert args[args.index("--chat-template") + 1] == "examples/tool_chat_template_llama3.1_json.jinja"
+    assert args[args.index("--chat-template") + 1] == template
     assert profile.function_calling == "native"
 
 
