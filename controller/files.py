@@ -168,7 +168,10 @@ SYSTEM_TREES = tuple(Path(p) for p in ("/boot", "/dev", "/etc", "/proc", "/run",
 
 def system_dir_problem(path: Path) -> str | None:
     """Why `path` must not be mounted into a container, or None when it may be."""
-    resolved = path.expanduser().resolve()
+    try:
+        resolved = path.expanduser().resolve()
+    except RuntimeError:  # "~name" of a user this machine does not have
+        return f"{path} names the home of an unknown user; write an absolute path or ~/path"
     if resolved in SYSTEM_DIRS or resolved == Path.home().resolve():
         return f"{resolved} is a system directory; use a directory of its own, e.g. /srv/models/NAME"
     for tree in SYSTEM_TREES:

@@ -125,12 +125,19 @@ class Stack:
         check_gated(prepared.profile, prepared.settings, self.site.env_file)
         if prepared.plan is not None:
             check_fit(prepared.plan, prepared.free_gpu_gib, force=self.options.force, warn=self.reporter.warn)
-        needs = None if prepared.profile.local_path else weight_bytes(prepared.profile)
+        profile = prepared.profile
+        needs = None if profile.local_path else weight_bytes(profile)
         target = self.target(prepared.settings)
-        for warning in target.preflight(
-            accelerator=prepared.profile.accelerator, switching=switching, needs_download_bytes=needs
-        ):
+        for warning in target.preflight(switching=switching, needs_download_bytes=needs):
             self.reporter.warn(warning)
+        if profile.accelerator == "gpu" and not target.gpu_runtime():
+            cpu_profiles = [p.name for p in self.catalog.profiles() if p.accelerator == "cpu"]
+            raise PreflightError(
+                f"'{profile.name}' needs an NVIDIA GPU, but this Docker engine has no NVIDIA runtime",
+                hint="install the NVIDIA driver and nvidia-container-toolkit, run "
+                "`nvidia-ctk runtime configure --runtime=docker` and restart Docker"
+                + (f"; or use a cpu profile: {', '.join(cpu_profiles)}" if cpu_profiles else ""),
+            )
 
     def _store_secrets(self, prepared: Prepared) -> list[str]:
         return store_generated_secrets(self.site, prepared.loaded)

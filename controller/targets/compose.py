@@ -59,21 +59,18 @@ class ComposeTarget:
 
     # ----- before anything is touched ------------------------------------------------------
 
-    def preflight(self, *, accelerator: str, switching: bool, needs_download_bytes: int | None) -> list[str]:
+    def preflight(self, *, switching: bool, needs_download_bytes: int | None) -> list[str]:
         """Raise PreflightError for what stops a start; return warnings for what may slow it."""
-        from controller.gpu import docker_has_nvidia_runtime
-
         self.engine  # noqa: B018
         compose_v2_version()
-        if accelerator == "gpu" and not docker_has_nvidia_runtime(self.engine.info()):
-            raise PreflightError(
-                "this profile needs an NVIDIA GPU, but this Docker engine has no NVIDIA runtime",
-                hint="install the NVIDIA driver and nvidia-container-toolkit, run "
-                "`nvidia-ctk runtime configure --runtime=docker` and restart Docker; or use a cpu profile",
-            )
         if not switching:
             self._check_port()
         return [warning] if needs_download_bytes and (warning := self._disk_warning(needs_download_bytes)) else []
+
+    def gpu_runtime(self) -> bool:
+        from controller.gpu import docker_has_nvidia_runtime
+
+        return docker_has_nvidia_runtime(self.engine.info())
 
     def _check_port(self) -> None:
         port, address = self.settings.webui_port, self.settings.webui_bind_address

@@ -76,7 +76,10 @@ class FakeTarget:
     def __post_init__(self) -> None:
         self.ui = FakeWebUI(self)
 
-    def preflight(self, *, accelerator: str, switching: bool, needs_download_bytes: int | None) -> list[str]:
+    def gpu_runtime(self) -> bool:
+        return False
+
+    def preflight(self, *, switching: bool, needs_download_bytes: int | None) -> list[str]:
         self.calls.append("preflight")
         if self.preflight_error:
             raise self.preflight_error

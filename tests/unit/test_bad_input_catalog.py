@@ -234,6 +234,8 @@ BAD_MODELS = {
     "newline": "org/model\n  privileged: true",
     "local_with_brackets": "/srv/models/m[/]",
     "local_with_newline": "/srv/models/m\nx",
+    # Found by the property test: "~0" is the home of a user "0", which expanduser cannot find.
+    "home_of_unknown_user": "~0",
 }
 
 
