@@ -29,7 +29,6 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
-from zxcvbn import zxcvbn
 
 from controller.errors import SettingsError
 from controller.files import read_text_file, system_dir_problem, write_atomic
@@ -155,7 +154,8 @@ Key = Annotated[SecretStr, AfterValidator(_key_text)]
 
 
 class Settings(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+    # Built on first use: `models` and `plan` never validate settings, and start faster without it.
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True, defer_build=True)
 
     webui_port: Port = Field(7860, alias="WEBUI_PORT")
     webui_bind_address: Annotated[str, AfterValidator(_ip_address)] = Field("0.0.0.0", alias="WEBUI_BIND_ADDRESS")
@@ -201,6 +201,8 @@ class Settings(BaseModel):
                 "delete the line to have a strong one generated"
             )
         known = [str(info.data.get(k, "")) for k in ("webui_admin_email", "webui_admin_name")]
+        from zxcvbn import zxcvbn  # 20-30 ms to import; only a password check needs it
+
         verdict = zxcvbn(plain, user_inputs=[w for w in known if w] + PASSWORD_CONTEXT_WORDS)
         if verdict["score"] < MIN_ADMIN_PASSWORD_SCORE:
             why = verdict["feedback"].get("warning") or "it is a known or easily guessed pattern"

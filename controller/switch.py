@@ -88,7 +88,7 @@ def _unwind(txn: Transaction, cause: BaseException, warn: Callable[[str], None])
             step()
         except ControllerError as second:
             failed = txn.event("rollback_failed", error=f"{reason}; rollback: {second.message}")
-            txn.store.update(lambda journal: _close(journal, failed, active=None))
+            txn.store.update(lambda journal, event=failed: _close(journal, event, active=None))
             raise SwitchFailed(
                 f"{what}: {reason}; and the rollback "
                 + (f"to '{restored}'" if label == RESTORE_SERVING else f"of {label}")
