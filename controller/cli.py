@@ -3,7 +3,6 @@ errors become messages and exit codes (0 ok, 1 runtime failure, 2 bad input)."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -14,13 +13,19 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from controller.console import (
+    ConsoleReporter,
+    err,
+    print_history,
+    print_json,
+    print_models,
+    print_plan,
+    print_status,
+    print_summary,
+)
 from controller.errors import ControllerError, InputError
-from controller.phases import Reporter
 
 if TYPE_CHECKING:
-    from rich.console import Console
-    from rich.table import Table
-
     from controller.catalog import Catalog
     from controller.settings import SiteConfig
     from controller.stack import Stack
@@ -31,32 +36,6 @@ if TYPE_CHECKING:
 # build pydantic models, which `--help` does not need. tests/unit/test_startup_imports.py checks.
 # rich too (about 20 ms) is imported on the first print, which `--json` output never makes.
 
-
-class _LazyConsole:
-    """A rich Console, made on first use."""
-
-    def __init__(self, **options: object) -> None:
-        self._options = options
-        self._console: Console | None = None
-
-    def __getattr__(self, name: str) -> object:
-        if self._console is None:
-            from rich.console import Console
-
-            self._console = Console(**self._options)
-        return getattr(self._console, name)
-
-
-def _table(*headers: str, **options: object) -> Table:
-    from rich.table import Table
-
-    return Table(*headers, **options)
-
-
-# Piped output (no terminal) gets wide tables instead of truncated columns.
-out = _LazyConsole(width=None if sys.stdout.isatty() else 200)
-err = _LazyConsole(stderr=True, width=None if sys.stderr.isatty() else 200)
-_debug = False
 
 app = typer.Typer(
     name="controller",
@@ -119,10 +98,6 @@ def main_options(
     ctx.obj = Context(site=site, catalog_path=_resolve_catalog(catalog, site))
 
 
-def _print_json(data: object) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-
-
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 
 
@@ -150,22 +125,9 @@ def models(ctx: typer.Context, as_json: JsonOption = False) -> None:
             }
         )
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
-    table = _table(title="Model profiles")
-    for column in ("name", "model", "quantization", "dtype", "context", "weights", "accelerator"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(
-            row["name"],
-            row["model"],
-            row["quantization"] or "-",
-            row["dtype"],
-            str(row["max_model_len"]),
-            f"{row['weights_gb']:.1f} GB",
-            row["accelerator"],
-        )
-    out.print(table)
+    print_models(rows)
 
 
 ModelArg = Annotated[str, typer.Argument(help="Profile name (see `controller models`).", show_default=False)]
@@ -206,50 +168,6 @@ LockTimeoutOption = Annotated[
 ForceOption = Annotated[bool, typer.Option("--force", help="Start even when the memory plan says it does not fit.")]
 
 
-class ConsoleReporter(Reporter):
-    """Live progress on stderr: a spinner on the running phase, one line per finished phase."""
-
-    def __init__(self, quiet: bool = False):
-        self.quiet = quiet
-        self.status = None
-        self.current = ""
-
-    def phase_start(self, name: str) -> None:
-        self.current = name
-        if self.quiet:
-            return
-        if err.is_terminal:
-            self.status = err.status(f"{name} ...")
-            self.status.start()
-        else:
-            err.print(f"  ... {name}", highlight=False)
-
-    def phase_progress(self, detail: str) -> None:
-        if self.status is not None:
-            self.status.update(f"{self.current} ... [dim]{detail}[/]")
-
-    def phase_done(self, name: str, seconds: float) -> None:
-        if self.status is not None:
-            self.status.stop()
-            self.status = None
-        if not self.quiet:
-            err.print(f"  [green]✓[/] {name:<24} {seconds:6.1f} s", highlight=False)
-
-    def warn(self, message: str) -> None:
-        if self.status is not None:
-            self.status.stop()
-            self.status = None
-        err.print(f"[yellow]warning:[/] {message}", highlight=False)
-
-    def waiting_for_lock(self, owner: str) -> None:
-        err.print(f"waiting for another controller run to finish ({owner}) ...", highlight=False)
-
-    def close(self) -> None:
-        if self.status is not None:
-            self.status.stop()
-            self.status = None
-
-
 def _stack(
     ctx: typer.Context,
     *,
@@ -277,34 +195,13 @@ def _run(stack: Stack, action):
         stack.reporter.close()
 
 
-def _print_summary(result: dict, title: str) -> None:
-    if result.get("noop"):
-        err.print(f"[green]{title}:[/] nothing to do, '{result['model']}' is already serving and healthy")
-    else:
-        err.print(f"[green]{title}[/] in {result['total_s']:.1f} s")
-    table = _table(show_header=False, box=None, padding=(0, 2))
-    table.add_row("URL", result["url"])
-    table.add_row("admin", f"{result['admin_email']} (password in {result['admin_password_in']})")
-    table.add_row("model", f"{result['model']} (served as {result['served_model_name']})")
-    if "previous" in result:
-        table.add_row("previous", str(result["previous"]))
-    if result.get("downtime_s") is not None:
-        table.add_row("chat downtime", f"{result['downtime_s']:.1f} s")
-    vllm = result.get("vllm") or {}
-    if vllm.get("load_time_s") is not None:
-        table.add_row("vLLM load time", f"{vllm['load_time_s']:.1f} s (container start to /health 200)")
-    if vllm.get("kv_cache_tokens"):
-        table.add_row("KV cache", f"{vllm['kv_cache_tokens']} tokens")
-    err.print(table)
-
-
 @app.command()
 def render(ctx: typer.Context, model: ModelArg, as_json: JsonOption = False) -> None:
     """Write compose/docker-compose.yml for MODEL (generates missing secrets into .env once)."""
     stack = _stack(ctx, quiet=True)
     result = stack.render(model)
     if as_json:
-        _print_json(result)
+        print_json(result)
         return
     state = "written" if result["changed"] else "unchanged"
     err.print(f"{result['compose_file']} {state} for [bold]{model}[/] (served as {result['served_model_name']})")
@@ -328,7 +225,7 @@ def up(
     """
     stack = _stack(ctx, load_timeout_s=timeout, lock_timeout_s=lock_timeout, force=force)
     result = _run(stack, lambda: stack.up(model))
-    _print_json(result) if as_json else _print_summary(result, "up")
+    print_json(result) if as_json else print_summary(result, "up")
 
 
 @app.command()
@@ -343,7 +240,7 @@ def switch(
     """Change the served model; Open WebUI, its users and chats stay. Rolls back if MODEL fails."""
     stack = _stack(ctx, load_timeout_s=timeout, lock_timeout_s=lock_timeout, force=force)
     result = _run(stack, lambda: stack.switch(model))
-    _print_json(result) if as_json else _print_summary(result, "switched")
+    print_json(result) if as_json else print_summary(result, "switched")
 
 
 @app.command()
@@ -364,7 +261,7 @@ def down(
     stack = _stack(ctx, lock_timeout_s=lock_timeout)
     result = _run(stack, lambda: stack.down(volumes=volumes))
     if as_json:
-        _print_json(result)
+        print_json(result)
     else:
         kept = "deleted" if volumes else "kept (users, chats)"
         err.print(f"[green]down:[/] project {result['project']} removed; data volume {kept}")
@@ -375,52 +272,21 @@ def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Show each service's state, health and uptime, the active model, and vLLM's load."""
     result = _stack(ctx, quiet=True).status()
     if as_json:
-        _print_json(result)
+        print_json(result)
         return
-    out.print(f"model: [bold]{result['model'] or '-'}[/] (served as {result['served_model_name'] or '-'})")
-    out.print(f"url:   {result['url']}")
-    table = _table("service", "state", "health", "uptime", "image")
-    for name, info in result["services"].items():
-        uptime = f"{info['uptime_s']} s" if info["uptime_s"] is not None else "-"
-        table.add_row(name, info["state"], info["health"] or "-", uptime, info["image"] or "-")
-    out.print(table)
-    m = result["metrics"]
-    if m:
-        out.print(
-            f"vLLM: {m.get('requests_running', 0):g} running, {m.get('requests_waiting', 0):g} waiting, "
-            f"KV cache {100 * m.get('kv_cache_usage', 0):.1f}% used"
-        )
-    _print_history(result["history"][-5:])
-
-
-def _print_history(events: list[dict]) -> None:
-    if not events:
-        return
-    table = _table("finished", "action", "model", "from", "outcome", "downtime", "error", title="recent runs")
-    for e in events:
-        downtime = f"{e['downtime_s']:.1f} s" if e.get("downtime_s") is not None else "-"
-        table.add_row(
-            e["finished"],
-            e["action"],
-            e["profile"],
-            e.get("previous") or "-",
-            e["outcome"],
-            downtime,
-            (e.get("error") or "")[:80],
-        )
-    out.print(table)
+    print_status(result)
 
 
 @app.command()
 def history(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Show recent up, switch and down runs with their outcomes."""
-    from controller.state import StateStore
+    from controller.journal import JournalStore
 
-    events = [vars(e) for e in StateStore(_ctx(ctx).site.state_dir).load().history]
+    events = [vars(e) for e in JournalStore(_ctx(ctx).site.state_dir).load().history]
     if as_json:
-        _print_json(events)
+        print_json(events)
     else:
-        _print_history(events) if events else err.print("no runs recorded yet")
+        print_history(events) if events else err.print("no runs recorded yet")
 
 
 @app.command()
@@ -468,7 +334,7 @@ def plan_command(
 ) -> None:
     """Tell whether MODEL fits the GPU, and how many full-length chats it serves at once."""
     from controller.catalog import local_weights_bytes
-    from controller.plan import GIB, plan, resolve_gpu_memory
+    from controller.plan import plan, resolve_gpu_memory
     from controller.settings import gpu_memory_setting
 
     c = _ctx(ctx)
@@ -498,24 +364,9 @@ def plan_command(
     )
     data = {**result.as_dict(), "memory_source": source}
     if as_json:
-        _print_json(data)
+        print_json(data)
     else:
-        verdict = "[green]fits[/]" if result.fits else "[red]does not fit[/]"
-        where = f"{memory:.1f} GiB ({source})" if memory else "cpu"
-        out.print(f"[bold]{profile.name}[/] on {where}: {verdict}")
-        table = _table(show_header=False, box=None, padding=(0, 2))
-        table.add_row("weights", f"{result.weights_gib:.2f} GiB")
-        table.add_row("overhead (estimate)", f"{result.overhead_gib:.2f} GiB")
-        table.add_row("KV budget", f"{result.kv_budget_gib:.2f} GiB at utilization {result.gpu_memory_utilization:g}")
-        table.add_row("KV per token", f"{result.kv_bytes_per_token / 1024:.0f} KiB")
-        table.add_row(f"KV per sequence ({result.max_model_len})", f"{result.kv_bytes_per_sequence / GIB:.3f} GiB")
-        table.add_row("max concurrency", f"{result.max_concurrency:.1f} full-length sequences")
-        table.add_row("longest context that fits", str(result.max_model_len_fit))
-        out.print(table)
-        for note in result.notes:
-            out.print(f"[yellow]note:[/] {note}")
-        for advice in result.recommendations:
-            out.print(f"[cyan]try:[/] {advice}")
+        print_plan(profile.name, memory, source, result)
     if not result.fits:
         raise typer.Exit(1)
 
