@@ -12,7 +12,7 @@ from pydantic_core import PydanticCustomError
 
 from controller.errors import CatalogError
 from controller.files import load_yaml, read_text_file, system_dir_problem
-from controller.settings import control_characters
+from controller.values import control_characters
 
 BUILTIN_CATALOG_NAME = "builtin"
 QUANTIZED_METHODS = {"gptq", "gptq_marlin", "awq", "awq_marlin"}

@@ -308,7 +308,7 @@ def _detect_gpus() -> list:
 
 
 def _gpu_memory_option(text: str) -> float:
-    from controller.settings import parse_memory_gib
+    from controller.values import parse_memory_gib
 
     try:
         return parse_memory_gib(text)

@@ -6,19 +6,13 @@ only; `store_generated_secrets` is the one write, done by the caller once every 
 
 from __future__ import annotations
 
-import io
-import ipaddress
-import math
 import os
 import re
 import secrets
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
-from dotenv import dotenv_values
-from dotenv.parser import parse_stream
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -30,29 +24,26 @@ from pydantic import (
     field_validator,
 )
 
+from controller.envfile import read_env_entries, write_env_values
 from controller.errors import SettingsError
-from controller.files import read_text_file, system_dir_problem, write_atomic
+from controller.values import (
+    ImageReference,
+    Key,
+    Port,
+    Text,
+    control_characters,
+    host_directory,
+    ip_address,
+    parse_memory_gib,
+    printable,
+)
 
 MIN_ADMIN_PASSWORD_LENGTH = 12
 # zxcvbn scores 0-4; 3 is "safely unguessable: moderate protection from an offline slow-hash attack".
 MIN_ADMIN_PASSWORD_SCORE = 3
 GENERATED_PASSWORD_LENGTH = 24
-MIN_KEY_LENGTH = 16
 # Words a guesser tries first for this stack; zxcvbn treats them as known.
 PASSWORD_CONTEXT_WORDS = ["openwebui", "open-webui", "webui", "llmstack", "vllm", "admin", "changeme", "demo"]
-UNPINNED_TAGS = {"latest", "main", "dev", "nightly"}
-
-# The image reference grammar of distribution/reference (the OCI distribution spec's names).
-_ALNUM = r"[a-z0-9]+"
-_SEPARATOR = r"(?:[._]|__|[-]+)"
-_PATH_COMPONENT = rf"{_ALNUM}(?:{_SEPARATOR}{_ALNUM})*"
-_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_HOST = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])"
-_NAME = rf"(?:{_HOST}(?::[0-9]+)?/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
-_TAG = r"[\w][\w.-]{0,127}"
-_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
-IMAGE_REFERENCE = re.compile(rf"(?P<name>{_NAME})(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?", re.ASCII)
-MAX_IMAGE_NAME_LENGTH = 255
 
 
 def _secret() -> str:
@@ -75,90 +66,13 @@ SECRET_KEYS = frozenset(GENERATED_SECRETS) | {"HF_TOKEN"}
 # unquoted and double-quoted values, so they must be single-quoted when they hold one.
 COMPOSE_READS = SECRET_KEYS
 
-_MEMORY_UNITS = {"gib": 1.0, "g": 1.0, "": 1.0, "gb": 1000**3 / 1024**3, "mib": 1 / 1024, "mb": 1000**2 / 1024**3}
-
-
-def parse_memory_gib(text: str | float) -> float:
-    """'12GiB', '16GB', '24g' or '12' (GiB) -> GiB. Raises ValueError on anything else."""
-    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*", str(text))
-    unit = match.group(2).lower() if match else None
-    if not match or unit not in _MEMORY_UNITS or float(match.group(1)) <= 0:
-        raise ValueError(f"'{text}' is not a memory size; write it like 12GiB, 16GB or 24")
-    value = float(match.group(1)) * _MEMORY_UNITS[unit]
-    if not math.isfinite(value) or value > 1024 * 1024:
-        raise ValueError(f"'{text}' is not a plausible memory size")
-    return value
-
-
-def control_characters(text: str) -> list[str]:
-    """Characters that have no business in a name or path: control, format, private-use, line breaks."""
-    return [ch for ch in text if unicodedata.category(ch)[0] == "C" or unicodedata.category(ch) in ("Zl", "Zp")]
-
-
-def _printable(value: str) -> str:
-    bad = control_characters(value)
-    if bad:
-        raise ValueError(f"contains a control character or line break ({ascii(bad[0])}); remove it")
-    return value
-
-
-def _ip_address(value: str) -> str:
-    try:
-        return str(ipaddress.ip_address(value.strip("[]")))
-    except ValueError:
-        raise ValueError("is not an IP address; use e.g. 0.0.0.0 (every interface) or 127.0.0.1") from None
-
-
-def _image_reference(value: str) -> str:
-    match = IMAGE_REFERENCE.fullmatch(value)
-    first, _, rest = match.group("name").partition("/") if match else ("", "", "")
-    # Like Docker's normalisation: the first part is a registry only when it looks like a host.
-    registry = rest and ("." in first or ":" in first or first == "localhost")
-    if not registry and match and not re.fullmatch(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*", match.group("name")):
-        match = None
-    if not match or len(match.group("name")) > MAX_IMAGE_NAME_LENGTH:
-        raise ValueError(
-            "is not an image reference (registry/name:tag or name@sha256:digest, lowercase name, no spaces)"
-        )
-    if not match.group("digest") and (match.group("tag") is None or match.group("tag") in UNPINNED_TAGS):
-        raise ValueError(f"'{value}' is not pinned; use a release tag such as :v0.12.4 or a digest")
-    return value
-
-
-def _host_directory(value: Path) -> Path:
-    _printable(str(value))
-    path = value.expanduser()
-    if not path.is_absolute():
-        raise ValueError(f"'{value}' is relative; write an absolute path (or one starting with ~/)")
-    problem = system_dir_problem(path)
-    if problem:
-        raise ValueError(problem)
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"{path} exists and is not a directory")
-    return value
-
-
-def _key_text(value: SecretStr) -> SecretStr:
-    plain = value.get_secret_value()
-    if len(plain) < MIN_KEY_LENGTH:
-        raise ValueError(f"is shorter than {MIN_KEY_LENGTH} characters; delete the line to have a strong one generated")
-    if not re.fullmatch(r"[\x21-\x7e]+", plain):
-        raise ValueError("may hold only printable ASCII characters without spaces")
-    return value
-
-
-Port = Annotated[int, Field(ge=1, le=65535)]
-Text = Annotated[str, AfterValidator(_printable)]
-ImageReference = Annotated[str, AfterValidator(_image_reference)]
-Key = Annotated[SecretStr, AfterValidator(_key_text)]
-
 
 class Settings(BaseModel):
     # Built on first use: `models` and `plan` never validate settings, and start faster without it.
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True, defer_build=True)
 
     webui_port: Port = Field(7860, alias="WEBUI_PORT")
-    webui_bind_address: Annotated[str, AfterValidator(_ip_address)] = Field("0.0.0.0", alias="WEBUI_BIND_ADDRESS")
+    webui_bind_address: Annotated[str, AfterValidator(ip_address)] = Field("0.0.0.0", alias="WEBUI_BIND_ADDRESS")
     webui_admin_email: Text = Field(
         "admin@example.com",
         alias="WEBUI_ADMIN_EMAIL",
@@ -170,7 +84,7 @@ class Settings(BaseModel):
     webui_secret_key: Key = Field(alias="WEBUI_SECRET_KEY")
     vllm_api_key: Key = Field(alias="VLLM_API_KEY")
     hf_token: SecretStr | None = Field(None, alias="HF_TOKEN")
-    hf_cache_dir: Annotated[Path, AfterValidator(_host_directory)] = Field(
+    hf_cache_dir: Annotated[Path, AfterValidator(host_directory)] = Field(
         Path("~/.cache/huggingface"), alias="HF_CACHE_DIR"
     )
     vllm_image: ImageReference = Field("vllm/vllm-openai:v0.32.0", alias="VLLM_IMAGE")
@@ -185,7 +99,7 @@ class Settings(BaseModel):
         "llmstack", alias="COMPOSE_PROJECT_NAME", max_length=63, pattern=r"^[a-z0-9][a-z0-9_-]*$"
     )
     vllm_host_port: Port | None = Field(None, alias="VLLM_HOST_PORT")
-    controller_catalog: Annotated[Path, AfterValidator(lambda p: Path(_printable(str(p))))] | None = Field(
+    controller_catalog: Annotated[Path, AfterValidator(lambda p: Path(printable(str(p))))] | None = Field(
         None, alias="CONTROLLER_CATALOG"
     )
 
@@ -260,60 +174,6 @@ class SiteConfig(BaseModel):
     @property
     def state_dir(self) -> Path:
         return self.root / ".controller"
-
-
-# ----- reading .env ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class EnvEntry:
-    value: str
-    line: int
-    single_quoted: bool
-
-
-def _read_env_text(path: Path) -> str | None:
-    if not path.exists() and not path.is_symlink():
-        return None
-    return read_text_file(path, SettingsError, what="settings file")
-
-
-def read_env_entries(path: Path) -> dict[str, EnvEntry]:
-    """Every `KEY=value` of an env file with its line, read literally (no `${...}` expansion).
-
-    A missing file is empty; an unreadable one, a line that does not parse, or a key set twice
-    is a SettingsError naming the file and line.
-    """
-    text = _read_env_text(path)
-    if text is None:
-        return {}
-    entries: dict[str, EnvEntry] = {}
-    for binding in parse_stream(io.StringIO(text)):
-        raw = binding.original.string
-        # A binding's text starts with the blank lines before it; its own line comes after them.
-        line = binding.original.line + raw[: len(raw) - len(raw.lstrip())].count("\n")
-        if binding.error:
-            raise SettingsError(
-                f"settings file {path} line {line}: cannot parse this line",
-                hint="write KEY=value, one per line; quote a value with spaces or # in single quotes",
-            )
-        if binding.key is None or binding.value is None:
-            continue
-        if binding.key in entries:
-            raise SettingsError(
-                f"settings file {path} line {line}: {binding.key} is already set on line {entries[binding.key].line}",
-                hint="keep one of the two lines",
-            )
-        quoted = re.match(rf"\s*(?:export\s+)?{re.escape(binding.key)}\s*=\s*'", raw.lstrip()) is not None
-        entries[binding.key] = EnvEntry(binding.value, line, quoted)
-    # python-dotenv's own reading, without interpolation, must agree with what was checked above.
-    literal = {k: v for k, v in dotenv_values(stream=io.StringIO(text), interpolate=False).items() if v is not None}
-    return {key: EnvEntry(literal[key], e.line, e.single_quoted) for key, e in entries.items() if key in literal}
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    """The env file's values, literally (`$` and `${...}` stay as written)."""
-    return {key: entry.value for key, entry in read_env_entries(path).items()}
 
 
 @dataclass(frozen=True)
@@ -426,41 +286,3 @@ def load_settings(site: SiteConfig, *, generate: bool = True) -> Settings:
             # Rewriting tightens a hand-made .env that others could read.
             write_env_values(site.env_file, {}, overwrite=False)
     return loaded.settings
-
-
-# ----- writing .env ----------------------------------------------------------------------------
-
-
-def _env_line(key: str, value: str) -> str:
-    # Values are written single-quoted so that '$' and '#' in a secret stay literal for
-    # both python-dotenv and docker compose.
-    if "'" in value or "\n" in value:
-        raise SettingsError(f"cannot store {key}: the value contains a quote or newline")
-    return f"{key}='{value}'"
-
-
-def write_env_values(path: Path, values: dict[str, str], *, overwrite: bool) -> list[str]:
-    """Set keys in the env file atomically with mode 0600; returns the keys actually written.
-
-    Existing lines and comments are kept. With overwrite=False a key already present keeps its value.
-    """
-    existing_text = _read_env_text(path) or ""
-    current = read_env_file(path)
-    lines = existing_text.splitlines()
-    written = []
-    for key, value in values.items():
-        if current.get(key) and not overwrite:
-            continue
-        pattern = re.compile(rf"^\s*(export\s+)?{re.escape(key)}\s*=")
-        replaced = False
-        for i, line in enumerate(lines):
-            if pattern.match(line):
-                lines[i] = _env_line(key, value)
-                replaced = True
-        if not replaced:
-            lines.append(_env_line(key, value))
-        written.append(key)
-    if written or path.exists():
-        # Rewriting also tightens a hand-made .env that others could read.
-        write_atomic(path, "\n".join(lines) + "\n" if lines else "", mode=0o600)
-    return written

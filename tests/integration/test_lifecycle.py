@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from controller.catalog import load_catalog
+from controller.envfile import write_env_values
 from controller.plan import kv_bytes_per_token
-from controller.settings import write_env_values
 from controller.webui import WebUI
 from tests.integration import harness
 

@@ -17,7 +17,8 @@ import yaml
 from typer.testing import CliRunner
 
 from controller.cli import app
-from controller.settings import Settings, read_env_file
+from controller.envfile import read_env_file
+from controller.settings import Settings
 from tests.unit._support import BUILTIN_NAMES, TINY_ARCH, write_catalog
 
 SETTING_KEYS = {field.alias for field in Settings.model_fields.values()}

@@ -4,16 +4,14 @@ import stat
 
 import pytest
 
+from controller.envfile import read_env_entries, read_env_file, write_env_values
 from controller.settings import (
     Settings,
     SettingsError,
     SiteConfig,
     load_settings,
-    read_env_entries,
-    read_env_file,
     read_settings,
     store_generated_secrets,
-    write_env_values,
 )
 
 GENERATED = ("WEBUI_ADMIN_PASSWORD", "WEBUI_SECRET_KEY", "VLLM_API_KEY")
