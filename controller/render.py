@@ -146,8 +146,18 @@ def expected_compose(context: dict) -> dict[str, Any]:
     The rendered file is compared with this after parsing, so no value can add a key, a service,
     a mount, a device, a port or a privilege: anything else stops before the file is written.
     """
-    gpu: GpuReservation | None = context["gpu"]
     logging = {"driver": "json-file", "options": {"max-size": "50m", "max-file": "5"}}
+    return {
+        "name": context["project_name"],
+        "x-logging": logging,
+        "services": {"vllm": _expected_vllm(context, logging), "webui": _expected_webui(context, logging)},
+        "networks": {"backend": {"internal": bool(context["backend_internal"])}, "frontend": {}},
+        "volumes": {"webui-data": {}},
+    }
+
+
+def _expected_vllm(context: dict, logging: dict) -> dict[str, Any]:
+    gpu: GpuReservation | None = context["gpu"]
     volumes: list[dict[str, Any]] = [
         {
             "type": "bind",
@@ -197,6 +207,10 @@ def expected_compose(context: dict) -> dict[str, Any]:
         vllm["shm_size"] = "2gb"
     if context["vllm_port_mapping"]:
         vllm["ports"] = [context["vllm_port_mapping"]]
+    return vllm
+
+
+def _expected_webui(context: dict, logging: dict) -> dict[str, Any]:
     webui = {
         "image": context["webui_image"],
         "environment": {
@@ -224,13 +238,7 @@ def expected_compose(context: dict) -> dict[str, Any]:
         "restart": "unless-stopped",
         "logging": logging,
     }
-    return {
-        "name": context["project_name"],
-        "x-logging": logging,
-        "services": {"vllm": vllm, "webui": webui},
-        "networks": {"backend": {"internal": bool(context["backend_internal"])}, "frontend": {}},
-        "volumes": {"webui-data": {}},
-    }
+    return webui
 
 
 _REFERENCES = frozenset(SECRET_REFERENCES.values())

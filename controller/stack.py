@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from controller.catalog import Catalog, Profile, check_local_model, local_weights_bytes
-from controller.errors import ControllerError, PreflightError, StartupFailed, SwitchFailed
+from controller.errors import ControllerError, PreflightError, StartupFailed
 from controller.journal import Deployment, Event, Journal, JournalStore, now_iso
 from controller.phases import VLLM_PHASES, Deadlines, PhaseRunner, Reporter
 from controller.plan import Plan, plan, resolve_gpu_memory, weight_bytes
@@ -18,7 +18,7 @@ from controller.render import render_spec
 from controller.serving import WebUISetup
 from controller.settings import LoadedSettings, Settings, SiteConfig, read_settings, store_generated_secrets
 from controller.spec import ServingSpec, build_spec
-from controller.switch import RecreateStrategy, SwitchContext, restore_deployment, transaction
+from controller.switch import RecreateStrategy, SwitchContext, roll_back_pending, transaction
 from controller.targets import Target
 
 # The no-op `up` only re-checks what is already running: a short deadline, not a start-up one.
@@ -278,7 +278,7 @@ class Stack:
                                  **result)  # fmt: skip
 
     def _resolve_pending(self, settings: Settings) -> None:
-        """A controller killed mid-switch left a pending change: roll back to what served before."""
+        """A controller killed mid-switch left a pending change: roll it back before anything else."""
         pending = self.store.load().pending
         if pending is None:
             return
@@ -287,32 +287,9 @@ class Stack:
             "did not finish; rolling it back"
         )
         target, runner = self.target(settings), self._runner()
-        restore = pending.restore
-
-        def record(outcome: str, active, error: str) -> None:
-            def change(journal) -> None:
-                journal.record(Event(pending.action, pending.target, outcome, pending.started, now_iso(),
-                                     previous=restore.profile if restore else None, error=error,
-                                     phases=runner.timings))  # fmt: skip
-                journal.pending, journal.active = None, active
-
-            self.store.update(change)
-
-        if restore is None:
-            record("interrupted", None, "the controller stopped mid-change; nothing to roll back to")
-            return
-        try:
-            with target.webui() as webui:
-                setup = self._webui_setup(settings, target, webui)
-                setup.admin(runner)
-                restore_deployment(SwitchContext(target, setup, runner), restore)
-        except ControllerError as exc:
-            record("rollback_failed", None, f"the controller stopped mid-change; rollback: {exc.message}")
-            raise SwitchFailed(
-                f"an interrupted `{pending.action} {pending.target}` could not be rolled back: {exc.message}",
-                hint="`controller up MODEL` starts a known-good model", details=exc.details,
-            ) from None  # fmt: skip
-        record("rolled_back", restore, "the controller stopped mid-change (killed?)")
+        with target.webui() as webui:
+            ctx = SwitchContext(target, self._webui_setup(settings, target, webui), runner)
+            roll_back_pending(self.store, pending, ctx)
 
     def down(self, *, volumes: bool = False) -> dict:
         settings = read_settings(self.site).settings

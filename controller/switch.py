@@ -160,3 +160,29 @@ def restore_deployment(ctx: SwitchContext, deployment: Deployment) -> None:
     ctx.target.wait_vllm(runner, deployment.served_model_name)
     ctx.webui.activate(runner, deployment)
     ctx.runner.timings.update(runner.timings)
+
+
+def roll_back_pending(store: JournalStore, pending: Pending, ctx: SwitchContext) -> None:
+    """Resolve what a controller killed mid-change left: serve `pending.restore` again and record it."""
+    restore = pending.restore
+
+    def record(outcome: str, active: Deployment | None, error: str) -> None:
+        previous = restore.profile if restore else None
+        event = Event(pending.action, pending.target, outcome, pending.started, now_iso(),
+                      previous=previous, error=error, phases=ctx.runner.timings)  # fmt: skip
+        store.update(lambda journal: _close(journal, event, active=active))
+
+    if restore is None:
+        record("interrupted", None, "the controller stopped mid-change; nothing to roll back to")
+        return
+    try:
+        ctx.webui.admin(ctx.runner)
+        restore_deployment(ctx, restore)
+    except ControllerError as exc:
+        record("rollback_failed", None, f"the controller stopped mid-change; rollback: {exc.message}")
+        raise SwitchFailed(
+            f"an interrupted `{pending.action} {pending.target}` could not be rolled back: {exc.message}",
+            hint="`controller up MODEL` starts a known-good model",
+            details=exc.details,
+        ) from None
+    record("rolled_back", restore, "the controller stopped mid-change (killed?)")
