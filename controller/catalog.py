@@ -12,7 +12,7 @@ from pydantic_core import PydanticCustomError
 
 from controller.errors import CatalogError
 from controller.files import load_yaml, read_text_file, system_dir_problem
-from controller.values import control_characters
+from controller.values import printable
 
 BUILTIN_CATALOG_NAME = "builtin"
 QUANTIZED_METHODS = {"gptq", "gptq_marlin", "awq", "awq_marlin"}
@@ -43,16 +43,9 @@ def _blame(field: str, message: str) -> PydanticCustomError:
     return PydanticCustomError("consistency", "{message}", {"field": field, "message": message})
 
 
-def _printable(value: str) -> str:
-    bad = control_characters(value)
-    if bad:
-        raise ValueError(f"contains a control character or line break ({ascii(bad[0])})")
-    return value
-
-
 def _model_reference(value: str) -> str:
     if value.startswith(LOCAL_MODEL_PREFIXES):
-        _printable(value)
+        printable(value)
         if any(ch in value for ch in "[]\\"):
             raise ValueError(f"local model path {value!r} may not contain [, ] or \\")
         problem = system_dir_problem(Path(value))
@@ -68,7 +61,7 @@ def _model_reference(value: str) -> str:
 
 
 def _vllm_arg(value: str) -> str:
-    _printable(value)
+    printable(value)
     flag = value.split("=", 1)[0]
     if flag in CONTROLLED_FLAGS:
         raise ValueError(f"{flag} is set by the controller (from the profile's fields); remove it")
@@ -133,7 +126,7 @@ class Profile(_Strict):
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key, re.ASCII):
                 raise ValueError(f"key {ascii(key)} is not a config.json field name")
             if isinstance(item, str):
-                _printable(item)
+                printable(item)
         return value
 
     @model_validator(mode="after")
