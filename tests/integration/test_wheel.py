@@ -189,3 +189,26 @@ def test_every_builtin_profile_renders_from_the_installed_package(installed):
         compose = yaml.safe_load((project / "compose" / "docker-compose.yml").read_text())
         assert {"vllm", "webui"} <= set(compose.get("services", {})), f"{name}: services {list(compose['services'])}"
         assert (project / ".env").stat().st_mode & 0o077 == 0, f"{name}: .env is readable by others"
+
+
+@pytest.mark.stack
+def test_the_installed_wheel_brings_up_the_cpu_demo_and_a_browser_shaped_chat_answers(installed, test_site):
+    """The same real CPU stack the demo runs, started by the wheel's `controller`, from outside the checkout."""
+    from controller.webui import WebUI
+
+    done = _run(
+        [installed.controller, "--project-dir", test_site.root, "up", "tiny-a", "--json"],
+        cwd=installed.home,
+        timeout=900,
+        venv=installed.venv,
+    )
+    assert done.returncode == 0, (
+        f"`controller up tiny-a` from the installed wheel exited {done.returncode}:\n{done.stderr}"
+    )
+    summary = json.loads(done.stdout)
+    assert summary["model"] == "tiny-a" and "chat path" in summary["phases"]
+    settings = test_site.settings()
+    with WebUI(test_site.url) as webui:
+        session = webui.signin(settings.webui_admin_email, settings.webui_admin_password.get_secret_value())
+        assert session is not None
+        assert webui.chat(session.token, "tiny-a", "hello", max_tokens=3, as_ui=True)["choices"]
