@@ -48,8 +48,23 @@ def test_up_serves_chats_is_idempotent_and_keeps_data_across_down(test_site, doc
     harness.TIMINGS["stack up (controller up tiny-a)"] = round(time.monotonic() - start, 1)
     assert first.returncode == 0, first.stderr
     summary = json.loads(first.stdout)
-    password = test_site.settings().webui_admin_password.get_secret_value()
-    assert password not in first.stdout + first.stderr, "the admin password was printed"
+    settings = test_site.settings()
+    secrets = {
+        "WEBUI_ADMIN_PASSWORD": settings.webui_admin_password.get_secret_value(),
+        "WEBUI_SECRET_KEY": settings.webui_secret_key.get_secret_value(),
+        "VLLM_API_KEY": settings.vllm_api_key.get_secret_value(),
+    }
+    compose_text = test_site.site.compose_file.read_text()
+    for name, value in secrets.items():
+        assert value not in first.stdout + first.stderr, f"{name} was printed"
+        assert value not in compose_text, f"{name} is in the rendered compose file"
+    # Nor on a command line anyone can see (`ps`, `docker inspect`): only the environment holds them.
+    for container in docker_client.containers.list(filters={"label": f"{harness.PROJECT_LABEL}={test_site.project}"}):
+        config = container.attrs["Config"]
+        visible = json.dumps([config.get("Cmd"), config.get("Entrypoint"), container.attrs.get("Args"),
+                              config.get("Labels")])  # fmt: skip
+        for name, value in secrets.items():
+            assert value not in visible, f"{name} is on {container.name}'s command line or labels"
     assert summary["admin_password_in"] == str(test_site.site.env_file)
     assert {"weights load", "engine ready", "admin", "model in webui"} <= set(summary["phases"])
 

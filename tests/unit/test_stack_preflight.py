@@ -60,3 +60,20 @@ def test_down_volumes_without_a_terminal_needs_yes(tmp_path):
     result = run(tmp_path, "down", "--volumes")
     assert result.returncode == 2
     assert "--yes" in result.stderr
+
+
+def test_unreachable_docker_on_a_first_up_writes_nothing(tmp_path, monkeypatch):
+    # Everything else is valid: the refusal comes from the engine, and it must come before the
+    # generated secrets are stored (issue: a refused first run used to write .env anyway).
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-such-docker.sock")
+    (tmp_path / "models" / "tiny").mkdir(parents=True)
+    (tmp_path / "catalog.yaml").write_text(
+        "profiles:\n  tiny-cpu:\n    model: ./models/tiny\n    served_model_name: tiny-cpu\n"
+        "    max_model_len: 256\n    accelerator: cpu\n    architecture: {params_billion: 0.1, layers: 2,\n"
+        "      hidden_size: 128, attention_heads: 2, kv_heads: 1, head_dim: 64, vocab_size: 512, max_context: 512}\n"
+    )
+    result = run(tmp_path, "--catalog", str(tmp_path / "catalog.yaml"), "up", "tiny-cpu")
+    assert result.returncode == 2, result.stderr
+    assert "Docker" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / ".env").exists() and not (tmp_path / "compose").exists()
+    assert not (tmp_path / ".controller" / "journal.json").exists()
