@@ -131,7 +131,7 @@ def test_up_serves_chats_is_idempotent_and_keeps_data_across_down(test_site, doc
     assert "already has an admin" in mismatch.stderr and "nothing was reset" in mismatch.stderr
     assert "a-different-long-password-1" not in mismatch.stderr + mismatch.stdout
     with WebUI(test_site.url) as webui:
-        kept = webui.signin(test_site.settings().webui_admin_email, password)
+        kept = webui.signin(test_site.settings().webui_admin_email, secrets["WEBUI_ADMIN_PASSWORD"])
         assert kept is not None and _chat_title(test_site.url, kept.token, chat_id) == "kept across down"
 
 
