@@ -222,7 +222,6 @@ def _expected_webui(context: dict, logging: dict) -> dict[str, Any]:
             "WEBUI_ADMIN_NAME": context["admin_name"],
             "WEBUI_ADMIN_PASSWORD": SECRET_REFERENCES["WEBUI_ADMIN_PASSWORD"],
             "ENABLE_SIGNUP": "false",
-            "DEFAULT_MODELS": context["served_model_name"],
         },
         "volumes": [WEBUI_DATA_MOUNT],
         "ports": [context["webui_port_mapping"]],

@@ -33,7 +33,7 @@ def _serving(site, served: str) -> None:
         assert webui.chat(session.token, served, "hello", max_tokens=3, as_ui=True)
 
 
-def test_switch_keeps_users_and_chats_and_a_broken_target_rolls_back(test_site):
+def test_switch_keeps_users_and_chats_and_a_broken_target_rolls_back(test_site, docker_client):
     _up(test_site)
     with WebUI(test_site.url) as webui:
         session = _admin_session(test_site, webui)
@@ -47,6 +47,22 @@ def test_switch_keeps_users_and_chats_and_a_broken_target_rolls_back(test_site):
     harness.TIMINGS["switch: new model load time"] = load
     harness.TIMINGS["switch: chat downtime"] = downtime
     assert 0 < load <= downtime
+
+    # The rendered file describes what runs: the README's hand-run command changes nothing.
+    running = {
+        c.name: c.id
+        for c in docker_client.containers.list(filters={"label": f"{harness.PROJECT_LABEL}={test_site.project}"})
+    }
+    by_hand = subprocess.run(
+        ["docker", "compose", "--env-file", ".env", "-f", "compose/docker-compose.yml", "up", "-d"],
+        cwd=test_site.root, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert by_hand.returncode == 0, by_hand.stderr
+    after = {
+        c.name: c.id
+        for c in docker_client.containers.list(filters={"label": f"{harness.PROJECT_LABEL}={test_site.project}"})
+    }
+    assert after == running, "a hand-run `docker compose up -d` after the switch recreated a container"
 
     with WebUI(test_site.url) as webui:
         session = _admin_session(test_site, webui)

@@ -6,8 +6,11 @@ tests/integration/test_k8s_manifests.py.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,6 +33,7 @@ from controller.targets.k8s_settings import K8sSettings, load_k8s_settings, pars
 from tests.unit._support import BUILTIN_NAMES, DUMMY_SECRETS, TINY_ARCH, fixed_settings, write_catalog
 
 GOLDEN = Path(__file__).parent / "golden" / "k8s"
+GOLDEN_FILES = ["kustomization.yaml", "namespace.yaml", "vllm.yaml", "webui.yaml"]
 HF_TOKEN = "hf_dummyTokenValue0004"
 
 
@@ -366,3 +370,39 @@ def test_planner_applies_per_replica_when_gpu_memory_is_set(tmp_path):
     assert not (tmp_path / "deploy").exists()
     result = render_k8s(project(tmp_path, "GPU_MEMORY_GIB=12GiB\nVLLM_REPLICAS=2\n"), load_catalog(), "llama3-8b-gptq")
     assert result["plan_per_replica"]["fits"] is True and result["replicas"] == 2
+
+
+# ----- through the command line -------------------------------------------------------------------
+
+
+def _cli(project_dir: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("K8S_", "VLLM_", "WEBUI_", "CONTROLLER_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "controller", "--project-dir", str(project_dir), "render", *args],
+        cwd=project_dir, env={**keep, **env}, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_cli_render_target_k8s_writes_the_directory_and_prints_the_next_commands(tmp_path):
+    done = _cli(tmp_path, "llama3-8b-gptq", "--target", "k8s")
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "deploy" / "k8s"
+    assert sorted(p.name for p in out.iterdir()) == sorted([*GOLDEN_FILES, SECRET_ENV_FILE, GITIGNORE])
+    flat = " ".join(done.stderr.split())
+    assert f"kubectl apply -k {out}" in flat and "kubectl -n llmstack rollout status deployment/vllm" in flat
+    result = json.loads(_cli(tmp_path, "deepseek-1.5b", "--target", "k8s", "--out", "elsewhere", "--json").stdout)
+    assert result["out_dir"] == str(tmp_path / "elsewhere") and result["changed"]
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--target", "k8s"], {"VLLM_REPLICAS": "many"}, "VLLM_REPLICAS='many'"),
+        (["--target", "swarm"], {}, "'swarm' is not one of"),
+        (["--out", "x"], {}, "--out is only for --target k8s"),
+    ],
+)
+def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, args, env, message):
+    done = _cli(tmp_path, "deepseek-1.5b", *args, **env)
+    assert done.returncode == 2 and message in " ".join(done.stderr.split())
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

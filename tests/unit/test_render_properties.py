@@ -221,7 +221,6 @@ FIELDS: dict[str, Field] = {
         st.one_of(hostile, hostile.map(lambda t: f"m{t}")),
         lambda doc, p, s, v: [
             (doc["services"]["vllm"]["labels"]["io.llmstack.served-model-name"], v),
-            (doc["services"]["webui"]["environment"]["DEFAULT_MODELS"], v),
             (_after(doc["services"]["vllm"]["command"], "--served-model-name"), v),
         ],
     ),
