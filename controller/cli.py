@@ -8,6 +8,7 @@ import os
 import sys
 import traceback
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -195,9 +196,37 @@ def _run(stack: Stack, action):
         stack.reporter.close()
 
 
+class RenderTarget(StrEnum):
+    compose = "compose"
+    k8s = "k8s"
+
+
 @app.command()
-def render(ctx: typer.Context, model: ModelArg, as_json: JsonOption = False) -> None:
-    """Write compose/docker-compose.yml for MODEL (generates missing secrets into .env once)."""
+def render(
+    ctx: typer.Context,
+    model: ModelArg,
+    target: Annotated[
+        RenderTarget, typer.Option("--target", help="compose: this box; k8s: a kustomize directory for a cluster.")
+    ] = RenderTarget.compose,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Directory for --target k8s (default: PROJECT_DIR/deploy/k8s).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Write compose/docker-compose.yml for MODEL, or with --target k8s Kubernetes manifests
+    (generates missing secrets into .env once)."""
+    if target is RenderTarget.k8s:
+        from controller.targets.k8s import render_k8s, summary_lines
+
+        result = render_k8s(_ctx(ctx).site, _ctx(ctx).catalog(), model, out)
+        if as_json:
+            print_json(result)
+            return
+        for line in summary_lines(result):
+            err.print(line, markup=False, highlight=False)
+        return
+    if out is not None:
+        raise InputError("--out is only for --target k8s", hint="the compose file is always compose/docker-compose.yml")
     stack = _stack(ctx, quiet=True)
     result = stack.render(model)
     if as_json:

@@ -184,3 +184,29 @@ def render_k8s(site: SiteConfig, catalog: Catalog, model: str, out_dir: Path | N
         "generated_secrets": generated,
         "next": _next_steps(out_dir, k8s, load_s),
     }
+
+
+def summary_lines(result: dict[str, Any]) -> list[str]:
+    """What `controller render --target k8s` tells the operator (plain text, no markup)."""
+    changed = ", ".join(result["changed"]) or "nothing (already up to date)"
+    lines = [
+        f"{result['out_dir']}: kustomize directory for {result['model']} (served as {result['served_model_name']}); "
+        f"changed: {changed}",
+        f"namespace {result['namespace']}, {result['replicas']} vLLM replica(s) with "
+        f"{result['gpus_per_replica']} GPU(s) each; secrets from {result['secret']}",
+    ]
+    fit = result["plan_per_replica"]
+    if fit:
+        lines.append(
+            f"plan per replica: fits {fit['gpu_memory_gib']:.1f} GiB, about {fit['max_concurrency']:.1f} "
+            f"full-length chats at once each, {fit['max_concurrency'] * result['replicas']:.1f} in all"
+        )
+    if result["generated_secrets"]:
+        lines.append(f"generated {', '.join(result['generated_secrets'])} into {result['env_file']} (mode 0600)")
+    lines.append("next:")
+    lines += [f"  {command}" for command in result["next"]]
+    lines.append(
+        f"  then make {result['served_model_name']} Open WebUI's default with function calling "
+        f"'{result['function_calling']}' (README: From one box to a cluster)"
+    )
+    return lines

@@ -177,3 +177,19 @@ def test_the_generated_secret_holds_exactly_the_env_values(tmp_path):
         if "valueFrom" in env_var
     }
     assert refs == {secret["metadata"]["name"]}
+
+
+def test_cli_render_in_a_fresh_directory_builds_and_validates(tmp_path, versions):
+    """The issue's acceptance check: `controller render llama3-8b-gptq --target k8s` on a fresh
+    checkout gives a directory that `kubectl kustomize` builds and `kubernetes-validate --strict` accepts."""
+    command = ["--project-dir", str(tmp_path), "render", "llama3-8b-gptq", "--target", "k8s"]
+    done = subprocess.run(
+        [sys.executable, "-m", "controller", *command],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        env={k: v for k, v in os.environ.items() if not k.startswith("CONTROLLER_")},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    built = kustomize(tmp_path / "deploy" / "k8s", tmp_path)
+    for version in versions:
+        result = validate(built, version)
+        assert result.returncode == 0, f"against Kubernetes {version}:\n{result.stdout}{result.stderr}"
