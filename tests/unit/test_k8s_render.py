@@ -107,11 +107,9 @@ def test_webui_gets_the_compose_environment_with_secrets_as_secret_references():
         "webui"
     ]["environment"]
     env = {e["name"]: e for e in container(manifests("deepseek-1.5b"), "webui")["env"]}
-    # DEFAULT_MODELS is read on the first start only; the operator's admin-API step sets it (README).
-    assert set(env) == set(compose_env) - {"DEFAULT_MODELS"}
+    # Neither sets DEFAULT_MODELS: the default model goes through the admin API, so a switch leaves webui alone.
+    assert set(env) == set(compose_env)
     for key, value in compose_env.items():
-        if key == "DEFAULT_MODELS":
-            continue
         if value.startswith("${"):
             secret_key = value[2:].split(":")[0]
             assert env[key]["valueFrom"]["secretKeyRef"]["key"] == secret_key
