@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from controller import vllm_text
 from controller.compose import Engine, docker_timestamp
@@ -17,8 +17,6 @@ if TYPE_CHECKING:
 # tenacity and the Docker SDK's errors are imported where they are used: only a wait or a probe of
 # a running stack needs them, and importing this module should not cost their start time.
 
-T = TypeVar("T")
-POLL_INTERVAL_S = 0.5
 LOG_TAIL_LINES = 12
 
 # Runs inside the vLLM container, so it works on an internal network and needs only python3,
@@ -37,33 +35,6 @@ except urllib.error.HTTPError as e:
 except Exception as e:
     print(0); print(e)
 """
-
-
-def wait_for(
-    phase: str,
-    check: Callable[[], T],
-    *,
-    deadline_s: float,
-    interval_s: float = POLL_INTERVAL_S,
-    hint: str = "see `controller logs` for what the services are doing",
-) -> T:
-    """Call check until it returns; NotReady means try again, anything else stops the wait at once."""
-    from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
-
-    retrying = Retrying(
-        stop=stop_after_delay(deadline_s),
-        wait=wait_fixed(interval_s),
-        retry=retry_if_exception_type(NotReady),
-    )
-    try:
-        return retrying(check)
-    except RetryError as exc:
-        last = exc.last_attempt.exception()
-        raise StartupFailed(
-            f"phase '{phase}' did not complete within {deadline_s:g} s" + (f": {last}" if last else ""),
-            phase=phase,
-            hint=hint,
-        ) from None
 
 
 class VllmProbe:

@@ -13,9 +13,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
-from controller.errors import SettingsError
+from controller.errors import NotReady, SettingsError, StartupFailed
 
 T = TypeVar("T")
+POLL_INTERVAL_S = 0.5
 # Longest deadline accepted: a first download of a large model can take hours, not days.
 MAX_DEADLINE_S = 24 * 3600.0
 
@@ -130,11 +131,36 @@ class PhaseRunner:
     def wait(
         self, phase: Phase, check: Callable[[], T], *, hint: str | None = None, deadline_s: float | None = None
     ) -> T:
-        from controller.health import wait_for
-
         deadline = deadline_s if deadline_s is not None else self.deadlines[phase]
         kwargs = {"hint": hint} if hint else {}
         return self.run(phase, lambda: wait_for(phase.name, check, deadline_s=deadline, **kwargs))
 
     def child(self, prefix: str) -> PhaseRunner:
         return PhaseRunner(self.reporter, self.deadlines, prefix)
+
+
+def wait_for(
+    phase: str,
+    check: Callable[[], T],
+    *,
+    deadline_s: float,
+    interval_s: float = POLL_INTERVAL_S,
+    hint: str = "see `controller logs` for what the services are doing",
+) -> T:
+    """Call check until it returns; NotReady means try again, anything else stops the wait at once."""
+    from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+
+    retrying = Retrying(
+        stop=stop_after_delay(deadline_s),
+        wait=wait_fixed(interval_s),
+        retry=retry_if_exception_type(NotReady),
+    )
+    try:
+        return retrying(check)
+    except RetryError as exc:
+        last = exc.last_attempt.exception()
+        raise StartupFailed(
+            f"phase '{phase}' did not complete within {deadline_s:g} s" + (f": {last}" if last else ""),
+            phase=phase,
+            hint=hint,
+        ) from None

@@ -7,7 +7,7 @@ import secrets
 import pytest
 from testcontainers.core.container import DockerContainer
 
-from controller.health import wait_for
+from controller.phases import wait_for
 from controller.webui import NotReady, WebUI
 
 pytestmark = pytest.mark.integration
