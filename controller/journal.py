@@ -63,6 +63,8 @@ class Deployment:
     since: str
     text: str
     function_calling: str = "legacy"
+    # The compose service (slot) its vLLM runs as; journals before blue-green had only `vllm`.
+    service: str = "vllm"
 
     @classmethod
     def from_dict(cls, data: dict) -> Deployment:

@@ -150,7 +150,10 @@ def expected_compose(context: dict) -> dict[str, Any]:
     return {
         "name": context["project_name"],
         "x-logging": logging,
-        "services": {"vllm": _expected_vllm(context, logging), "webui": _expected_webui(context, logging)},
+        "services": {
+            context["vllm_service"]: _expected_vllm(context, logging),
+            "webui": _expected_webui(context, logging),
+        },
         "networks": {"backend": {"internal": bool(context["backend_internal"])}, "frontend": {}},
         "volumes": {"webui-data": {}},
     }
@@ -226,7 +229,6 @@ def _expected_webui(context: dict, logging: dict) -> dict[str, Any]:
         "volumes": [WEBUI_DATA_MOUNT],
         "ports": [context["webui_port_mapping"]],
         "networks": ["backend", "frontend"],
-        "depends_on": {"vllm": {"condition": "service_started"}},
         "healthcheck": {
             "test": context["webui_healthcheck"],
             "interval": "5s",

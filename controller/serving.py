@@ -9,6 +9,7 @@ from typing import Protocol
 from controller.errors import AdminError, NotReady
 from controller.phases import ADMIN, CHAT_PATH, DEFAULT_MODEL, MODEL_IN_WEBUI, PhaseRunner
 from controller.settings import Settings
+from controller.spec import SLOTS, vllm_url
 from controller.targets import WebUIClient
 
 CHAT_PROBE_PROMPT = "Reply with one word: ready?"
@@ -58,10 +59,15 @@ class WebUISetup:
         self.session = runner.wait(
             ADMIN, lambda: sign_in_admin(self.webui, self.settings, self.env_file), deadline_s=deadline_s
         )
-        key = self.settings.vllm_api_key.get_secret_value()
-        if self.webui.ensure_openai_backend(self.session.token, self.backend_url, key):
-            self.warn("Open WebUI held another vLLM API key in its database; updated it to VLLM_API_KEY")
+        if self.connect([self.backend_url]):
+            self.warn("Open WebUI's connection to vLLM was not the active instance with VLLM_API_KEY; updated it")
         return self.session
+
+    def connect(self, urls: list[str]) -> bool:
+        """Open WebUI's connections to vLLM are exactly `urls` (other connections stay)."""
+        key = self.settings.vllm_api_key.get_secret_value()
+        managed = tuple(vllm_url(slot) for slot in SLOTS)
+        return self.webui.set_openai_backends(self.session.token, urls, key, managed)
 
     def listed(self, runner: PhaseRunner, profile: Served, *, deadline_s: float | None = None) -> None:
         runner.wait(MODEL_IN_WEBUI, lambda: self._listed(profile.served_model_name), deadline_s=deadline_s)

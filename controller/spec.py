@@ -18,6 +18,21 @@ WEBUI_PORT = 8080
 VLLM_BASE_URL = f"http://vllm:{VLLM_PORT}/v1"
 HEALTH_PATH = "/health"
 SERVICES = ("vllm", "webui")
+# The two slots vLLM can run in. A stack starts in the first; a blue-green switch starts the new
+# model in the other slot beside the old one, so the two alternate. Open WebUI reaches a slot by
+# its service name; its own environment keeps the first slot's URL (read only at its first start).
+SLOTS = ("vllm", "vllm-b")
+
+
+def vllm_url(service: str) -> str:
+    """The OpenAI base URL of the vLLM in `service`, as Open WebUI reaches it."""
+    return f"http://{service}:{VLLM_PORT}/v1"
+
+
+def other_slot(service: str) -> str:
+    return SLOTS[1] if service == SLOTS[0] else SLOTS[0]
+
+
 PROFILE_LABEL = "io.llmstack.profile"
 SERVED_NAME_LABEL = "io.llmstack.served-model-name"
 HF_CACHE_TARGET = "/root/.cache/huggingface"
@@ -91,6 +106,7 @@ class ServingSpec:
     vllm_host_port: int | None
     admin_email: str
     admin_name: str
+    vllm_service: str = SLOTS[0]
     vllm_port: int = VLLM_PORT
     webui_port: int = WEBUI_PORT
     vllm_base_url: str = VLLM_BASE_URL
@@ -101,7 +117,8 @@ class ServingSpec:
         return {PROFILE_LABEL: self.profile_name, SERVED_NAME_LABEL: self.served_model_name}
 
 
-def build_spec(profile: Profile, settings: Settings, capability: tuple[int, int] | None = None) -> ServingSpec:
+def build_spec(profile: Profile, settings: Settings, capability: tuple[int, int] | None = None, *,
+               service: str = SLOTS[0]) -> ServingSpec:  # fmt: skip
     local = profile.local_path
     cpu = profile.accelerator == "cpu"
     return ServingSpec(
@@ -124,4 +141,5 @@ def build_spec(profile: Profile, settings: Settings, capability: tuple[int, int]
         vllm_host_port=settings.vllm_host_port,
         admin_email=settings.webui_admin_email,
         admin_name=settings.webui_admin_name,
+        vllm_service=service,
     )

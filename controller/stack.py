@@ -9,15 +9,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from controller.bluegreen import BlueGreenStrategy
 from controller.catalog import Catalog, Profile, check_local_model, local_weights_bytes
 from controller.errors import ControllerError, PreflightError, StartupFailed
 from controller.journal import Deployment, Event, Journal, JournalStore, now_iso
+from controller.pairing import Decision, decide
 from controller.phases import VLLM_PHASES, Deadlines, PhaseRunner, Reporter
 from controller.plan import Plan, plan, resolve_gpu_memory, weight_bytes
 from controller.render import render_spec
 from controller.serving import WebUISetup
 from controller.settings import LoadedSettings, Settings, SiteConfig, read_settings, store_generated_secrets
-from controller.spec import ServingSpec, build_spec
+from controller.spec import SLOTS, ServingSpec, build_spec, other_slot
 from controller.switch import RecreateStrategy, SwitchContext, roll_back_pending, transaction
 from controller.targets import Target
 
@@ -32,6 +34,9 @@ class Options:
     deadlines: Deadlines = field(default_factory=Deadlines)
     lock_timeout_s: float = 600.0
     force: bool = False
+    switch_strategy: str = "auto"
+    # Host memory a blue-green switch on CPU leaves free beyond both instances (SWITCH_RESERVE_GIB).
+    reserve_gib: float = 2.0
 
 
 @dataclass
@@ -42,6 +47,7 @@ class Prepared:
     compose_text: str
     plan: Plan | None = None
     free_gpu_gib: float | None = None
+    gpu_memory_gib: float | None = None
 
     @property
     def settings(self) -> Settings:
@@ -50,7 +56,12 @@ class Prepared:
     def deployment(self) -> Deployment:
         spec = self.spec
         return Deployment(
-            spec.profile_name, spec.served_model_name, now_iso(), self.compose_text, spec.function_calling
+            spec.profile_name,
+            spec.served_model_name,
+            now_iso(),
+            self.compose_text,
+            spec.function_calling,
+            spec.vllm_service,
         )
 
 
@@ -88,6 +99,8 @@ class Stack:
         key = settings.compose_project_name
         if key not in self._targets:
             self._targets[key] = self._target_factory(self.site, settings)
+            active = self.store.load().active
+            self._targets[key].slot = active.service if active else SLOTS[0]
         return self._targets[key]
 
     def _runner(self) -> PhaseRunner:
@@ -98,18 +111,23 @@ class Stack:
 
     # ----- validation and checks: nothing is written here -----------------------------------
 
-    def prepare(self, model: str) -> Prepared:
-        """Validate the profile and settings and render in memory. Writes nothing."""
+    def prepare(self, model: str, *, slot: str | None = None, gpu_memory_utilization: float | None = None) -> Prepared:
+        """Validate the profile and settings and render in memory (for the active vLLM slot, unless
+        `slot` says another, with the profile's GPU share unless given). Writes nothing."""
         from controller.gpu import detect_gpus
 
         profile = self.catalog.get(model)
+        if gpu_memory_utilization is not None:
+            profile = profile.model_copy(update={"gpu_memory_utilization": gpu_memory_utilization})
         check_local_model(profile)
         loaded = read_settings(self.site)
         settings = loaded.settings
         gpus = detect_gpus() if profile.accelerator == "gpu" else []
-        spec = build_spec(profile, settings, gpus[0].capability if gpus else None)
+        slot = slot or self.target(settings).slot
+        spec = build_spec(profile, settings, gpus[0].capability if gpus else None, service=slot)
         prepared = Prepared(profile, loaded, spec, render_spec(spec))
         memory, _source = resolve_gpu_memory(None, gpus, settings.gpu_memory_gib)
+        prepared.gpu_memory_gib = memory
         if profile.accelerator == "gpu" and memory:
             prepared.plan = plan(
                 profile, gpu_memory_gib=memory, weights_bytes_override=local_weights_bytes(profile),
@@ -248,7 +266,8 @@ class Stack:
         except ControllerError as exc:
             failure.details.append(f"(stopping the failed vLLM failed too: {exc.message})")
 
-    def switch(self, model: str) -> dict:
+    def switch(self, model: str, strategy: str | None = None) -> dict:
+        requested = strategy or self.options.switch_strategy
         with self._locked(f"switch {model}"):
             prepared = self.prepare(model)
             self.preflight(prepared, switching=True)
@@ -263,19 +282,34 @@ class Stack:
                 )
             if current == profile.name and active.text == prepared.compose_text and target.healthy():
                 return self._summary(prepared, {}, noop=True, previous=current)
+            decision = self._decide(requested, prepared, active, target)
+            if decision.strategy == "blue-green":
+                prepared = self.prepare(model, slot=other_slot(target.slot),
+                                        gpu_memory_utilization=decision.gpu_memory_utilization)  # fmt: skip
             self._store_secrets(prepared)
             runner = self._runner()
             with target.webui() as webui:
                 setup = self._webui_setup(settings, target, webui)
                 # Signing in first proves the admin works before anything is stopped.
                 setup.admin(runner)
-                strategy = RecreateStrategy(SwitchContext(target, setup, runner))
+                ctx = SwitchContext(target, setup, runner)
+                blue_green = decision.strategy == "blue-green"
+                strategy = BlueGreenStrategy(ctx, prepared.spec.vllm_service) if blue_green else RecreateStrategy(ctx)
                 with transaction(self.store, "switch", profile, active, self.reporter.warn) as txn:
                     result = strategy.run(txn, prepared.compose_text, profile)
                     txn.commit = self._activation("switch", prepared, runner, txn.started, previous=current,
                                                   downtime_s=result["downtime_s"])  # fmt: skip
             return self._summary(prepared, runner.timings, noop=False, previous=current, strategy=strategy.name,
-                                 **result)  # fmt: skip
+                                 strategy_reason=decision.reason, capacity=decision.capacity, **result)  # fmt: skip
+
+    def _decide(self, requested: str, prepared: Prepared, active: Deployment, target: Target) -> Decision:
+        try:
+            old = self.catalog.get(active.profile)
+        except ControllerError:
+            old = None
+        cpu = prepared.profile.accelerator == "cpu" and requested != "recreate"
+        return decide(requested, prepared.profile, old, host_memory_bytes=target.host_memory_bytes() if cpu else None,
+                      gpu_memory_gib=prepared.gpu_memory_gib, reserve_gib=self.options.reserve_gib)  # fmt: skip
 
     def _resolve_pending(self, settings: Settings) -> None:
         """A controller killed mid-switch left a pending change: roll it back before anything else."""

@@ -20,6 +20,7 @@ from controller.errors import ControllerError, SwitchFailed
 from controller.journal import Deployment, Event, Journal, JournalStore, Pending, elapsed, now_iso
 from controller.phases import PhaseRunner
 from controller.serving import WebUISetup
+from controller.spec import SLOTS
 from controller.targets import Target
 
 
@@ -153,12 +154,20 @@ class RecreateStrategy:
 
 
 def restore_deployment(ctx: SwitchContext, deployment: Deployment) -> None:
-    """Serve `deployment` again: its file, vLLM recreated from it, and Open WebUI pointed at it."""
+    """Serve `deployment` again: its file, its vLLM (recreated only if it changed: an old instance
+    still running beside a new one is kept as it is), Open WebUI pointed at it alone, and any other
+    vLLM instance removed."""
     runner = ctx.runner.child("rollback: ")
-    ctx.target.write(deployment.text)
-    ctx.target.recreate_vllm(runner)
-    ctx.target.wait_vllm(runner, deployment.served_model_name)
+    target = ctx.target
+    target.write(deployment.text)
+    target.slot = deployment.service
+    target.recreate_vllm(runner)
+    target.wait_vllm(runner, deployment.served_model_name)
+    ctx.webui.connect([target.backend_url])
     ctx.webui.activate(runner, deployment)
+    for slot in SLOTS:
+        if slot != deployment.service:
+            target.remove_vllm(slot)
     ctx.runner.timings.update(runner.timings)
 
 

@@ -100,26 +100,31 @@ class WebUI:
         self._request("POST", "/api/v1/configs/models", headers=_bearer(token), json=config)
 
     def ensure_openai_backend(self, token: str, base_url: str, api_key: str) -> bool:
-        """Open WebUI keeps its OpenAI connections in its database, so a rotated vLLM key in .env
-        never reaches it. Set the key of our connection; other connections stay as they are.
-        Returns True when something had to change."""
+        return self.set_openai_backends(token, [base_url], api_key)
+
+    def set_openai_backends(self, token: str, urls: list[str], api_key: str, managed: tuple[str, ...] = ()) -> bool:
+        """Open WebUI keeps its OpenAI connections in its database (the environment counts only at
+        its first start), so the controller sets them through the admin API: each of `urls` is
+        present with `api_key` (a rotated key in .env reaches Open WebUI this way), and any other
+        URL in `managed` (the vLLM slots) is removed. Other connections stay as they are, each with
+        its settings (Open WebUI keys them by position, so they are re-keyed). True when it changed."""
         config = self._request("GET", "/openai/config", headers=_bearer(token)).json()
-        urls = list(config.get("OPENAI_API_BASE_URLS") or [])
+        old_urls = list(config.get("OPENAI_API_BASE_URLS") or [])
         keys = list(config.get("OPENAI_API_KEYS") or [])
-        keys += [""] * (len(urls) - len(keys))
-        if base_url in urls:
-            index = urls.index(base_url)
-            if keys[index] == api_key and config.get("ENABLE_OPENAI_API") is not False:
-                return False
-            keys[index] = api_key
-        else:
-            urls.append(base_url)
-            keys.append(api_key)
+        keys += [""] * (len(old_urls) - len(keys))
+        configs = config.get("OPENAI_API_CONFIGS") or {}
+        rows = [(u, k, configs.get(str(i))) for i, (u, k) in enumerate(zip(old_urls, keys, strict=False))
+                if u in urls or u not in managed]  # fmt: skip
+        rows = [(u, api_key if u in urls else k, c) for u, k, c in rows]
+        rows += [(u, api_key, None) for u in urls if u not in old_urls]
+        new_urls, new_keys = [u for u, _, _ in rows], [k for _, k, _ in rows]
+        if new_urls == old_urls and new_keys == keys and config.get("ENABLE_OPENAI_API") is not False:
+            return False
         form = {
             "ENABLE_OPENAI_API": True,
-            "OPENAI_API_BASE_URLS": urls,
-            "OPENAI_API_KEYS": keys,
-            "OPENAI_API_CONFIGS": config.get("OPENAI_API_CONFIGS") or {},
+            "OPENAI_API_BASE_URLS": new_urls,
+            "OPENAI_API_KEYS": new_keys,
+            "OPENAI_API_CONFIGS": {str(i): c for i, (_, _, c) in enumerate(rows) if c is not None},
         }
         self._request("POST", "/openai/config/update", headers=_bearer(token), json=form)
         return True

@@ -29,7 +29,7 @@ from controller.phases import (
     PhaseRunner,
 )
 from controller.settings import Settings, SiteConfig
-from controller.spec import PROFILE_LABEL, SERVICES, VLLM_BASE_URL, VLLM_PORT
+from controller.spec import PROFILE_LABEL, SLOTS, VLLM_PORT, vllm_url
 
 GIB = 1024**3
 
@@ -39,18 +39,31 @@ class ComposeTarget:
         self.site = site
         self.settings = settings
         self.project = ComposeProject(settings.compose_project_name, site.compose_file, site.env_file)
-        self.backend_url = VLLM_BASE_URL
+        # The slot (service) of the active vLLM; the stack sets it from the journal.
+        self.slot = SLOTS[0]
+        self._probes: dict = {}
+
+    @property
+    def backend_url(self) -> str:
+        return vllm_url(self.slot)
 
     @cached_property
     def engine(self) -> Engine:
         return Engine()  # connects, or raises DockerUnavailable with a hint
 
-    @cached_property
-    def probe(self):
+    def probe_for(self, service: str):
         from controller.health import VllmProbe
 
-        api_key = self.settings.vllm_api_key.get_secret_value()
-        return VllmProbe(self.engine, self.settings.compose_project_name, api_key, port=VLLM_PORT)
+        if service not in self._probes:
+            api_key = self.settings.vllm_api_key.get_secret_value()
+            self._probes[service] = VllmProbe(
+                self.engine, self.settings.compose_project_name, api_key, port=VLLM_PORT, service=service
+            )
+        return self._probes[service]
+
+    @property
+    def probe(self):
+        return self.probe_for(self.slot)
 
     def webui(self):
         from controller.webui import WebUI
@@ -134,13 +147,16 @@ class ComposeTarget:
         # Compose itself knows whether anything changed, .env values included.
         runner.run(COMPOSE_UP, lambda: self.project.up())
 
-    def recreate_vllm(self, runner: PhaseRunner) -> None:
+    def recreate_vllm(self, runner: PhaseRunner, service: str | None = None) -> None:
+        """Create (or recreate, when its definition changed) the vLLM of `service` (default: the
+        active slot) and nothing else."""
+        service = service or self.slot
         self.settings.hf_cache_path.mkdir(parents=True, exist_ok=True)
-        self.probe.begin_attempt()
-        runner.run(RECREATE_VLLM, lambda: self.project.up("vllm", no_deps=True))
+        self.probe_for(service).begin_attempt()
+        runner.run(RECREATE_VLLM, lambda: self.project.up(service, no_deps=True))
 
-    def wait_vllm(self, runner: PhaseRunner, served_model_name: str) -> dict:
-        probe = self.probe
+    def wait_vllm(self, runner: PhaseRunner, served_model_name: str, service: str | None = None) -> dict:
+        probe = self.probe_for(service or self.slot)
         runner.wait(VLLM_STARTED, probe.check_running)
         log = runner.wait(
             WEIGHTS_LOAD,
@@ -160,7 +176,32 @@ class ComposeTarget:
         }
 
     def stop_vllm(self) -> None:
-        self.project.stop("vllm")
+        self.project.stop(self.slot)
+
+    def remove_vllm(self, service: str) -> None:
+        """Stop and remove the vLLM container of `service`, whether or not the file still names it."""
+        from docker.errors import APIError, NotFound
+
+        for container in self.engine.containers(self.settings.compose_project_name, service):
+            try:
+                container.stop(timeout=30)
+                container.remove(force=True)
+            except NotFound:
+                continue
+            except APIError as exc:
+                raise RuntimeFailure(f"could not remove the vLLM instance '{service}': {exc}") from None
+
+    def requests_in_flight(self, service: str) -> int:
+        """Running plus waiting requests of the vLLM in `service` (0 when it no longer answers)."""
+        try:
+            code, body = self.probe_for(service).http("/metrics")
+        except NotReady:
+            return 0
+        values = vllm_text.parse_metrics(body) if code == 200 else {}
+        return int(values.get("requests_running", 0) + values.get("requests_waiting", 0))
+
+    def host_memory_bytes(self) -> int | None:
+        return self.engine.info().get("MemTotal")
 
     def wait_webui(self, runner: PhaseRunner) -> None:
         def healthy() -> None:
@@ -177,14 +218,15 @@ class ComposeTarget:
     # ----- what runs now -------------------------------------------------------------------
 
     def running_profile(self) -> str | None:
-        container = self.engine.container(self.settings.compose_project_name, "vllm")
+        container = self.engine.container(self.settings.compose_project_name, self.slot)
         if container is None or container.status not in ("running", "restarting"):
             return None
         return container.labels.get(PROFILE_LABEL)
 
     def running_ids(self) -> dict[str, str | None]:
-        containers = {s: self.engine.container(self.settings.compose_project_name, s) for s in SERVICES}
-        return {service: c.id if c is not None and c.status == "running" else None for service, c in containers.items()}
+        containers = {s: self.engine.container(self.settings.compose_project_name, s) for s in (self.slot, "webui")}
+        ids = {service: c.id if c is not None and c.status == "running" else None for service, c in containers.items()}
+        return {"vllm": ids[self.slot], "webui": ids["webui"]}
 
     def healthy(self) -> bool:
         """Both services answer their health endpoints now (Docker's health status lags by an interval)."""
@@ -202,16 +244,22 @@ class ComposeTarget:
         self.project.down(volumes=volumes)
 
     def services(self) -> dict[str, dict]:
+        """`vllm` is the active instance (in slot `service`); another vLLM instance that exists
+        (during a blue-green switch) is listed under its own service name."""
         services = {}
-        for service in SERVICES:
-            container = self.engine.container(self.settings.compose_project_name, service)
+        project = self.settings.compose_project_name
+        standby = [s for s in SLOTS if s != self.slot and self.engine.container(project, s) is not None]
+        for name, service in [("vllm", self.slot), ("webui", "webui"), *[(s, s) for s in standby]]:
+            container = self.engine.container(project, service)
             if container is None:
-                services[service] = {"state": "absent", "health": None, "uptime_s": None, "image": None}
+                services[name] = {"state": "absent", "health": None, "uptime_s": None, "image": None}
                 continue
             state = container.attrs.get("State", {})
             running = container.status == "running"
             started = docker_timestamp(state["StartedAt"]) if running else None
-            services[service] = {
+            services[name] = {
+                "service": service,
+                "profile": container.labels.get(PROFILE_LABEL),
                 "state": container.status,
                 "health": (state.get("Health") or {}).get("Status"),
                 "uptime_s": round(time.time() - started) if started else None,
@@ -224,4 +272,6 @@ class ComposeTarget:
         return vllm_text.parse_metrics(body) if code == 200 else {}
 
     def logs(self, service: str | None, *, follow: bool) -> None:
+        # `logs vllm` means the active instance, whichever slot it runs in.
+        service = self.slot if service == "vllm" else service
         self.project.logs(*([service] if service else []), follow=follow)

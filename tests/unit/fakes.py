@@ -9,12 +9,19 @@ import yaml
 
 from controller.errors import ChatRefused, RuntimeFailure, StartupFailed
 from controller.phases import WEIGHTS_LOAD, PhaseRunner
-from controller.spec import PROFILE_LABEL, VLLM_BASE_URL
+from controller.spec import PROFILE_LABEL, SLOTS, vllm_url
 from controller.webui import Session
 
 
-def _profile_of(text: str) -> str:
-    return yaml.safe_load(text)["services"]["vllm"]["labels"][PROFILE_LABEL]
+def _profiles(text: str) -> dict[str, str]:
+    """vLLM service -> profile, in the file's order."""
+    services = yaml.safe_load(text)["services"]
+    return {name: s["labels"][PROFILE_LABEL] for name, s in services.items() if name != "webui"}
+
+
+def _profile_of(text: str, service: str | None = None) -> str:
+    profiles = _profiles(text)
+    return profiles[service] if service else next(iter(profiles.values()))
 
 
 @dataclass
@@ -38,11 +45,16 @@ class FakeWebUI:
     def signup_first_admin(self, name: str, email: str, password: str) -> Session:
         return Session("token", "admin")
 
-    def ensure_openai_backend(self, token: str, base_url: str, api_key: str) -> bool:
-        return False
+    def set_openai_backends(self, token: str, urls: list[str], api_key: str, managed: tuple[str, ...] = ()) -> bool:
+        if urls == self.target.connections:
+            return False
+        self.target.calls.append("connect " + " ".join(url.split("/")[2].split(":")[0] for url in urls))
+        self.target.connections = list(urls)
+        return True
 
     def model_ids(self, token: str) -> list[str]:
-        return [self.target.serving] if self.target.serving else []
+        slots = [url.split("/")[2].split(":")[0] for url in self.target.connections]
+        return [self.target.serves[slot] for slot in slots if self.target.serves.get(slot)]
 
     def serving_config(self, token: str) -> tuple[str | None, str | None]:
         return self.config
@@ -62,11 +74,14 @@ class FakeWebUI:
 class FakeTarget:
     """The deployment as data: the written text, what vLLM serves, and a log of calls."""
 
-    backend_url: str = VLLM_BASE_URL
+    slot: str = SLOTS[0]
     text: str | None = None
     vllm_text: str | None = None
-    serving: str | None = None
-    running: str | None = None
+    runs: dict[str, str] = field(default_factory=dict)  # slot -> profile of a running vLLM
+    serves: dict[str, str] = field(default_factory=dict)  # slot -> served model name, once healthy
+    connections: list[str] = field(default_factory=lambda: [vllm_url(SLOTS[0])])
+    in_flight: dict[str, list[int]] = field(default_factory=dict)  # slot -> successive /metrics answers
+    host_memory: int | None = 24 * 1024**3
     calls: list[str] = field(default_factory=list)
     broken: set[str] = field(default_factory=set)
     interrupt_on: set[str] = field(default_factory=set)
@@ -75,6 +90,18 @@ class FakeTarget:
 
     def __post_init__(self) -> None:
         self.ui = FakeWebUI(self)
+
+    @property
+    def backend_url(self) -> str:
+        return vllm_url(self.slot)
+
+    @property
+    def running(self) -> str | None:
+        return self.runs.get(self.slot)
+
+    @property
+    def serving(self) -> str | None:
+        return self.serves.get(self.slot)
 
     def gpu_runtime(self) -> bool:
         return False
@@ -89,7 +116,7 @@ class FakeTarget:
         return self.text
 
     def write(self, text: str) -> bool:
-        self.calls.append(f"write {_profile_of(text)}")
+        self.calls.append("write " + " ".join(_profiles(text).values()))
         changed, self.text = text != self.text, text
         return changed
 
@@ -103,27 +130,55 @@ class FakeTarget:
         if self.text != self.vllm_text or self.running is None:  # like Compose: only what changed
             self._start_vllm()
 
-    def recreate_vllm(self, runner: PhaseRunner) -> None:
-        self.calls.append(f"recreate {_profile_of(self.text)}")
-        self._start_vllm()
+    def recreate_vllm(self, runner: PhaseRunner, service: str | None = None) -> None:
+        service = service or self.slot
+        profile = _profile_of(self.text, service)
+        if service != self.slot:
+            self.calls.append(f"start {service} {profile}")
+        elif self.runs.get(service) == profile and service in self.serves and len(_profiles(self.text)) == 1:
+            # Like Compose: an unchanged, running service is left alone (a rollback after a cut-over).
+            self.calls.append(f"keep {profile}")
+            return
+        else:
+            self.calls.append(f"recreate {profile}")
+        self._start_vllm(service)
 
-    def _start_vllm(self) -> None:
-        self.vllm_text, self.serving = self.text, None
-        self.running = _profile_of(self.text)
+    def _start_vllm(self, service: str | None = None) -> None:
+        service = service or self.slot
+        if service == self.slot:
+            self.vllm_text = self.text
+        self.serves.pop(service, None)
+        self.runs[service] = _profile_of(self.text, service)
 
-    def wait_vllm(self, runner: PhaseRunner, served_model_name: str) -> dict:
+    def wait_vllm(self, runner: PhaseRunner, served_model_name: str, service: str | None = None) -> dict:
+        service = service or self.slot
         self.calls.append(f"wait vllm {served_model_name}")
         if served_model_name in self.interrupt_on:
             raise KeyboardInterrupt
         if served_model_name in self.broken:
-            self.running = None
+            self.runs.pop(service, None)
             raise StartupFailed(f"vLLM failed to start {served_model_name}", phase=WEIGHTS_LOAD.name)
-        self.serving = served_model_name
+        self.serves[service] = served_model_name
         return {"load_time_s": 1.0, "max_model_len": 512, "kv_cache_tokens": 1, "max_concurrency": 1.0}
 
     def stop_vllm(self) -> None:
         self.calls.append("stop vllm")
-        self.running = self.serving = None
+        self.runs.pop(self.slot, None)
+        self.serves.pop(self.slot, None)
+
+    def remove_vllm(self, service: str) -> None:
+        if service in self.runs:
+            self.calls.append(f"remove {service}")
+        self.runs.pop(service, None)
+        self.serves.pop(service, None)
+
+    def requests_in_flight(self, service: str) -> int:
+        answers = self.in_flight.get(service) or [0]
+        self.calls.append(f"in flight {service} {answers[0]}")
+        return answers.pop(0) if len(answers) > 1 else answers[0]
+
+    def host_memory_bytes(self) -> int | None:
+        return self.host_memory
 
     def wait_webui(self, runner: PhaseRunner) -> None:
         self.calls.append("wait webui")
@@ -142,7 +197,7 @@ class FakeTarget:
 
     def down(self, *, volumes: bool) -> None:
         self.calls.append("down")
-        self.running = self.serving = self.vllm_text = None
+        self.runs, self.serves, self.vllm_text = {}, {}, None
 
     def services(self) -> dict[str, dict]:
         state = "running" if self.running else "absent"

@@ -33,10 +33,11 @@ def target() -> FakeTarget:
     return FakeTarget(broken={"tiny-broken"})
 
 
-def make_stack(site: SiteConfig, target: FakeTarget) -> Stack:
+def make_stack(site: SiteConfig, target: FakeTarget, strategy: str = "recreate") -> Stack:
     profiles = {name: {**CPU_PROFILE, "served_model_name": name} for name in NAMES}
     catalog = load_catalog(write_catalog(site.root / "catalog.yaml", profiles))
-    return Stack(site, catalog, options=Options(lock_timeout_s=5), target_factory=lambda _site, _settings: target)
+    options = Options(lock_timeout_s=5, switch_strategy=strategy)
+    return Stack(site, catalog, options=options, target_factory=lambda _site, _settings: target)
 
 
 def journal(site: SiteConfig):

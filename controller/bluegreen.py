@@ -1,0 +1,86 @@
+"""The blue-green switch: start the new model beside the old one, move Open WebUI over, drain the
+old one, then remove it. Users see no outage; the old model serves until the new one answers.
+
+Before the cut-over (the moment Open WebUI's default becomes the new model) any failure removes the
+new instance and the old one never stopped. After it, the old instance is still running until the
+drain ends, so a rollback only points Open WebUI back at it.
+"""
+
+from __future__ import annotations
+
+import time
+
+from controller.catalog import Profile
+from controller.errors import ControllerError, NotReady, SwitchFailed
+from controller.journal import Deployment, elapsed
+from controller.pairing import pair_text
+from controller.phases import DRAIN
+from controller.spec import vllm_url
+from controller.switch import RESTORE_SERVING, SwitchContext, Transaction, restore_deployment
+
+
+class BlueGreenStrategy:
+    name = "blue-green"
+
+    def __init__(self, ctx: SwitchContext, new_service: str):
+        self.ctx = ctx
+        self.new_service = new_service
+
+    def run(self, txn: Transaction, new_text: str, profile: Profile) -> dict:
+        restore = txn.restore
+        assert restore is not None  # a switch needs a running deployment
+        txn.phases = self.ctx.runner.timings
+        try:
+            facts = self._start_beside(txn, restore, new_text, profile)
+        except ControllerError as exc:
+            raise SwitchFailed(
+                f"'{profile.name}' did not start beside '{restore.profile}', which kept serving throughout: "
+                + exc.message,
+                hint=exc.hint or f"see `docker compose logs {self.new_service}` above; nothing else changed",
+                details=list(exc.details),
+            ) from None
+        cut_over = self._cut_over(txn, restore, profile)
+        drain_s = self._drain_and_remove(restore)
+        self.ctx.target.write(new_text)
+        return {"vllm": facts, "downtime_s": 0.0, "cut_over_s": cut_over, "drain_s": drain_s,
+                "instance": self.new_service}  # fmt: skip
+
+    def _start_beside(self, txn: Transaction, restore: Deployment, new_text: str, profile: Profile) -> dict:
+        """The new instance runs and Open WebUI lists its model; the old one is still the default."""
+        target, runner, webui = self.ctx.target, self.ctx.runner, self.ctx.webui
+        new, old_url = self.new_service, vllm_url(restore.service)
+        target.write(pair_text(new_text, restore.text))
+        txn.on_failure("the compose file", lambda: target.write(restore.text))
+        txn.on_failure("the new instance", lambda: target.remove_vllm(new))
+        target.pull(runner, new)
+        target.recreate_vllm(runner, new)
+        facts = target.wait_vllm(runner, profile.served_model_name, new)
+        txn.on_failure("Open WebUI's connections", lambda: webui.connect([old_url]))
+        webui.connect([old_url, vllm_url(new)])
+        webui.listed(runner, profile)
+        return facts
+
+    def _cut_over(self, txn: Transaction, restore: Deployment, profile: Profile) -> float:
+        """New chats go to the new model; a browser-shaped chat proves it; the old connection goes."""
+        started = time.monotonic()
+        txn.on_failure(RESTORE_SERVING, lambda: restore_deployment(self.ctx, restore))
+        self.ctx.webui.serve(self.ctx.runner, profile)
+        # Open WebUI sends nothing new to the old instance; requests it already sent finish.
+        self.ctx.webui.connect([vllm_url(self.new_service)])
+        return elapsed(started)
+
+    def _drain_and_remove(self, restore: Deployment) -> float:
+        target, started = self.ctx.target, time.monotonic()
+
+        def drained() -> None:
+            busy = target.requests_in_flight(restore.service)
+            if busy:
+                raise NotReady(f"'{restore.profile}' still has {busy} running or waiting requests")
+
+        try:
+            self.ctx.runner.wait(DRAIN, drained)
+        except ControllerError as exc:  # the drain deadline: streams still open are cut, not rolled back
+            self.ctx.webui.warn(f"the drain of '{restore.profile}' did not finish ({exc.message}); removing it anyway")
+        target.remove_vllm(restore.service)
+        target.slot = self.new_service
+        return elapsed(started)
