@@ -7,6 +7,7 @@ import math
 import os
 import sys
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -182,11 +183,31 @@ def _stack(
     from controller.stack import Options, Stack
 
     c = _ctx(ctx)
+    values = merged_values(c.site.env_file)
+    origin = f"{c.site.env_file} or the environment"
     # Deadlines: the phase table's defaults, then DEADLINE_<PHASE>_S from .env, then --timeout.
-    deadlines = Deadlines().from_env(merged_values(c.site.env_file), f"{c.site.env_file} or the environment")
+    deadlines = Deadlines().from_env(values, origin)
     deadlines = deadlines.overridden({WEIGHTS_LOAD.name: load_timeout_s}, lambda phase: "--timeout")
-    options = Options(deadlines=deadlines, lock_timeout_s=lock_timeout_s, force=force)
+    options = Options(deadlines=deadlines, lock_timeout_s=lock_timeout_s, force=force,
+                      **_switch_settings(values, origin))  # fmt: skip
     return Stack(c.site, c.catalog, ConsoleReporter(quiet=quiet), options)
+
+
+def _switch_settings(values: Mapping[str, str], origin: str) -> dict:
+    """SWITCH_STRATEGY (auto, blue-green, recreate) and SWITCH_RESERVE_GIB from .env, checked."""
+    from controller.pairing import STRATEGIES
+
+    strategy = values.get("SWITCH_STRATEGY") or "auto"
+    if strategy not in STRATEGIES:
+        raise InputError(f"SWITCH_STRATEGY in {origin}: {strategy!r} is not one of {', '.join(STRATEGIES)}")
+    reserve = values.get("SWITCH_RESERVE_GIB") or "2"
+    try:
+        reserve_gib = float(reserve)
+    except ValueError:
+        reserve_gib = math.nan
+    if not (math.isfinite(reserve_gib) and 0 <= reserve_gib <= 100_000):
+        raise InputError(f"SWITCH_RESERVE_GIB in {origin}: {reserve!r} is not a number of GiB from 0 to 100000")
+    return {"switch_strategy": strategy, "reserve_gib": reserve_gib}
 
 
 def _run(stack: Stack, action):
@@ -268,13 +289,36 @@ app.command("up")(
     """,
     )
 )
-app.command("switch")(
-    _serving_command(
-        "switch",
-        "switched",
-        "Change the served model; Open WebUI, its users and chats stay. Rolls back if MODEL fails.",
-    )
-)
+
+
+class Strategy(StrEnum):
+    auto = "auto"
+    blue_green = "blue-green"
+    recreate = "recreate"
+
+
+@app.command("switch")
+def switch(
+    ctx: typer.Context,
+    model: ModelArg,
+    strategy: Annotated[
+        Strategy | None,
+        typer.Option(
+            "--strategy",
+            help="blue-green: start MODEL beside the running one, move Open WebUI over, drain, stop the old one "
+            "(no outage); recreate: replace vLLM (an outage of one model load); auto (default, or SWITCH_STRATEGY "
+            "in .env): blue-green when the planner says both fit.",
+        ),
+    ] = None,
+    timeout: TimeoutOption = None,
+    lock_timeout: LockTimeoutOption = 600.0,
+    force: ForceOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Change the served model; Open WebUI, its users and chats stay. Rolls back if MODEL fails."""
+    stack = _stack(ctx, load_timeout_s=timeout, lock_timeout_s=lock_timeout, force=force)
+    result = _run(stack, lambda: stack.switch(model, strategy.value if strategy else None))
+    print_json(result) if as_json else print_summary(result, "switched")
 
 
 @app.command()

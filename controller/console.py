@@ -100,6 +100,10 @@ def print_summary(result: dict, title: str) -> None:
     table.add_row("model", f"{result['model']} (served as {result['served_model_name']})")
     if "previous" in result:
         table.add_row("previous", str(result["previous"]))
+    if result.get("strategy"):
+        table.add_row("strategy", f"{result['strategy']} ({result.get('strategy_reason') or '-'})")
+    if result.get("capacity"):
+        table.add_row("capacity", result["capacity"])
     if result.get("downtime_s") is not None:
         table.add_row("chat downtime", f"{result['downtime_s']:.1f} s")
     vllm = result.get("vllm") or {}
@@ -154,10 +158,14 @@ def print_status(result: dict) -> None:
             f"{pending['started']}) did not finish; {pending['resolve']}",
             highlight=False,
         )
-    table_ = make_table("service", "state", "health", "uptime", "image")
+    table_ = make_table("service", "model", "state", "health", "uptime", "image")
     for name, info in result["services"].items():
         uptime = f"{info['uptime_s']} s" if info["uptime_s"] is not None else "-"
-        table_.add_row(name, info["state"], info["health"] or "-", uptime, info["image"] or "-")
+        service = name if info.get("service") in (None, name) else f"{name} ({info['service']})"
+        table_.add_row(service, info.get("profile") or "-", info["state"], info["health"] or "-", uptime,
+                       info["image"] or "-")  # fmt: skip
+    if result.get("capacity"):
+        out.print(f"[yellow]capacity:[/] {result['capacity']}")
     out.print(table_)
     m = result["metrics"]
     if m:

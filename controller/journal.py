@@ -65,6 +65,8 @@ class Deployment:
     function_calling: str = "legacy"
     # The compose service (slot) its vLLM runs as; journals before blue-green had only `vllm`.
     service: str = "vllm"
+    # Set when a blue-green switch started it with less memory than a plain `up` would give it.
+    capacity: str | None = None
 
     @classmethod
     def from_dict(cls, data: dict) -> Deployment:

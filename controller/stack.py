@@ -48,6 +48,7 @@ class Prepared:
     plan: Plan | None = None
     free_gpu_gib: float | None = None
     gpu_memory_gib: float | None = None
+    capacity: str | None = None
 
     @property
     def settings(self) -> Settings:
@@ -62,6 +63,7 @@ class Prepared:
             self.compose_text,
             spec.function_calling,
             spec.vllm_service,
+            self.capacity,
         )
 
 
@@ -286,6 +288,7 @@ class Stack:
             if decision.strategy == "blue-green":
                 prepared = self.prepare(model, slot=other_slot(target.slot),
                                         gpu_memory_utilization=decision.gpu_memory_utilization)  # fmt: skip
+                prepared.capacity = decision.capacity
             self._store_secrets(prepared)
             runner = self._runner()
             with target.webui() as webui:
@@ -362,6 +365,7 @@ class Stack:
             "url": settings.webui_url,
             "services": services,
             "metrics": metrics,
+            "capacity": deployment.capacity if deployment and served else None,
             "pending": None if pending is None else {
                 "action": pending.action, "target": pending.target, "started": pending.started, "pid": pending.pid,
                 "resolve": "the next `controller up` or `controller switch` rolls it back",
