@@ -181,6 +181,7 @@ def _expected_vllm(context: dict, logging: dict) -> dict[str, Any]:
     vllm_env = {"VLLM_API_KEY": SECRET_REFERENCES["VLLM_API_KEY"], "HF_TOKEN": SECRET_REFERENCES["HF_TOKEN"]}
     if context["accelerator"] == "cpu":
         vllm_env["VLLM_CPU_KVCACHE_SPACE"] = str(context["cpu_kv_cache_gib"])
+        vllm_env["VLLM_CPU_OMP_THREADS_BIND"] = "nobind"
     vllm: dict[str, Any] = {
         "image": context["vllm_image"],
         "command": list(context["vllm_args"]),

@@ -9,18 +9,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from controller.bluegreen import BlueGreenStrategy
 from controller.catalog import Catalog, Profile, check_local_model, local_weights_bytes
 from controller.errors import ControllerError, PreflightError, StartupFailed
 from controller.journal import Deployment, Event, Journal, JournalStore, now_iso
-from controller.pairing import Decision, decide
 from controller.phases import VLLM_PHASES, Deadlines, PhaseRunner, Reporter
 from controller.plan import Plan, plan, resolve_gpu_memory, weight_bytes
 from controller.render import render_spec
 from controller.serving import WebUISetup
 from controller.settings import LoadedSettings, Settings, SiteConfig, read_settings, store_generated_secrets
-from controller.spec import SLOTS, ServingSpec, build_spec, other_slot
-from controller.switch import RecreateStrategy, SwitchContext, roll_back_pending, transaction
+from controller.spec import SLOTS, ServingSpec, build_spec
+from controller.stack_switch import SwitchCommands
 from controller.targets import Target
 
 # The no-op `up` only re-checks what is already running: a short deadline, not a start-up one.
@@ -73,7 +71,7 @@ def compose_target(site: SiteConfig, settings: Settings) -> Target:
     return ComposeTarget(site, settings)
 
 
-class Stack:
+class Stack(SwitchCommands):
     def __init__(
         self,
         site: SiteConfig,
@@ -267,66 +265,6 @@ class Stack:
             failure.details.append("(vLLM was stopped to end its restart loop; Open WebUI and its data are untouched)")
         except ControllerError as exc:
             failure.details.append(f"(stopping the failed vLLM failed too: {exc.message})")
-
-    def switch(self, model: str, strategy: str | None = None) -> dict:
-        requested = strategy or self.options.switch_strategy
-        with self._locked(f"switch {model}"):
-            prepared = self.prepare(model)
-            self.preflight(prepared, switching=True)
-            settings, profile = prepared.settings, prepared.profile
-            target = self.target(settings)
-            self._resolve_pending(settings)
-            current = target.running_profile()
-            active = self.store.load().active
-            if current is None or active is None:
-                raise PreflightError(
-                    "no running stack to switch", hint=f"start one with `controller up {profile.name}`"
-                )
-            if current == profile.name and active.text == prepared.compose_text and target.healthy():
-                return self._summary(prepared, {}, noop=True, previous=current)
-            decision = self._decide(requested, prepared, active, target)
-            if decision.strategy == "blue-green":
-                prepared = self.prepare(model, slot=other_slot(target.slot),
-                                        gpu_memory_utilization=decision.gpu_memory_utilization)  # fmt: skip
-                prepared.capacity = decision.capacity
-            self._store_secrets(prepared)
-            runner = self._runner()
-            with target.webui() as webui:
-                setup = self._webui_setup(settings, target, webui)
-                # Signing in first proves the admin works before anything is stopped.
-                setup.admin(runner)
-                ctx = SwitchContext(target, setup, runner)
-                blue_green = decision.strategy == "blue-green"
-                strategy = BlueGreenStrategy(ctx, prepared.spec.vllm_service) if blue_green else RecreateStrategy(ctx)
-                with transaction(self.store, "switch", profile, active, self.reporter.warn) as txn:
-                    result = strategy.run(txn, prepared.compose_text, profile)
-                    txn.commit = self._activation("switch", prepared, runner, txn.started, previous=current,
-                                                  downtime_s=result["downtime_s"])  # fmt: skip
-            return self._summary(prepared, runner.timings, noop=False, previous=current, strategy=strategy.name,
-                                 strategy_reason=decision.reason, capacity=decision.capacity, **result)  # fmt: skip
-
-    def _decide(self, requested: str, prepared: Prepared, active: Deployment, target: Target) -> Decision:
-        try:
-            old = self.catalog.get(active.profile)
-        except ControllerError:
-            old = None
-        cpu = prepared.profile.accelerator == "cpu" and requested != "recreate"
-        return decide(requested, prepared.profile, old, host_memory_bytes=target.host_memory_bytes() if cpu else None,
-                      gpu_memory_gib=prepared.gpu_memory_gib, reserve_gib=self.options.reserve_gib)  # fmt: skip
-
-    def _resolve_pending(self, settings: Settings) -> None:
-        """A controller killed mid-switch left a pending change: roll it back before anything else."""
-        pending = self.store.load().pending
-        if pending is None:
-            return
-        self.reporter.warn(
-            f"an earlier `{pending.action} {pending.target}` (pid {pending.pid}, started {pending.started}) "
-            "did not finish; rolling it back"
-        )
-        target, runner = self.target(settings), self._runner()
-        with target.webui() as webui:
-            ctx = SwitchContext(target, self._webui_setup(settings, target, webui), runner)
-            roll_back_pending(self.store, pending, ctx)
 
     def down(self, *, volumes: bool = False) -> dict:
         settings = read_settings(self.site).settings

@@ -40,7 +40,7 @@ def test_switch_keeps_users_and_chats_and_a_broken_target_rolls_back(test_site, 
         session = _admin_session(test_site, webui)
         chat_id = _create_chat(test_site.url, session.token, "before the switch")
 
-    switched = test_site.controller("switch", "tiny-b", "--json")
+    switched = test_site.controller("switch", "tiny-b", "--strategy", "recreate", "--json")
     assert switched.returncode == 0, switched.stderr
     summary = json.loads(switched.stdout)
     assert summary["previous"] == "tiny-a" and summary["model"] == "tiny-b"
@@ -72,7 +72,7 @@ def test_switch_keeps_users_and_chats_and_a_broken_target_rolls_back(test_site, 
         assert _chat_title(test_site.url, session.token, chat_id) == "before the switch"
     _serving(test_site, "tiny-b")
 
-    broken = test_site.controller("switch", "tiny-broken")
+    broken = test_site.controller("switch", "tiny-broken", "--strategy", "recreate")
     assert broken.returncode == 1, broken.stderr
     assert "rolled back" in broken.stderr and "'tiny-b' is serving again" in broken.stderr
     assert "greater than the derived max_model_len" in broken.stderr
@@ -129,7 +129,7 @@ def _new_vllm_container(docker_client, project: str, profile: str):
 
 def test_killing_vllm_in_the_middle_of_a_switch_ends_serving(test_site, docker_client):
     _up(test_site)
-    switching = harness.controller_process(test_site.root, "switch", "tiny-b")
+    switching = harness.controller_process(test_site.root, "switch", "tiny-b", "--strategy", "recreate")
     try:
         target = wait_for(
             "target vLLM container", lambda: _new_vllm_container(docker_client, test_site.project, "tiny-b"),
@@ -187,7 +187,7 @@ def test_when_the_rollback_fails_too_both_causes_are_reported_and_recorded(test_
     _up(test_site)
     (model_copy / "config.json").rename(model_copy / "config.json.moved")
 
-    result = test_site.controller("switch", "tiny-broken")
+    result = test_site.controller("switch", "tiny-broken", "--strategy", "recreate")
     assert result.returncode == 1, result.stderr
     message = " ".join(result.stderr.split())
     assert "the switch to 'tiny-broken' failed" in message

@@ -1,0 +1,124 @@
+"""The blue-green switch on the real stack: an independent prober sees no failed chat and no cut
+stream, a new model that cannot start leaves the old one serving, `auto` falls back to recreate
+with the planner's reason, the file describes what runs, and `down` leaves no instance."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+
+from controller.envfile import write_env_values
+from controller.webui import WebUI
+from tests.integration import harness
+from tests.integration.probe_report import ProberProcess, summarise
+from tests.integration.test_lifecycle import _admin_session, _chat_title, _create_chat
+
+pytestmark = [pytest.mark.integration, pytest.mark.stack]
+
+
+def _containers(client, project: str) -> dict[str, str]:
+    found = client.containers.list(all=True, filters={"label": f"{harness.PROJECT_LABEL}={project}"})
+    return {c.name: c.id for c in found}
+
+
+def _services(client, project: str) -> list[str]:
+    found = client.containers.list(all=True, filters={"label": f"{harness.PROJECT_LABEL}={project}"})
+    return sorted(c.labels["com.docker.compose.service"] for c in found)
+
+
+def _hand_run_up_changes_nothing(site, client) -> None:
+    before = _containers(client, site.project)
+    by_hand = subprocess.run(
+        ["docker", "compose", "--env-file", ".env", "-f", "compose/docker-compose.yml", "up", "-d"],
+        cwd=site.root, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert by_hand.returncode == 0, by_hand.stderr
+    assert _containers(client, site.project) == before, "a hand-run `docker compose up -d` changed a container"
+
+
+def _switch(site, *args: str) -> dict:
+    result = site.controller("switch", *args, "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_blue_green_switch_serves_every_chat_and_stream_and_leaves_one_instance(test_site, docker_client, tmp_path):
+    assert test_site.controller("up", "tiny-a").returncode == 0
+    settings = test_site.settings()
+    with WebUI(test_site.url) as webui:
+        session = _admin_session(test_site, webui)
+        chat_id = _create_chat(test_site.url, session.token, "before blue-green")
+    prober = ProberProcess.start(test_site.url, settings.webui_admin_email,
+                                 settings.webui_admin_password.get_secret_value(), tmp_path / "probe.json")  # fmt: skip
+    start = time.time()
+    try:
+        summary = _switch(test_site, "tiny-b", "--strategy", "blue-green")
+        back = _switch(test_site, "tiny-a")  # auto: both fit on this machine
+    finally:
+        end = time.time()
+        seen = summarise(prober.finish(), start, end, "tiny-a", "tiny-b")
+    print(json.dumps(seen))
+    assert (summary["strategy"], summary["instance"], summary["downtime_s"]) == ("blue-green", "vllm-b", 0.0)
+    assert back["strategy"] == "blue-green" and "both instances fit" in back["strategy_reason"]
+    assert back["instance"] == "vllm"
+    assert seen["chats"] > 10 and seen["streams"] >= 2, seen
+    assert seen["failed"] == 0 and seen["truncated"] == 0, seen
+    assert seen["streams_across_cut_over"] >= 1, seen
+
+    assert _services(docker_client, test_site.project) == ["vllm", "webui"]
+    _hand_run_up_changes_nothing(test_site, docker_client)
+    status = json.loads(test_site.controller("status", "--json").stdout)
+    assert status["model"] == "tiny-a" and set(status["services"]) == {"vllm", "webui"}
+    with WebUI(test_site.url) as webui:
+        session = _admin_session(test_site, webui)
+        assert webui.serving_config(session.token) == ("tiny-a", "native")
+        assert webui.model_ids(session.token) == ["tiny-a"]
+        assert _chat_title(test_site.url, session.token, chat_id) == "before blue-green"
+
+
+def test_a_new_model_that_fails_before_the_cut_over_leaves_the_old_one_serving(test_site, docker_client):
+    assert test_site.controller("up", "tiny-a").returncode == 0
+    before = _containers(docker_client, test_site.project)
+    failed = test_site.controller("switch", "tiny-broken", "--strategy", "blue-green")
+    assert failed.returncode == 1, failed.stderr
+    message = " ".join(failed.stderr.split())
+    assert "'tiny-broken' did not start beside 'tiny-a', which kept serving throughout" in message
+    assert "greater than the derived max_model_len" in failed.stderr  # vLLM's own message
+    # The old container is the same one, never restarted; the new one is gone.
+    assert _containers(docker_client, test_site.project) == before
+    with WebUI(test_site.url) as webui:
+        session = _admin_session(test_site, webui)
+        assert webui.model_ids(session.token) == ["tiny-a"]
+        assert webui.chat(session.token, "tiny-a", "hello", max_tokens=2, as_ui=True)
+    _hand_run_up_changes_nothing(test_site, docker_client)
+
+
+def test_auto_recreates_when_the_pair_does_not_fit_and_says_why(test_site, docker_client):
+    assert test_site.controller("up", "tiny-a").returncode == 0
+    # Reserve more host memory than the machine has: the planner says the pair does not fit.
+    write_env_values(test_site.site.env_file, {"SWITCH_RESERVE_GIB": "4096"}, overwrite=True)
+    refused = test_site.controller("switch", "tiny-b", "--strategy", "blue-green")
+    assert refused.returncode == 2 and "both instances do not fit" in refused.stderr, refused.stderr
+    summary = _switch(test_site, "tiny-b")
+    assert summary["strategy"] == "recreate" and summary["downtime_s"] > 0
+    assert (
+        "both instances do not fit" in summary["strategy_reason"] and "4096 GiB reserve" in summary["strategy_reason"]
+    )
+    assert _services(docker_client, test_site.project) == ["vllm", "webui"]
+
+
+def test_down_after_blue_green_switches_leaves_no_instance(test_site, docker_client):
+    assert test_site.controller("up", "tiny-a").returncode == 0
+    _switch(test_site, "tiny-b", "--strategy", "blue-green")
+    assert _services(docker_client, test_site.project) == ["vllm-b", "webui"]
+    logs = test_site.controller("logs", "vllm")
+    assert logs.returncode == 0 and "vllm-b" in logs.stdout + logs.stderr
+    down = test_site.controller("down")
+    assert down.returncode == 0, down.stderr
+    assert _services(docker_client, test_site.project) == []
+    # And `up` starts again from the first slot.
+    assert test_site.controller("up", "tiny-a").returncode == 0
+    assert _services(docker_client, test_site.project) == ["vllm", "webui"]
