@@ -143,7 +143,7 @@ class RecreateStrategy:
         if restore is not None:
             txn.on_failure("the compose file", lambda: target.write(restore.text))
         # Pulled while the old model still serves: not part of the outage.
-        target.pull(runner, "vllm")
+        target.pull(runner, target.slot)
         outage_start = time.monotonic()
         if restore is not None:
             txn.on_failure(RESTORE_SERVING, lambda: restore_deployment(self.ctx, restore))

@@ -122,6 +122,9 @@ class FakeTarget:
 
     def pull(self, runner: PhaseRunner, *services: str) -> None:
         self.calls.append("pull")
+        missing = set(services) - set(yaml.safe_load(self.text)["services"])
+        if missing:  # like Compose: "no such service"
+            raise RuntimeFailure(f"no such service: {', '.join(sorted(missing))}")
         if self.fail_pull:
             raise RuntimeFailure("an image is not on this machine and could not be pulled")
 

@@ -28,6 +28,7 @@ CASES = {
     "switch_timeout_nan": (["switch", "deepseek-1.5b", "--timeout", "nan"], "--timeout"),
     "switch_timeout_inf": (["switch", "deepseek-1.5b", "--timeout", "inf"], "--timeout"),
     "switch_timeout_word": (["switch", "deepseek-1.5b", "--timeout", "soon"], "--timeout"),
+    "switch_strategy_unknown": (["switch", "deepseek-1.5b", "--strategy", "rolling"], "--strategy"),
     "up_lock_timeout_negative": (["up", "deepseek-1.5b", "--lock-timeout", "-1"], "--lock-timeout"),
     "up_lock_timeout_nan": (["up", "deepseek-1.5b", "--lock-timeout", "nan"], "--lock-timeout"),
     "down_lock_timeout_nan": (["down", "--lock-timeout", "nan"], "--lock-timeout"),

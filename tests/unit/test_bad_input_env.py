@@ -171,3 +171,16 @@ def test_env_refused_on_a_first_run_creates_no_env(project):
     project.env_file.unlink()
     _render(project, "WEBUI_PORT", "the environment variable WEBUI_PORT", env={"WEBUI_PORT": "0"})
     assert not project.env_file.exists()
+
+
+@pytest.mark.parametrize(
+    ("line", "names"),
+    [
+        (b"SWITCH_STRATEGY=rolling\n", ["SWITCH_STRATEGY", "'rolling'", "auto, blue-green, recreate"]),
+        (b"SWITCH_RESERVE_GIB=nan\n", ["SWITCH_RESERVE_GIB", "'nan'"]),
+        (b"SWITCH_RESERVE_GIB=-1\n", ["SWITCH_RESERVE_GIB", "'-1'"]),
+    ],
+)
+def test_switch_settings_refused_before_anything(project, line, names):
+    project.add_env(line)
+    project.refused("switch", "deepseek-1.5b", names=names)

@@ -55,6 +55,16 @@ def test_the_next_blue_green_switch_goes_back_to_the_first_slot(site, target):  
     assert stack.switch("tiny-a")["noop"] is True
 
 
+def test_a_recreate_after_a_blue_green_switch_recreates_the_active_slot(site, target):  # noqa: F811
+    stack = _running(site, target)
+    stack.switch("tiny-b")
+    stack = make_stack(site, target, "recreate")
+    target.calls.clear()
+    assert stack.switch("tiny-a")["strategy"] == "recreate"
+    assert target.calls[2:5] == ["write tiny-a", "pull", "recreate tiny-a"]
+    assert target.runs == {"vllm-b": "tiny-a"} and list(yaml.safe_load(target.text)["services"])[0] == "vllm-b"
+
+
 def test_a_new_model_failing_before_the_cut_over_leaves_the_old_one_untouched(site, target):  # noqa: F811
     stack = _running(site, target)
     before = target.text
