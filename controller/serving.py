@@ -60,7 +60,7 @@ class WebUISetup:
             ADMIN, lambda: sign_in_admin(self.webui, self.settings, self.env_file), deadline_s=deadline_s
         )
         if self.connect([self.backend_url]):
-            self.warn("Open WebUI's connection to vLLM was not the active instance with VLLM_API_KEY; updated it")
+            self.warn("Open WebUI held another vLLM API key or instance in its database; updated it to VLLM_API_KEY")
         return self.session
 
     def connect(self, urls: list[str]) -> bool:
