@@ -88,11 +88,6 @@ class ComposeProject:
             args.append("--follow")
         self.run(*args, *services, stream=True)
 
-    def images(self) -> list[str]:
-        """The image references the compose file names, for checking which are present."""
-        out = self.run("config", "--images", timeout=60).stdout
-        return sorted({line.strip() for line in out.splitlines() if line.strip()})
-
 
 def docker_timestamp(value: str) -> float:
     """Docker's RFC 3339 times carry nanoseconds ("2026-11-25T09:00:00.123456789Z"); Python reads micro."""
@@ -142,15 +137,6 @@ class Engine:
     def container(self, project: str, service: str) -> Container | None:
         found = self.containers(project, service)
         return found[0] if found else None
-
-    def has_image(self, reference: str) -> bool:
-        import docker.errors
-
-        try:
-            self.client.images.get(reference)
-            return True
-        except docker.errors.ImageNotFound:
-            return False
 
     def logs_since(self, container: Container, since: int | None = None) -> str:
         raw = container.logs(stdout=True, stderr=True, since=since) if since else container.logs()
