@@ -61,17 +61,15 @@ class ComposeProject:
     def config(self) -> str:
         return self.run("config", "--quiet", timeout=60).stdout
 
-    def up(self, *services: str, no_deps: bool = False, force_recreate: bool = False) -> None:
+    def up(self, *services: str, no_deps: bool = False, timeout: float = 900) -> None:
         args = ["up", "--detach", "--remove-orphans"]
         if no_deps:
             args.append("--no-deps")
-        if force_recreate:
-            args.append("--force-recreate")
-        self.run(*args, *services, timeout=900)
+        self.run(*args, *services, timeout=timeout)
 
-    def pull(self, *services: str, policy: str = "missing") -> None:
+    def pull(self, *services: str, policy: str = "missing", timeout: float = 3600) -> None:
         """Pull what is missing (policy "missing"): a no-op when every image is on this machine."""
-        self.run("pull", "--quiet", "--policy", policy, *services, timeout=3600)
+        self.run("pull", "--quiet", "--policy", policy, *services, timeout=timeout)
 
     def stop(self, *services: str) -> None:
         self.run("stop", *services, timeout=180)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from controller.catalog import Profile
-from controller.errors import ControllerError, SwitchFailed
+from controller.errors import ControllerError, StartupFailed, SwitchFailed
 from controller.journal import Deployment, Event, Journal, JournalStore, Pending, elapsed, now_iso
 from controller.phases import PhaseRunner
 from controller.serving import WebUISetup
@@ -62,6 +62,8 @@ def transaction(store: JournalStore, action: str, target: Profile, restore: Depl
     store.update(lambda journal: setattr(journal, "pending", pending))
     try:
         yield txn
+    except GeneratorExit:  # the generator itself is being discarded: no outcome to record
+        raise
     except BaseException as cause:
         _unwind(txn, cause, warn)
         raise
@@ -157,9 +159,22 @@ def restore_deployment(ctx: SwitchContext, deployment: Deployment) -> None:
     runner = ctx.runner.child("rollback: ")
     ctx.target.write(deployment.text)
     ctx.target.recreate_vllm(runner)
-    ctx.target.wait_vllm(runner, deployment.served_model_name)
+    try:
+        ctx.target.wait_vllm(runner, deployment.served_model_name)
+    except StartupFailed:
+        _stop_quietly(ctx.target)  # a crash-looping vLLM burns CPU and floods logs
+        raise
+    finally:
+        ctx.runner.timings.update(runner.timings)
     ctx.webui.activate(runner, deployment)
     ctx.runner.timings.update(runner.timings)
+
+
+def _stop_quietly(target: Target) -> None:
+    try:
+        target.stop_vllm()
+    except ControllerError:
+        pass  # the rollback's own failure is what the operator needs to read
 
 
 def roll_back_pending(store: JournalStore, pending: Pending, ctx: SwitchContext) -> None:

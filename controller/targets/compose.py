@@ -117,7 +117,7 @@ class ComposeTarget:
     def pull(self, runner: PhaseRunner, *services: str) -> None:
         def pull_missing() -> None:
             try:
-                self.project.pull(*services, policy="missing")
+                self.project.pull(*services, policy="missing", timeout=runner.deadlines[IMAGE_PULL])
             except CommandError as exc:
                 raise RuntimeFailure(
                     "an image is not on this machine and could not be pulled",
@@ -132,12 +132,14 @@ class ComposeTarget:
         self.settings.hf_cache_path.mkdir(parents=True, exist_ok=True)
         self.probe.begin_attempt()
         # Compose itself knows whether anything changed, .env values included.
-        runner.run(COMPOSE_UP, lambda: self.project.up())
+        runner.run(COMPOSE_UP, lambda: self.project.up(timeout=runner.deadlines[COMPOSE_UP]))
 
     def recreate_vllm(self, runner: PhaseRunner) -> None:
         self.settings.hf_cache_path.mkdir(parents=True, exist_ok=True)
         self.probe.begin_attempt()
-        runner.run(RECREATE_VLLM, lambda: self.project.up("vllm", no_deps=True))
+        runner.run(
+            RECREATE_VLLM, lambda: self.project.up("vllm", no_deps=True, timeout=runner.deadlines[RECREATE_VLLM])
+        )
 
     def wait_vllm(self, runner: PhaseRunner, served_model_name: str) -> dict:
         probe = self.probe
