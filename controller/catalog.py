@@ -11,7 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from pydantic_core import PydanticCustomError
 
 from controller.errors import CatalogError
-from controller.files import load_yaml, read_text_file, system_dir_problem
+from controller.files import expand_home, load_yaml, read_text_file, system_dir_problem
 from controller.values import printable
 
 BUILTIN_CATALOG_NAME = "builtin"
@@ -261,7 +261,7 @@ def load_catalog(user_catalog: Path | None = None) -> Catalog:
     raw = _read_yaml(builtin_catalog_text(), BUILTIN_CATALOG_NAME)
     origins = dict.fromkeys(raw, BUILTIN_CATALOG_NAME)
     if user_catalog is not None:
-        path = Path(user_catalog).expanduser()
+        path = expand_home(Path(user_catalog), CatalogError, "catalog")
         if not path.exists():
             raise CatalogError(
                 f"catalog {path}: file not found",

@@ -72,7 +72,10 @@ def _resolve_catalog(option: Path | None, site: SiteConfig) -> Path | None:
     configured = merged_values(site.env_file).get("CONTROLLER_CATALOG")
     if not configured:
         return None
-    path = Path(configured).expanduser()
+    from controller.errors import CatalogError
+    from controller.files import expand_home
+
+    path = expand_home(Path(configured), CatalogError, "CONTROLLER_CATALOG")
     return path if path.is_absolute() else site.root / path
 
 

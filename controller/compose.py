@@ -61,17 +61,15 @@ class ComposeProject:
     def config(self) -> str:
         return self.run("config", "--quiet", timeout=60).stdout
 
-    def up(self, *services: str, no_deps: bool = False, force_recreate: bool = False) -> None:
+    def up(self, *services: str, no_deps: bool = False, timeout: float = 900) -> None:
         args = ["up", "--detach", "--remove-orphans"]
         if no_deps:
             args.append("--no-deps")
-        if force_recreate:
-            args.append("--force-recreate")
-        self.run(*args, *services, timeout=900)
+        self.run(*args, *services, timeout=timeout)
 
-    def pull(self, *services: str, policy: str = "missing") -> None:
+    def pull(self, *services: str, policy: str = "missing", timeout: float = 3600) -> None:
         """Pull what is missing (policy "missing"): a no-op when every image is on this machine."""
-        self.run("pull", "--quiet", "--policy", policy, *services, timeout=3600)
+        self.run("pull", "--quiet", "--policy", policy, *services, timeout=timeout)
 
     def stop(self, *services: str) -> None:
         self.run("stop", *services, timeout=180)
@@ -87,11 +85,6 @@ class ComposeProject:
         if follow:
             args.append("--follow")
         self.run(*args, *services, stream=True)
-
-    def images(self) -> list[str]:
-        """The image references the compose file names, for checking which are present."""
-        out = self.run("config", "--images", timeout=60).stdout
-        return sorted({line.strip() for line in out.splitlines() if line.strip()})
 
 
 def docker_timestamp(value: str) -> float:
@@ -142,15 +135,6 @@ class Engine:
     def container(self, project: str, service: str) -> Container | None:
         found = self.containers(project, service)
         return found[0] if found else None
-
-    def has_image(self, reference: str) -> bool:
-        import docker.errors
-
-        try:
-            self.client.images.get(reference)
-            return True
-        except docker.errors.ImageNotFound:
-            return False
 
     def logs_since(self, container: Container, since: int | None = None) -> str:
         raw = container.logs(stdout=True, stderr=True, since=since) if since else container.logs()

@@ -154,8 +154,9 @@ def print_status(result: dict) -> None:
     out.print(f"url:   {result['url']}")
     if pending := result.get("pending"):
         out.print(
-            f"[yellow]unfinished:[/] `{pending['action']} {pending['target']}` (pid {pending['pid']}, started "
-            f"{pending['started']}) did not finish; {pending['resolve']}",
+            f"[yellow]{'in progress' if pending['in_progress'] else 'unfinished'}:[/] "
+            f"`{pending['action']} {pending['target']}` (pid {pending['pid']}, started {pending['started']})"
+            + ("" if pending["in_progress"] else f" did not finish; {pending['resolve']}"),
             highlight=False,
         )
     table_ = make_table("service", "model", "state", "health", "uptime", "image")

@@ -178,3 +178,11 @@ def system_dir_problem(path: Path) -> str | None:
         if resolved.is_relative_to(tree):
             return f"{resolved} is inside the system directory {tree}"
     return None
+
+
+def expand_home(path: Path, error: type[Exception], what: str) -> Path:
+    """`~/x` expanded; `~name/x` of a user this machine does not have is a clear error, not a crash."""
+    try:
+        return path.expanduser()
+    except RuntimeError:
+        raise error(f"{what} {path}: '~' names the home of an unknown user; write an absolute path or ~/path") from None

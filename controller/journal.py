@@ -119,18 +119,15 @@ class JournalStore:
     def load(self) -> Journal:
         if not self.path.exists():
             return self._migrate_v1() if self._v1_state.exists() else Journal()
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise JournalError(
-                f"{self.path}: cannot read the controller journal: {exc}",
-                hint="restore it from a backup, or move it away to start a new history (the stack keeps running)",
-            ) from None
+        data = _read_json(self.path, "the controller journal")
         version = data.get("version") if isinstance(data, dict) else None
         if version != JOURNAL_VERSION:
+            newer = isinstance(version, int) and version > JOURNAL_VERSION
             raise JournalError(
                 f"{self.path}: journal version {version!r} is not one this controller knows ({JOURNAL_VERSION})",
-                hint="a newer controller wrote it: upgrade this one (pipx upgrade), or move the file away",
+                hint="a newer controller wrote it: upgrade this one (pipx upgrade), or move the file away"
+                if newer
+                else "the file is damaged: restore it from a backup, or move it away to start a new history",
             )
         return _from_dict(data)
 
@@ -146,7 +143,7 @@ class JournalStore:
         return journal
 
     def _migrate_v1(self) -> Journal:
-        data = json.loads(self._v1_state.read_text(encoding="utf-8"))
+        data = _read_json(self._v1_state, "the first release's state file, to migrate it")
         journal = Journal(history=[Event.from_dict(item) for item in data.get("history", [])])
         text = self._v1_active_compose.read_text(encoding="utf-8") if self._v1_active_compose.exists() else None
         if data.get("active") and text is not None:
@@ -154,7 +151,8 @@ class JournalStore:
                 data["active"], data.get("served_model_name") or "", data.get("since") or "", text
             )
         self.save(journal)
-        self._v1_state.unlink()
+        # Another reader (status runs without the lock) may have migrated it at the same time.
+        self._v1_state.unlink(missing_ok=True)
         self._v1_active_compose.unlink(missing_ok=True)
         return journal
 
@@ -199,3 +197,14 @@ def _from_dict(data: dict) -> Journal:
         pending=Pending.from_dict(pending) if pending else None,
         history=[Event.from_dict(item) for item in data.get("history", [])],
     )
+
+
+def _read_json(path: Path, what: str) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise JournalError(
+            f"{path}: cannot read {what}: {exc}",
+            hint="restore it from a backup, or move it away to start a new history (the stack keeps running)",
+        ) from None
+    return data if isinstance(data, dict) else {}

@@ -75,7 +75,7 @@ class WebUISetup:
     def serve(self, runner: PhaseRunner, profile: Served, *, deadline_s: float | None = None) -> None:
         """The model is the default with its function calling, and a browser-shaped chat answers:
         success is never reported for a stack a person cannot use."""
-        runner.run(DEFAULT_MODEL, lambda: self._set_serving_config(profile))
+        runner.wait(DEFAULT_MODEL, lambda: self._set_serving_config(profile), deadline_s=deadline_s)
         served = profile.served_model_name
         runner.wait(
             CHAT_PATH,

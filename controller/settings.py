@@ -35,7 +35,6 @@ from controller.values import (
     host_directory,
     ip_address,
     parse_memory_gib,
-    printable,
 )
 
 MIN_ADMIN_PASSWORD_LENGTH = 12
@@ -99,9 +98,6 @@ class Settings(BaseModel):
         "llmstack", alias="COMPOSE_PROJECT_NAME", max_length=63, pattern=r"^[a-z0-9][a-z0-9_-]*$"
     )
     vllm_host_port: Port | None = Field(None, alias="VLLM_HOST_PORT")
-    controller_catalog: Annotated[Path, AfterValidator(lambda p: Path(printable(str(p))))] | None = Field(
-        None, alias="CONTROLLER_CATALOG"
-    )
 
     @field_validator("webui_admin_password")
     @classmethod
@@ -133,7 +129,7 @@ class Settings(BaseModel):
             raise ValueError("may hold only printable ASCII characters without spaces")
         return value
 
-    @field_validator("hf_token", "vllm_host_port", "controller_catalog", mode="before")
+    @field_validator("hf_token", "vllm_host_port", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value

@@ -179,9 +179,12 @@ class Stack(SwitchCommands):
     # ----- commands ------------------------------------------------------------------------
 
     def render(self, model: str) -> dict:
-        prepared = self.prepare(model)
-        generated = self._store_secrets(prepared)
-        changed = self.target(prepared.settings).write(prepared.compose_text)
+        self.prepare(model)  # bad input is refused before the lock creates anything
+        # Locked like `up`: secrets are generated once, and no file changes under a running switch.
+        with self._locked(f"render {model}"):
+            prepared = self.prepare(model)
+            generated = self._store_secrets(prepared)
+            changed = self.target(prepared.settings).write(prepared.compose_text)
         return {
             "model": prepared.profile.name,
             "served_model_name": prepared.profile.served_model_name,
@@ -200,7 +203,9 @@ class Stack(SwitchCommands):
             target = self.target(settings)
             self._resolve_pending(settings)
             running = target.running_profile()
-            if running and running != profile.name:
+            # Only a model the journal knows as good is protected; without one (a first `up` that
+            # failed half-way) `up` may start another model.
+            if running and running != profile.name and self.store.load().active is not None:
                 raise PreflightError(
                     f"the stack is serving '{running}'; `up` does not change the model",
                     hint=f"run `controller switch {profile.name}` (it rolls back if the new model fails)",
@@ -266,6 +271,17 @@ class Stack(SwitchCommands):
         except ControllerError as exc:
             failure.details.append(f"(stopping the failed vLLM failed too: {exc.message})")
 
+    def _adopt(self, running: str) -> Deployment:
+        """A model runs that the journal does not know as good (state from before the journal, or a
+        first `up` that failed late): what `up RUNNING` would deploy is the point to roll back to."""
+        try:
+            return self.prepare(running).deployment()
+        except ControllerError:
+            raise PreflightError(
+                f"'{running}' is running, but the controller has no record of it and cannot render it again",
+                hint=f"run `controller up {running}` to take it over, or `controller down`",
+            ) from None
+
     def down(self, *, volumes: bool = False) -> dict:
         settings = read_settings(self.site).settings
         with self._locked("down"):
@@ -274,11 +290,15 @@ class Stack(SwitchCommands):
                     f"{self.site.compose_file} does not exist, so there is no stack to take down",
                     hint="start one with `controller up MODEL`",
                 )
+            previous = self.store.load().active_profile  # a journal it cannot read stops here, before any change
             started = now_iso()
             self.target(settings).down(volumes=volumes)
-            previous = self.store.load().active_profile
 
-            def change(journal) -> None:
+            def change(journal: Journal) -> None:
+                if journal.pending is not None:  # a killed switch's outcome, before `down` ends it
+                    p = journal.pending
+                    journal.record(Event(p.action, p.target, "interrupted", p.started, started,
+                                         error="the controller stopped mid-change; ended by down"))  # fmt: skip
                 journal.record(Event("down" + (" --volumes" if volumes else ""), previous or "-", "ok", started,
                                      now_iso()))  # fmt: skip
                 journal.active = journal.pending = None
@@ -287,15 +307,20 @@ class Stack(SwitchCommands):
             return {"project": settings.compose_project_name, "volumes_removed": volumes, "previous_model": previous}
 
     def status(self) -> dict:
+        from controller.errors import DockerUnavailable
+
         settings = read_settings(self.site).settings
-        target = self.target(settings)
-        services = target.services()
         journal = self.store.load()
-        active = target.running_profile()
-        metrics = target.metrics() if services["vllm"]["state"] == "running" else {}
+        target = self.target(settings)
+        try:
+            services = target.services()
+            active = target.running_profile()
+            metrics = target.metrics() if services["vllm"]["state"] == "running" else {}
+        except DockerUnavailable as exc:  # the journal still tells what was running and what is unfinished
+            unknown = {"state": "unknown", "health": None, "uptime_s": None, "image": None, "error": exc.message}
+            services, active, metrics = {name: dict(unknown) for name in ("vllm", "webui")}, None, {}
         deployment = journal.active
         served = deployment.served_model_name if deployment and deployment.profile == active else None
-        pending = journal.pending
         return {
             "project": settings.compose_project_name,
             "model": active,
@@ -304,13 +329,33 @@ class Stack(SwitchCommands):
             "services": services,
             "metrics": metrics,
             "capacity": deployment.capacity if deployment and served else None,
-            "pending": None if pending is None else {
-                "action": pending.action, "target": pending.target, "started": pending.started, "pid": pending.pid,
-                "resolve": "the next `controller up` or `controller switch` rolls it back",
-            },
+            "pending": _pending_status(journal.pending),
             "history": [vars(event) for event in journal.history[-10:]],
-        }  # fmt: skip
+        }
 
     def logs(self, service: str | None, *, follow: bool) -> None:
         settings = read_settings(self.site).settings
         self.target(settings).logs(service, follow=follow)
+
+
+def _pending_status(pending) -> dict | None:
+    if pending is None:
+        return None
+    alive = _process_alive(pending.pid)
+    return {
+        "action": pending.action, "target": pending.target, "started": pending.started, "pid": pending.pid,
+        "in_progress": alive,
+        "resolve": "in progress" if alive else "the next `controller up` or `controller switch` rolls it back",
+    }  # fmt: skip
+
+
+def _process_alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True

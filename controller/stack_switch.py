@@ -30,11 +30,11 @@ class SwitchCommands:
             target = self.target(settings)
             self._resolve_pending(settings)
             current = target.running_profile()
-            active = self.store.load().active
-            if current is None or active is None:
+            if current is None:
                 raise PreflightError(
                     "no running stack to switch", hint=f"start one with `controller up {profile.name}`"
                 )
+            active = self.store.load().active or self._adopt(current)
             if current == profile.name and active.text == prepared.compose_text and target.healthy():
                 return self._summary(prepared, {}, noop=True, previous=current)
             decision = self._decide(requested, prepared, active, target)
@@ -46,12 +46,12 @@ class SwitchCommands:
             runner = self._runner()
             with target.webui() as webui:
                 setup = self._webui_setup(settings, target, webui)
-                # Signing in first proves the admin works before anything is stopped.
-                setup.admin(runner)
                 ctx = SwitchContext(target, setup, runner)
                 blue_green = decision.strategy == "blue-green"
                 strategy = BlueGreenStrategy(ctx, prepared.spec.vllm_service) if blue_green else RecreateStrategy(ctx)
                 with transaction(self.store, "switch", profile, active, self.reporter.warn) as txn:
+                    # Signing in first proves the admin works before anything is stopped.
+                    setup.admin(runner)
                     result = strategy.run(txn, prepared.compose_text, profile)
                     txn.commit = self._activation("switch", prepared, runner, txn.started, previous=current,
                                                   downtime_s=result["downtime_s"])  # fmt: skip

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from controller.catalog import Profile
-from controller.errors import ControllerError, SwitchFailed
+from controller.errors import ControllerError, StartupFailed, SwitchFailed
 from controller.journal import Deployment, Event, Journal, JournalStore, Pending, elapsed, now_iso
 from controller.phases import PhaseRunner
 from controller.serving import WebUISetup
@@ -63,6 +63,8 @@ def transaction(store: JournalStore, action: str, target: Profile, restore: Depl
     store.update(lambda journal: setattr(journal, "pending", pending))
     try:
         yield txn
+    except GeneratorExit:  # the generator itself is being discarded: no outcome to record
+        raise
     except BaseException as cause:
         _unwind(txn, cause, warn)
         raise
@@ -162,13 +164,26 @@ def restore_deployment(ctx: SwitchContext, deployment: Deployment) -> None:
     target.write(deployment.text)
     target.slot = deployment.service
     target.recreate_vllm(runner)
-    target.wait_vllm(runner, deployment.served_model_name)
+    try:
+        target.wait_vllm(runner, deployment.served_model_name)
+    except StartupFailed:
+        _stop_quietly(target)  # a crash-looping vLLM burns CPU and floods logs
+        raise
+    finally:
+        ctx.runner.timings.update(runner.timings)
     ctx.webui.connect([target.backend_url])
     ctx.webui.activate(runner, deployment)
     for slot in SLOTS:
         if slot != deployment.service:
             target.remove_vllm(slot)
     ctx.runner.timings.update(runner.timings)
+
+
+def _stop_quietly(target: Target) -> None:
+    try:
+        target.stop_vllm()
+    except ControllerError:
+        pass  # the rollback's own failure is what the operator needs to read
 
 
 def roll_back_pending(store: JournalStore, pending: Pending, ctx: SwitchContext) -> None:

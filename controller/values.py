@@ -82,7 +82,10 @@ def _image_reference(value: str) -> str:
 
 def host_directory(value: Path) -> Path:
     printable(str(value))
-    path = value.expanduser()
+    try:
+        path = value.expanduser()
+    except RuntimeError:  # "~name" of a user this machine does not have
+        raise ValueError(f"'{value}' names the home of an unknown user; write an absolute path or ~/path") from None
     if not path.is_absolute():
         raise ValueError(f"'{value}' is relative; write an absolute path (or one starting with ~/)")
     problem = system_dir_problem(path)

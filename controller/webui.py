@@ -162,7 +162,16 @@ def _bearer(token: str) -> dict[str, str]:
 
 
 def _detail(response: httpx.Response) -> str:
+    """The error's text. FastAPI's validation errors echo the rejected input (a password, say):
+    only their location and message are kept."""
     try:
-        return str(response.json().get("detail", response.text[:200]))
-    except ValueError:
-        return response.text[:200]
+        detail = response.json().get("detail", response.text[:200])
+    except (ValueError, AttributeError):
+        return response.text[:200] if response.status_code != 422 else "the request was not accepted"
+    if isinstance(detail, list):
+        return "; ".join(
+            f"{'.'.join(map(str, item.get('loc', [])))}: {item.get('msg', '')}"
+            for item in detail
+            if isinstance(item, dict)
+        )
+    return str(detail)

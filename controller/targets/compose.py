@@ -130,7 +130,7 @@ class ComposeTarget:
     def pull(self, runner: PhaseRunner, *services: str) -> None:
         def pull_missing() -> None:
             try:
-                self.project.pull(*services, policy="missing")
+                self.project.pull(*services, policy="missing", timeout=runner.deadlines[IMAGE_PULL])
             except CommandError as exc:
                 raise RuntimeFailure(
                     "an image is not on this machine and could not be pulled",
@@ -145,7 +145,7 @@ class ComposeTarget:
         self.settings.hf_cache_path.mkdir(parents=True, exist_ok=True)
         self.probe.begin_attempt()
         # Compose itself knows whether anything changed, .env values included.
-        runner.run(COMPOSE_UP, lambda: self.project.up())
+        runner.run(COMPOSE_UP, lambda: self.project.up(timeout=runner.deadlines[COMPOSE_UP]))
 
     def recreate_vllm(self, runner: PhaseRunner, service: str | None = None) -> None:
         """Create (or recreate, when its definition changed) the vLLM of `service` (default: the
@@ -153,7 +153,9 @@ class ComposeTarget:
         service = service or self.slot
         self.settings.hf_cache_path.mkdir(parents=True, exist_ok=True)
         self.probe_for(service).begin_attempt()
-        runner.run(RECREATE_VLLM, lambda: self.project.up(service, no_deps=True))
+        runner.run(
+            RECREATE_VLLM, lambda: self.project.up(service, no_deps=True, timeout=runner.deadlines[RECREATE_VLLM])
+        )
 
     def wait_vllm(self, runner: PhaseRunner, served_model_name: str, service: str | None = None) -> dict:
         probe = self.probe_for(service or self.slot)

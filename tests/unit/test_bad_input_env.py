@@ -111,6 +111,8 @@ BAD_VALUES = {
     "hf_cache_inside_proc": ("HF_CACHE_DIR", "/proc/1"),
     "hf_cache_relative": ("HF_CACHE_DIR", "hf-cache"),
     "hf_cache_newline": ("HF_CACHE_DIR", '"/srv/hf\\n      privileged: true"'),
+    # Found by the property test: "~0" is the home of a user "0", which expanduser cannot find.
+    "hf_cache_home_of_unknown_user": ("HF_CACHE_DIR", "~0"),
     "gpu_devices_word": ("GPU_DEVICES", "some"),
     "gpu_devices_injection": ("GPU_DEVICES", '"all\\n    privileged: true"'),
     "gpu_memory_inf": ("GPU_MEMORY_GIB", "inf"),

@@ -20,6 +20,7 @@ import yaml
 
 from controller import cli
 from controller.settings import Settings
+from tests.unit._support import TINY_ARCH
 
 SETTING_KEYS = {field.alias for field in Settings.model_fields.values()}
 STRONG_SECRETS = {
@@ -29,16 +30,6 @@ STRONG_SECRETS = {
 }
 GOOD_ENV = "# site notes\n" + "".join(f"{k}='{v}'\n" for k, v in STRONG_SECRETS.items())
 COMPOSE_BEFORE = "# a compose file rendered earlier; a refused command must leave it alone\nname: before\n"
-TINY_ARCH = {
-    "params_billion": 0.1,
-    "layers": 4,
-    "hidden_size": 256,
-    "attention_heads": 4,
-    "kv_heads": 2,
-    "head_dim": 64,
-    "vocab_size": 32000,
-    "max_context": 2048,
-}
 GOOD_PROFILE = {"model": "org/model", "served_model_name": "mine", "max_model_len": 1024, "architecture": TINY_ARCH}
 
 

@@ -29,6 +29,7 @@ from controller.errors import CatalogError, SettingsError
 from controller.render import render_compose
 from controller.settings import SiteConfig, parse_settings, read_settings
 from controller.spec import vllm_args
+from tests.unit._support import TINY_ARCH
 
 EXAMPLES = 40
 # CI runs the same examples every time (a red CI must be reproducible); a developer's run explores
@@ -41,16 +42,7 @@ SECRETS = {
     "HF_TOKEN": "hf_token_for_tests_0000000000000003",
 }
 BASE_SETTINGS = {**SECRETS, "HF_CACHE_DIR": "/srv/hf", "VLLM_HOST_PORT": "8001"}
-ARCH = {
-    "params_billion": 0.1,
-    "layers": 4,
-    "hidden_size": 256,
-    "attention_heads": 4,
-    "kv_heads": 2,
-    "head_dim": 64,
-    "vocab_size": 32000,
-    "max_context": 2048,
-}
+ARCH = TINY_ARCH
 BASE_PROFILE = {"model": "org/model", "served_model_name": "served", "max_model_len": 1024, "architecture": ARCH}
 
 # Pieces that break naive YAML or Compose handling; joined at random and mixed with any text.

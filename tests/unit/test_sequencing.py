@@ -7,11 +7,10 @@ from __future__ import annotations
 import pytest
 
 from controller.catalog import load_catalog
-from controller.errors import PreflightError, RuntimeFailure, SwitchFailed
-from controller.journal import JournalStore
+from controller.errors import ChatRefused, DockerUnavailable, PreflightError, RuntimeFailure, SwitchFailed
+from controller.journal import JournalStore, Pending
 from controller.settings import SiteConfig
 from controller.stack import Options, Stack
-from controller.switch import transaction
 from tests.unit._support import CPU_PROFILE, write_catalog
 from tests.unit.fakes import FakeTarget
 
@@ -151,12 +150,12 @@ def test_a_switch_killed_mid_way_is_reported_and_rolled_back_by_the_next_run(sit
     active = journal(site).active
     tiny_b = stack.catalog.get("tiny-b")
     # What SIGKILL leaves: the pending change is on disk, no outcome; the new vLLM half started.
-    killed = transaction(store, "switch", tiny_b, active, warn=lambda _m: None)
-    killed.__enter__()  # and never __exit__: no code of the killed process runs again
+    # What the transaction writes before it touches anything; a killed process writes nothing after.
+    store.update(lambda j: setattr(j, "pending", Pending("switch", tiny_b.name, "t0", 2**22 + 12345, active)))
     target.write(stack.prepare("tiny-b").compose_text)
     target.recreate_vllm(None)
     status = make_stack(site, target).status()
-    assert status["pending"]["target"] == "tiny-b"
+    assert status["pending"]["target"] == "tiny-b" and status["pending"]["in_progress"] is False
 
     target.calls.clear()
     result = make_stack(site, target).up("tiny-a")
@@ -170,3 +169,68 @@ def test_a_switch_killed_mid_way_is_reported_and_rolled_back_by_the_next_run(sit
 def test_switch_without_a_running_stack_is_refused(site, target):
     with pytest.raises(PreflightError, match="no running stack"):
         make_stack(site, target).switch("tiny-b")
+
+
+def test_a_first_up_that_fails_after_vllm_started_does_not_trap_the_operator(site, target):
+    target.ui.refuse_chat_for.add("tiny-a")
+    with pytest.raises(ChatRefused):
+        make_stack(site, target).up("tiny-a")
+    assert target.running == "tiny-a" and journal(site).active is None
+    # No model is known as good, so neither `up` of another model nor `switch` refuses.
+    make_stack(site, target).up("tiny-b")
+    assert journal(site).active.profile == "tiny-b"
+
+
+def test_switch_adopts_a_running_model_the_journal_does_not_know(site, target):
+    make_stack(site, target).up("tiny-a")
+    JournalStore(site.state_dir).path.unlink()  # e.g. state from before the journal, not migrated
+    result = make_stack(site, target).switch("tiny-b")
+    assert result["previous"] == "tiny-a" and journal(site).active.profile == "tiny-b"
+
+
+def test_a_failed_admin_sign_in_during_a_switch_is_recorded_and_touches_nothing(site, target):
+    stack = make_stack(site, target)
+    stack.up("tiny-a")
+    before = target.text
+    target.ui.signin = lambda email, password: (_ for _ in ()).throw(RuntimeFailure("Open WebUI is down"))
+    with pytest.raises(RuntimeFailure):
+        stack.switch("tiny-b")
+    recorded = journal(site)
+    assert target.text == before and recorded.pending is None
+    assert (recorded.history[-1].profile, recorded.history[-1].outcome) == ("tiny-b", "failed")
+
+
+def test_down_ends_an_unfinished_change_and_records_it(site, target):
+    stack = make_stack(site, target)
+    stack.up("tiny-a")
+    site.compose_dir.mkdir(parents=True, exist_ok=True)
+    site.compose_file.write_text(target.text)
+    active = journal(site).active
+    JournalStore(site.state_dir).update(lambda j: setattr(j, "pending", Pending("switch", "tiny-b", "t0", 1, active)))
+    make_stack(site, target).down()
+    recorded = journal(site)
+    assert recorded.pending is None and recorded.active is None
+    assert [(e.profile, e.outcome) for e in recorded.history[-2:]] == [("tiny-b", "interrupted"), ("tiny-a", "ok")]
+
+
+def test_status_without_docker_still_reports_the_unfinished_change(site, target):
+    stack = make_stack(site, target)
+    stack.up("tiny-a")
+    active = journal(site).active
+    JournalStore(site.state_dir).update(lambda j: setattr(j, "pending", Pending("switch", "tiny-b", "t0", 1, active)))
+
+    def no_docker() -> dict:
+        raise DockerUnavailable("cannot reach the Docker engine")
+
+    target.services = no_docker
+    status = make_stack(site, target).status()
+    assert status["services"]["vllm"]["state"] == "unknown" and status["pending"]["target"] == "tiny-b"
+
+
+def test_a_failed_rollback_stops_the_crash_looping_vllm(site, target):
+    stack = make_stack(site, target)
+    stack.up("tiny-a")
+    target.broken.add("tiny-a")
+    with pytest.raises(SwitchFailed):
+        stack.switch("tiny-broken")
+    assert target.calls[-1] == "stop vllm"

@@ -32,19 +32,22 @@ def test_model_that_does_not_fit_is_refused_with_recommendations(tmp_path):
     assert not (tmp_path / "compose").exists()
 
 
-def test_force_starts_anyway_with_a_warning(tmp_path):
+def test_force_starts_anyway_with_a_warning(tmp_path, monkeypatch):
+    # No engine to reach, so the run stops right after the checks this test is about, on any machine.
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-such-docker.sock")
     _env(tmp_path, GPU_MEMORY_GIB="12", HF_TOKEN="hf_dummy_token_value")
     result = run(tmp_path, "up", "llama3-8b", "--force")
     message = _flat(result.stderr)
     assert "--force: starting anyway" in message
-    # Past the fit check it meets this machine: no NVIDIA runtime (or no Docker at all), exit 2.
     assert "does not fit" in message and result.returncode == 2
-    assert "NVIDIA" in message or "Docker" in message
+    assert "Docker" in message
 
 
-def test_low_concurrency_at_full_context_is_a_warning(tmp_path):
+def test_low_concurrency_at_full_context_is_a_warning(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-such-docker.sock")
     _env(tmp_path, GPU_MEMORY_GIB="12")
     result = run(tmp_path, "up", "llama3-8b-gptq")
+    assert result.returncode == 2 and "Docker" in result.stderr
     assert "warning:" in result.stderr
     assert "full-length sequences fit at once" in _flat(result.stderr)
 
