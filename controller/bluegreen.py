@@ -4,6 +4,10 @@ old one, then remove it. Users see no outage; the old model serves until the new
 Before the cut-over (the moment Open WebUI's default becomes the new model) any failure removes the
 new instance and the old one never stopped. After it, the old instance is still running until the
 drain ends, so a rollback only points Open WebUI back at it.
+
+Open WebUI's connections never change here (one per slot, see controller.serving): the cut-over
+moves only the default model. A browser tab that still has the old model selected is served by the
+old instance until the drain ends; the drain waits for a moment with no running or waiting request.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ from controller.errors import ControllerError, NotReady, SwitchFailed
 from controller.journal import Deployment, elapsed
 from controller.pairing import pair_text
 from controller.phases import DRAIN
-from controller.spec import vllm_url
 from controller.switch import RESTORE_SERVING, SwitchContext, Transaction, restore_deployment
 
 
@@ -48,25 +51,22 @@ class BlueGreenStrategy:
     def _start_beside(self, txn: Transaction, restore: Deployment, new_text: str, profile: Profile) -> dict:
         """The new instance runs and Open WebUI lists its model; the old one is still the default."""
         target, runner, webui = self.ctx.target, self.ctx.runner, self.ctx.webui
-        new, old_url = self.new_service, vllm_url(restore.service)
+        new = self.new_service
         target.write(pair_text(new_text, restore.text))
         txn.on_failure("the compose file", lambda: target.write(restore.text))
         txn.on_failure("the new instance", lambda: target.remove_vllm(new))
         target.pull(runner, new)
         target.recreate_vllm(runner, new)
         facts = target.wait_vllm(runner, profile.served_model_name, new)
-        txn.on_failure("Open WebUI's connections", lambda: webui.connect([old_url]))
-        webui.connect([old_url, vllm_url(new)])
+        # Open WebUI already holds a connection to every slot: it lists the new model once it answers.
         webui.listed(runner, profile)
         return facts
 
     def _cut_over(self, txn: Transaction, restore: Deployment, profile: Profile) -> float:
-        """New chats go to the new model; a browser-shaped chat proves it; the old connection goes."""
+        """New chats go to the new model (Open WebUI's default); a browser-shaped chat proves it."""
         started = time.monotonic()
         txn.on_failure(RESTORE_SERVING, lambda: restore_deployment(self.ctx, restore))
         self.ctx.webui.serve(self.ctx.runner, profile)
-        # Open WebUI sends nothing new to the old instance; requests it already sent finish.
-        self.ctx.webui.connect([vllm_url(self.new_service)])
         return elapsed(started)
 
     def _drain_and_remove(self, restore: Deployment) -> float:

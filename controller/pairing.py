@@ -37,6 +37,10 @@ def pair_decision(new: Profile, old: Profile | None, *, host_memory_bytes: int |
     """Whether the new instance fits beside the old one, and why (the planner's numbers)."""
     if old is None:
         return Decision("recreate", "the running model's profile is not in the catalog, so its memory is unknown")
+    if new.served_model_name == old.served_model_name:
+        # Open WebUI routes a model name to the first connection that lists it, so it could not
+        # tell the two instances apart.
+        return Decision("recreate", f"both instances would serve the model name '{new.served_model_name}'")
     if new.accelerator != old.accelerator:
         return Decision("recreate", f"'{old.name}' runs on {old.accelerator}, '{new.name}' on {new.accelerator}")
     if new.accelerator == "cpu":

@@ -14,7 +14,14 @@ from controller.catalog import Profile
 from controller.errors import RenderError
 from controller.files import load_yaml
 from controller.settings import Settings
-from controller.spec import HF_CACHE_TARGET, SECRET_REFERENCES, GpuReservation, ServingSpec, build_spec
+from controller.spec import (
+    HF_CACHE_TARGET,
+    SECRET_REFERENCES,
+    WEBUI_BACKEND_KEYS,
+    GpuReservation,
+    ServingSpec,
+    build_spec,
+)
 
 TEMPLATES_PACKAGE = "controller.templates"
 COMPOSE_TEMPLATE = "docker-compose.yml.j2"
@@ -218,8 +225,8 @@ def _expected_webui(context: dict, logging: dict) -> dict[str, Any]:
     webui = {
         "image": context["webui_image"],
         "environment": {
-            "OPENAI_API_BASE_URL": context["vllm_base_url"],
-            "OPENAI_API_KEY": SECRET_REFERENCES["VLLM_API_KEY"],
+            "OPENAI_API_BASE_URLS": context["webui_backend_urls"],
+            "OPENAI_API_KEYS": WEBUI_BACKEND_KEYS,
             "ENABLE_OLLAMA_API": "false",
             "WEBUI_SECRET_KEY": SECRET_REFERENCES["WEBUI_SECRET_KEY"],
             "WEBUI_ADMIN_EMAIL": context["admin_email"],
@@ -243,7 +250,7 @@ def _expected_webui(context: dict, logging: dict) -> dict[str, Any]:
     return webui
 
 
-_REFERENCES = frozenset(SECRET_REFERENCES.values())
+_REFERENCES = frozenset([*SECRET_REFERENCES.values(), WEBUI_BACKEND_KEYS])
 
 
 def _as_compose_reads(node: Any, path: str) -> Any:

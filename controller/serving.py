@@ -45,12 +45,10 @@ def sign_in_admin(webui: WebUIClient, settings: Settings, env_file: object):
 class WebUISetup:
     """The Open WebUI steps of up, switch and rollback, each a phase of the given runner."""
 
-    def __init__(self, webui: WebUIClient, settings: Settings, env_file: object, backend_url: str,
-                 warn: Callable[[str], None]):  # fmt: skip
+    def __init__(self, webui: WebUIClient, settings: Settings, env_file: object, warn: Callable[[str], None]):
         self.webui = webui
         self.settings = settings
         self.env_file = env_file
-        self.backend_url = backend_url
         self.warn = warn
         self.session = None
 
@@ -59,15 +57,20 @@ class WebUISetup:
         self.session = runner.wait(
             ADMIN, lambda: sign_in_admin(self.webui, self.settings, self.env_file), deadline_s=deadline_s
         )
-        if self.connect([self.backend_url]):
+        if self._connect_every_slot():
             self.warn("Open WebUI held another vLLM API key or instance in its database; updated it to VLLM_API_KEY")
         return self.session
 
-    def connect(self, urls: list[str]) -> bool:
-        """Open WebUI's connections to vLLM are exactly `urls` (other connections stay)."""
+    def _connect_every_slot(self) -> bool:
+        """Open WebUI holds one connection per vLLM slot, running or not, so a switch only moves the
+        default model and never touches the connections. Why: changing them makes Open WebUI 0.12.4
+        empty its model table in place (`clear_models_cache`), and a chat that passed its "model
+        exists" check at that moment fails with `400 {"detail": "'MODEL'"}` (measured: one chat per
+        switch when each switch added and removed a connection). The idle slot costs one refused
+        connection per model listing (Open WebUI logs `Connection error`). Other connections stay."""
         key = self.settings.vllm_api_key.get_secret_value()
-        managed = tuple(vllm_url(slot) for slot in SLOTS)
-        return self.webui.set_openai_backends(self.session.token, urls, key, managed)
+        urls = [vllm_url(slot) for slot in SLOTS]
+        return self.webui.set_openai_backends(self.session.token, urls, key, tuple(urls))
 
     def listed(self, runner: PhaseRunner, profile: Served, *, deadline_s: float | None = None) -> None:
         runner.wait(MODEL_IN_WEBUI, lambda: self._listed(profile.served_model_name), deadline_s=deadline_s)

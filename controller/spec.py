@@ -20,13 +20,18 @@ HEALTH_PATH = "/health"
 SERVICES = ("vllm", "webui")
 # The two slots vLLM can run in. A stack starts in the first; a blue-green switch starts the new
 # model in the other slot beside the old one, so the two alternate. Open WebUI reaches a slot by
-# its service name; its own environment keeps the first slot's URL (read only at its first start).
+# its service name.
 SLOTS = ("vllm", "vllm-b")
 
 
 def vllm_url(service: str) -> str:
     """The OpenAI base URL of the vLLM in `service`, as Open WebUI reaches it."""
     return f"http://{service}:{VLLM_PORT}/v1"
+
+
+# Open WebUI holds a connection to every slot, always (see controller.serving.WebUISetup.connect):
+# its environment lists them for its first start, `;`-separated as Open WebUI reads them.
+WEBUI_BACKEND_URLS = ";".join(vllm_url(slot) for slot in SLOTS)
 
 
 def other_slot(service: str) -> str:
@@ -43,6 +48,9 @@ SECRET_REFERENCES = {
     "WEBUI_ADMIN_PASSWORD": "${WEBUI_ADMIN_PASSWORD:?set WEBUI_ADMIN_PASSWORD in .env}",
     "HF_TOKEN": "${HF_TOKEN:-}",
 }
+
+# Its API key once per connection; the one reference besides SECRET_REFERENCES' own.
+WEBUI_BACKEND_KEYS = ";".join([SECRET_REFERENCES["VLLM_API_KEY"]] * len(SLOTS))
 
 
 @dataclass(frozen=True)
@@ -110,6 +118,7 @@ class ServingSpec:
     vllm_port: int = VLLM_PORT
     webui_port: int = WEBUI_PORT
     vllm_base_url: str = VLLM_BASE_URL
+    webui_backend_urls: str = WEBUI_BACKEND_URLS
     health_path: str = HEALTH_PATH
 
     @property

@@ -107,7 +107,7 @@ class Stack(SwitchCommands):
         return PhaseRunner(self.reporter, self.options.deadlines)
 
     def _webui_setup(self, settings: Settings, target: Target, webui) -> WebUISetup:
-        return WebUISetup(webui, settings, self.site.env_file, target.backend_url, self.reporter.warn)
+        return WebUISetup(webui, settings, self.site.env_file, self.reporter.warn)
 
     # ----- validation and checks: nothing is written here -----------------------------------
 

@@ -157,7 +157,7 @@ class RecreateStrategy:
 
 def restore_deployment(ctx: SwitchContext, deployment: Deployment) -> None:
     """Serve `deployment` again: its file, its vLLM (recreated only if it changed: an old instance
-    still running beside a new one is kept as it is), Open WebUI pointed at it alone, and any other
+    still running beside a new one is kept as it is), Open WebUI's default model, and any other
     vLLM instance removed."""
     runner = ctx.runner.child("rollback: ")
     target = ctx.target
@@ -171,7 +171,6 @@ def restore_deployment(ctx: SwitchContext, deployment: Deployment) -> None:
         raise
     finally:
         ctx.runner.timings.update(runner.timings)
-    ctx.webui.connect([target.backend_url])
     ctx.webui.activate(runner, deployment)
     for slot in SLOTS:
         if slot != deployment.service:

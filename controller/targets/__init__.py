@@ -30,7 +30,6 @@ class Target(Protocol):
     Kubernetes target later, or an in-memory target in unit tests.
     """
 
-    backend_url: str  # Open WebUI's URL of the active vLLM
     slot: str  # the service the active vLLM runs as (controller.spec.SLOTS)
 
     def preflight(self, *, switching: bool, needs_download_bytes: int | None) -> list[str]: ...

@@ -29,7 +29,7 @@ from controller.phases import (
     PhaseRunner,
 )
 from controller.settings import Settings, SiteConfig
-from controller.spec import PROFILE_LABEL, SLOTS, VLLM_PORT, vllm_url
+from controller.spec import PROFILE_LABEL, SLOTS, VLLM_PORT
 
 GIB = 1024**3
 
@@ -42,10 +42,6 @@ class ComposeTarget:
         # The slot (service) of the active vLLM; the stack sets it from the journal.
         self.slot = SLOTS[0]
         self._probes: dict = {}
-
-    @property
-    def backend_url(self) -> str:
-        return vllm_url(self.slot)
 
     @cached_property
     def engine(self) -> Engine:

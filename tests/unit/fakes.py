@@ -79,7 +79,7 @@ class FakeTarget:
     vllm_text: str | None = None
     runs: dict[str, str] = field(default_factory=dict)  # slot -> profile of a running vLLM
     serves: dict[str, str] = field(default_factory=dict)  # slot -> served model name, once healthy
-    connections: list[str] = field(default_factory=lambda: [vllm_url(SLOTS[0])])
+    connections: list[str] = field(default_factory=lambda: [vllm_url(slot) for slot in SLOTS])
     in_flight: dict[str, list[int]] = field(default_factory=dict)  # slot -> successive /metrics answers
     host_memory: int | None = 24 * 1024**3
     calls: list[str] = field(default_factory=list)
@@ -90,10 +90,6 @@ class FakeTarget:
 
     def __post_init__(self) -> None:
         self.ui = FakeWebUI(self)
-
-    @property
-    def backend_url(self) -> str:
-        return vllm_url(self.slot)
 
     @property
     def running(self) -> str | None:

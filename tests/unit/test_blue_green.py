@@ -36,10 +36,10 @@ def test_blue_green_starts_beside_moves_webui_drains_then_removes_the_old(site, 
     assert (result["strategy"], result["downtime_s"], result["instance"]) == ("blue-green", 0.0, "vllm-b")
     assert target.calls == [
         "preflight", "signin", "write tiny-b tiny-a", "pull", "start vllm-b tiny-b", "wait vllm tiny-b",
-        "connect vllm vllm-b", "webui default tiny-b legacy", "chat tiny-b as ui", "connect vllm-b",
+        "webui default tiny-b legacy", "chat tiny-b as ui",
         "in flight vllm 2", "in flight vllm 1", "in flight vllm 0", "remove vllm", "write tiny-b",
     ]  # fmt: skip
-    assert target.runs == {"vllm-b": "tiny-b"} and target.connections == [vllm_url("vllm-b")]
+    assert target.runs == {"vllm-b": "tiny-b"} and target.connections == [vllm_url("vllm"), vllm_url("vllm-b")]
     assert list(yaml.safe_load(target.text)["services"]) == ["vllm-b", "webui"]
     recorded = journal(site)
     assert (recorded.active.profile, recorded.active.service, recorded.pending) == ("tiny-b", "vllm-b", None)
@@ -73,7 +73,7 @@ def test_a_new_model_failing_before_the_cut_over_leaves_the_old_one_untouched(si
     assert "vLLM failed to start tiny-broken" in e.value.message
     assert target.text == before and target.runs == {"vllm": "tiny-a"} and target.serving == "tiny-a"
     assert not any(c in target.calls for c in ("stop vllm", "remove vllm", "recreate tiny-a"))
-    assert target.connections == [vllm_url("vllm")] and target.ui.config[0] == "tiny-a"
+    assert target.ui.config[0] == "tiny-a" and not any(c.startswith("connect") for c in target.calls)
     recorded = journal(site)
     assert recorded.active.profile == "tiny-a" and recorded.history[-1].outcome == "failed"
 
@@ -85,8 +85,8 @@ def test_a_failure_after_the_cut_over_points_webui_back_at_the_old_instance(site
         stack.switch("tiny-b")
     after = target.calls[target.calls.index("chat tiny-b as ui") + 1 :]
     # The old instance never stopped: Compose keeps it, only Open WebUI moves back.
-    assert after == ["write tiny-a", "keep tiny-a", "wait vllm tiny-a", "connect vllm",
-                     "webui default tiny-a legacy", "chat tiny-a as ui", "remove vllm-b", "write tiny-a"]  # fmt: skip
+    assert after == ["write tiny-a", "keep tiny-a", "wait vllm tiny-a", "webui default tiny-a legacy",
+                     "chat tiny-a as ui", "remove vllm-b", "write tiny-a"]  # fmt: skip
     assert target.runs == {"vllm": "tiny-a"} and target.ui.config[0] == "tiny-a"
     recorded = journal(site)
     assert recorded.active.profile == "tiny-a" and recorded.history[-1].outcome == "rolled_back"
@@ -148,3 +148,10 @@ def test_gpu_pair_with_no_room_left_is_recreate_with_the_reason():
 def test_a_journal_from_before_blue_green_loads_with_the_first_slot():
     old = Deployment.from_dict({"profile": "a", "served_model_name": "a", "since": "x", "text": "t"})
     assert (old.service, old.capacity) == ("vllm", None)
+
+
+def test_two_instances_serving_one_model_name_are_recreate_with_the_reason():
+    old = make_profile("old", served_model_name="same")
+    decision = pair_decision(make_profile("new", served_model_name="same"), old, host_memory_bytes=64 * GIB,
+                             gpu_memory_gib=None, reserve_gib=2)  # fmt: skip
+    assert decision.strategy == "recreate" and "both instances would serve the model name 'same'" in decision.reason

@@ -108,7 +108,13 @@ def test_webui_gets_the_compose_environment_with_secrets_as_secret_references():
     ]["environment"]
     env = {e["name"]: e for e in container(manifests("deepseek-1.5b"), "webui")["env"]}
     # Neither sets DEFAULT_MODELS: the default model goes through the admin API, so a switch leaves webui alone.
-    assert set(env) == set(compose_env)
+    # Compose lists both blue-green slots; a cluster runs one vLLM Service.
+    key = "${VLLM_API_KEY:?set VLLM_API_KEY in .env}"
+    urls = "http://vllm:8000/v1;http://vllm-b:8000/v1"
+    compose_slots = {"OPENAI_API_BASE_URLS": urls, "OPENAI_API_KEYS": f"{key};{key}"}
+    assert {name: compose_env.pop(name) for name in compose_slots} == compose_slots
+    assert set(env) == set(compose_env) | {"OPENAI_API_BASE_URL", "OPENAI_API_KEY"}
+    assert env["OPENAI_API_KEY"]["valueFrom"]["secretKeyRef"]["key"] == "VLLM_API_KEY"
     for key, value in compose_env.items():
         if value.startswith("${"):
             secret_key = value[2:].split(":")[0]

@@ -130,11 +130,12 @@ def test_vllm_port_is_published_only_on_loopback_when_asked():
 def test_webui_points_at_vllm_and_keeps_its_data():
     webui = _compose("llama3-8b-gptq")["services"]["webui"]
     env = webui["environment"]
-    assert env["OPENAI_API_BASE_URL"] == "http://vllm:8000/v1"
+    # One connection per blue-green slot, each with the key from .env.
+    assert env["OPENAI_API_BASE_URLS"] == "http://vllm:8000/v1;http://vllm-b:8000/v1"
     assert env["ENABLE_OLLAMA_API"] == "false"
     # The default model is set through Open WebUI's admin API, so a switch never recreates it.
     assert "DEFAULT_MODELS" not in env
-    assert env["OPENAI_API_KEY"].startswith("${VLLM_API_KEY:?")
+    assert env["OPENAI_API_KEYS"].split(";") == ["${VLLM_API_KEY:?set VLLM_API_KEY in .env}"] * 2
     assert env["WEBUI_SECRET_KEY"].startswith("${WEBUI_SECRET_KEY:?")
     assert "webui-data:/app/backend/data" in webui["volumes"]
     assert webui["ports"] == ["0.0.0.0:7860:8080"]

@@ -199,7 +199,8 @@ FIELDS: dict[str, Field] = {
     ),
     "model (Hugging Face id)": Field(
         _profile_field("model"),
-        st.one_of(hostile, hostile.map(lambda t: f"org/{t}")),
+        # A value that starts like a path is a local directory, the next field's case.
+        st.one_of(hostile, hostile.map(lambda t: f"org/{t}")).filter(lambda t: not t.startswith(("/", ".", "~"))),
         lambda doc, p, s, v: [(doc["services"]["vllm"]["command"][0], v)],
     ),
     "model (local directory)": Field(
