@@ -98,8 +98,9 @@ def test_max_model_len_fit_is_whole_blocks_within_the_model_context(name, gib):
 
 
 def test_max_model_len_fit_is_limited_by_kv_when_memory_is_short():
-    # llama3-8b-gptq on 9 GiB: less KV room than one 8192-token sequence but more than zero.
-    result = _on("llama3-8b-gptq", 9)
+    # llama3-8b-gptq on an 8 GiB card at utilization 0.85: less KV room than one 8192-token
+    # sequence but more than zero (the example: a shorter context runs on such cards).
+    result = _on("llama3-8b-gptq", 8, gpu_memory_utilization=0.85)
     assert not result.fits
     assert 0 < result.max_model_len_fit < 8192
     assert result.max_model_len_fit * result.kv_bytes_per_token <= result.kv_budget_gib * GIB + 1e6
@@ -119,6 +120,16 @@ def test_max_model_len_override_changes_kv_per_sequence():
     assert default.kv_bytes_per_sequence == 131072 * 8192
     assert shorter.kv_bytes_per_sequence == 131072 * 4096
     assert shorter.max_concurrency == pytest.approx(2 * default.max_concurrency, rel=0.01)
+
+
+def test_short_card_names_the_length_that_fits_and_what_each_lever_buys():
+    result = _on("llama3-8b-gptq", 8, gpu_memory_utilization=0.85)
+    advice = "\n".join(result.recommendations)
+    assert f"lower max_model_len to {result.max_model_len_fit}" in advice
+    assert "larger GPU" not in advice
+    for lever in ("--enforce-eager", "gpu_memory_utilization to 0.95", "max_num_seqs: 64", "kv_cache_dtype: fp8"):
+        assert lever in advice, lever
+    assert "+" in advice and "KV tokens" in advice
 
 
 def test_higher_utilization_gives_more_kv_budget():
