@@ -281,8 +281,8 @@ def _recommend(result: Plan, profile: Profile, alternatives: list[Profile], engi
     length, now = result.max_model_len, result.kv_cache_tokens
     if result.max_model_len_fit >= MIN_USEFUL_CONTEXT:
         advice.append(
-            f"lower max_model_len to {result.max_model_len_fit} (--max-model-len): "
-            f"{now} KV tokens hold one sequence of that length"
+            f"lower max_model_len to {result.max_model_len_fit} (--max-model-len): the longest context "
+            "with room for one full sequence"
         )
     for other in alternatives:
         same_model = other.architecture.layers == profile.architecture.layers and (
