@@ -142,3 +142,31 @@ def test_as_dict_has_the_documented_keys():
         data
     )
     assert data["fits"] is True and data["kv_bytes_per_token"] == 28672
+
+
+def test_batch_fields_default_render_and_validate():
+    from controller.catalog import build_profile
+    from controller.errors import CatalogError
+    from controller.spec import vllm_args
+
+    args = vllm_args(_p("deepseek-1.5b"))
+    assert args[args.index("--max-num-batched-tokens") + 1] == "2048"
+    assert args[args.index("--max-num-seqs") + 1] == "256"
+    fields = _p("deepseek-1.5b").model_dump(exclude={"name", "source"})
+    with pytest.raises(CatalogError, match="max_num_batched_tokens.*at least max_num_seqs"):
+        build_profile("x", {**fields, "max_num_batched_tokens": 128}, "test")
+    with pytest.raises(CatalogError, match="max_num_seqs"):
+        build_profile("x", {**fields, "max_num_seqs": 0}, "test")
+    with pytest.raises(CatalogError, match="set by the controller"):
+        build_profile("x", {**fields, "extra_args": ["--max-num-seqs=8"]}, "test")
+    small = build_profile("x", {**fields, "max_num_seqs": 64}, "test")
+    assert plan(small, gpu_memory_gib=12).kv_cache_tokens > plan(_p("deepseek-1.5b"), gpu_memory_gib=12).kv_cache_tokens
+
+
+def test_unknown_vllm_version_is_an_input_error():
+    from controller.errors import InputError
+
+    with pytest.raises(InputError):
+        _on("deepseek-1.5b", vllm_version="0.5")
+    with pytest.raises(InputError):
+        _on("deepseek-1.5b", vllm_version="latest")
