@@ -21,6 +21,14 @@ QUANTIZED_DTYPES = {"half", "float16"}
 DTYPE_BYTES = {"half": 2, "float16": 2, "bfloat16": 2, "float": 4, "float32": 4, "auto": 2}
 LOCAL_MODEL_MOUNT = "/models"
 CPU_DEFAULT_KV_CACHE_GIB = 4
+# The batch the server runs and vLLM profiles at start-up, always passed as flags so the memory
+# plan and the server agree. Defaults: vLLM 0.32's own for its OpenAI server on cards below
+# 70 GiB (engine/arg_utils.py get_batch_defaults: 2048 tokens, 256 sequences) and on the CPU
+# (2048 tokens, 128 sequences). Chunked prefill (on by default in 0.32 for decoder models) lets
+# the token budget be below max_model_len.
+DEFAULT_MAX_NUM_BATCHED_TOKENS = 2048
+DEFAULT_MAX_NUM_SEQS = {"gpu": 256, "cpu": 128}
+MAX_BATCH = 1 << 20
 
 
 PROFILE_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
@@ -34,6 +42,7 @@ CONTROLLED_FLAGS = frozenset(
         "--model", "--host", "--port", "--api-key", "--served-model-name", "--dtype", "--max-model-len",
         "--quantization", "--kv-cache-dtype", "--gpu-memory-utilization", "--tensor-parallel-size",
         "--enable-auto-tool-choice", "--tool-call-parser", "--chat-template", "--hf-overrides",
+        "--max-num-batched-tokens", "--max-num-seqs",
     }
 )  # fmt: skip
 
@@ -88,6 +97,8 @@ class Architecture(_Strict):
     head_dim: int = Field(gt=0)
     vocab_size: int = Field(gt=0)
     max_context: int = Field(gt=0)
+    # The MLP width (config.json intermediate_size): the largest activation in a forward pass.
+    intermediate_size: int | None = Field(default=None, gt=0)
     weight_bits: Literal[4, 8, 16, 32] = 16
     quant_group_size: int | None = Field(default=None, gt=0)
     tied_embeddings: bool = False
@@ -105,6 +116,9 @@ class Profile(_Strict):
     quantization: Literal["gptq", "gptq_marlin", "awq", "awq_marlin", "fp8"] | None = None
     kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2"] = "auto"
     gpu_memory_utilization: float = Field(default=0.90, gt=0, le=1)
+    # vLLM's --max-num-batched-tokens and --max-num-seqs; unset: the defaults above.
+    max_num_batched_tokens: int | None = Field(default=None, ge=1, le=MAX_BATCH)
+    max_num_seqs: int | None = Field(default=None, ge=1, le=MAX_BATCH)
     tensor_parallel_size: int = Field(default=1, ge=1)
     extra_args: list[ArgText] = Field(default_factory=list, max_length=64)
     accelerator: Literal["gpu", "cpu"] = "gpu"
@@ -145,7 +159,29 @@ class Profile(_Strict):
             raise _blame("chat_template", "only used together with tool_call_parser")
         if self.cpu_kv_cache_gib is not None and self.accelerator != "cpu":
             raise _blame("cpu_kv_cache_gib", "only applies to accelerator: cpu")
+        # vLLM 0.32 config/scheduler.py verify_max_model_len: the token budget must hold one
+        # token of every sequence in a step.
+        if self.batched_tokens < self.seqs:
+            raise _blame(
+                "max_num_batched_tokens" if self.max_num_batched_tokens is not None else "max_num_seqs",
+                f"max_num_batched_tokens ({self.batched_tokens}) must be at least max_num_seqs ({self.seqs}); "
+                "vLLM refuses a smaller token budget",
+            )
         return self
+
+    @property
+    def batched_tokens(self) -> int:
+        """--max-num-batched-tokens as rendered: the profile's, else the default."""
+        return self.max_num_batched_tokens or DEFAULT_MAX_NUM_BATCHED_TOKENS
+
+    @property
+    def seqs(self) -> int:
+        """--max-num-seqs as rendered: the profile's, else the default for the accelerator."""
+        return self.max_num_seqs or DEFAULT_MAX_NUM_SEQS[self.accelerator]
+
+    @property
+    def enforce_eager(self) -> bool:
+        return "--enforce-eager" in self.extra_args
 
     @property
     def local_path(self) -> Path | None:

@@ -411,10 +411,16 @@ def plan_command(
         float | None,
         typer.Option("--gpu-memory-utilization", min=0.01, max=1.0, callback=_finite, help="Fraction vLLM may use."),
     ] = None,
+    vllm_version: Annotated[
+        str | None,
+        typer.Option("--vllm-version", help="Plan for this vLLM version, e.g. 0.10 [default: the image's, 0.32]."),
+    ] = None,
+    explain: Annotated[bool, typer.Option("--explain", help="Show each term of the KV budget and its source.")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Tell whether MODEL fits the GPU, and how many full-length chats it serves at once."""
     from controller.catalog import local_weights_bytes
+    from controller.engine_memory import parse_version
     from controller.plan import plan, resolve_gpu_memory
     from controller.settings import gpu_memory_setting
 
@@ -427,6 +433,8 @@ def plan_command(
             f"({profile.architecture.max_context} tokens)",
             hint="plan for a shorter context, or add rope_scaling to the profile in your catalog",
         )
+    if vllm_version is not None:
+        parse_version(vllm_version)  # a bad version is an InputError before any detection
     flag = _gpu_memory_option(gpu_memory) if gpu_memory is not None else None
     gpus = _detect_gpus() if profile.accelerator == "gpu" and flag is None else []
     memory, source = resolve_gpu_memory(flag, gpus, gpu_memory_setting(c.site.env_file))
@@ -442,12 +450,15 @@ def plan_command(
         gpu_memory_utilization=utilization,
         weights_bytes_override=local_weights_bytes(profile),
         alternatives=catalog.profiles(),
+        vllm_version=vllm_version,
+        capability=gpus[0].capability if gpus else None,
+        gpu_name=gpus[0].name if gpus else "",
     )
     data = {**result.as_dict(), "memory_source": source}
     if as_json:
         print_json(data)
     else:
-        print_plan(profile.name, memory, source, result)
+        print_plan(profile.name, memory, source, result, explain=explain)
     if not result.fits:
         raise typer.Exit(1)
 

