@@ -83,4 +83,8 @@ class BlueGreenStrategy:
             self.ctx.webui.warn(f"the drain of '{restore.profile}' did not finish ({exc.message}); removing it anyway")
         target.remove_vllm(restore.service)
         target.slot = self.new_service
+        try:
+            self.ctx.webui.unlisted(self.ctx.runner, restore.served_model_name)
+        except ControllerError as exc:  # the new model serves: worth a warning, not a rollback
+            self.ctx.webui.warn(f"Open WebUI still lists '{restore.served_model_name}': {exc.message}")
         return elapsed(started)

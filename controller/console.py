@@ -109,9 +109,16 @@ def print_summary(result: dict, title: str) -> None:
     vllm = result.get("vllm") or {}
     if vllm.get("load_time_s") is not None:
         table.add_row("vLLM load time", f"{vllm['load_time_s']:.1f} s (container start to /health 200)")
-    if vllm.get("kv_cache_tokens"):
+    if result.get("kv_tokens"):
+        table.add_row("KV cache", kv_text(result["kv_tokens"]))
+    elif vllm.get("kv_cache_tokens"):
         table.add_row("KV cache", f"{vllm['kv_cache_tokens']} tokens")
     err.print(table)
+
+
+def kv_text(check: dict) -> str:
+    verdict = "" if check["within_tolerance"] else " [yellow](off by more than 5%)[/]"
+    return f"{check['logged']} tokens (vLLM), {check['planned']} planned ({check['difference_pct']:+.1f}%){verdict}"
 
 
 def print_history(events: list[dict]) -> None:
@@ -168,6 +175,8 @@ def print_status(result: dict) -> None:
     if result.get("capacity"):
         out.print(f"[yellow]capacity:[/] {result['capacity']}")
     out.print(table_)
+    if result.get("kv_tokens"):
+        out.print(f"KV cache: {kv_text(result['kv_tokens'])}")
     m = result["metrics"]
     if m:
         out.print(

@@ -67,6 +67,8 @@ class Deployment:
     service: str = "vllm"
     # Set when a blue-green switch started it with less memory than a plain `up` would give it.
     capacity: str | None = None
+    # KV cache tokens: the plan and vLLM's own start-up figure (controller.plan.kv_check).
+    kv_tokens: dict | None = None
 
     @classmethod
     def from_dict(cls, data: dict) -> Deployment:

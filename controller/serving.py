@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from controller.errors import AdminError, NotReady
-from controller.phases import ADMIN, CHAT_PATH, DEFAULT_MODEL, MODEL_IN_WEBUI, PhaseRunner
+from controller.phases import ADMIN, CHAT_PATH, DEFAULT_MODEL, MODEL_IN_WEBUI, OLD_MODEL_UNLISTED, PhaseRunner
 from controller.settings import Settings
 from controller.spec import SLOTS, vllm_url
 from controller.targets import WebUIClient
@@ -89,6 +89,18 @@ class WebUISetup:
     def activate(self, runner: PhaseRunner, profile: Served, *, deadline_s: float | None = None) -> None:
         self.listed(runner, profile, deadline_s=deadline_s)
         self.serve(runner, profile, deadline_s=deadline_s)
+
+    def unlisted(self, runner: PhaseRunner, served_name: str) -> None:
+        """After its instance is removed, Open WebUI drops the model from its list (cached for 1 s in
+        0.12.4) when asked for the list. Until then a browser tab still holding the old model got
+        "Server Connection Error" (Open WebUI still routed it to the removed instance); after it,
+        "Model not found" (seen in tests/integration/test_browser.py)."""
+
+        def gone() -> None:
+            if served_name in self.webui.model_ids(self.session.token):
+                raise NotReady(f"Open WebUI still lists '{served_name}'")
+
+        runner.wait(OLD_MODEL_UNLISTED, gone)
 
     def _listed(self, served_name: str) -> None:
         try:

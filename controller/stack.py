@@ -13,7 +13,7 @@ from controller.catalog import Catalog, Profile, check_local_model, local_weight
 from controller.errors import ControllerError, PreflightError, StartupFailed
 from controller.journal import Deployment, Event, Journal, JournalStore, now_iso
 from controller.phases import VLLM_PHASES, Deadlines, PhaseRunner, Reporter
-from controller.plan import Plan, plan, resolve_gpu_memory, weight_bytes
+from controller.plan import Plan, kv_check, kv_check_warning, plan, planned_kv_tokens, resolve_gpu_memory, weight_bytes
 from controller.render import render_spec
 from controller.serving import WebUISetup
 from controller.settings import LoadedSettings, Settings, SiteConfig, read_settings, store_generated_secrets
@@ -47,6 +47,9 @@ class Prepared:
     free_gpu_gib: float | None = None
     gpu_memory_gib: float | None = None
     capacity: str | None = None
+    # The KV cache tokens vLLM should log for this deployment, and the check against what it did.
+    planned_kv_tokens: int | None = None
+    kv_tokens: dict | None = None
 
     @property
     def settings(self) -> Settings:
@@ -62,6 +65,7 @@ class Prepared:
             spec.function_calling,
             spec.vllm_service,
             self.capacity,
+            self.kv_tokens,
         )
 
 
@@ -128,6 +132,11 @@ class Stack(SwitchCommands):
         prepared = Prepared(profile, loaded, spec, render_spec(spec))
         memory, _source = resolve_gpu_memory(None, gpus, settings.gpu_memory_gib)
         prepared.gpu_memory_gib = memory
+        if profile.accelerator == "cpu" or memory:
+            prepared.planned_kv_tokens = planned_kv_tokens(
+                profile, gpu_memory_gib=memory, capability=gpus[0].capability if gpus else None,
+                weights_bytes_override=local_weights_bytes(profile),
+            )  # fmt: skip
         if profile.accelerator == "gpu" and memory:
             prepared.plan = plan(
                 profile, gpu_memory_gib=memory, weights_bytes_override=local_weights_bytes(profile),
@@ -229,6 +238,7 @@ class Stack(SwitchCommands):
                 self._record_ok("up", prepared, runner, started, record=False)
                 return self._summary(prepared, runner.timings, noop=True)
             facts = target.wait_vllm(runner, profile.served_model_name)
+            self._check_kv(prepared, facts)
             target.wait_webui(runner)
             with target.webui() as webui:
                 setup = self._webui_setup(settings, target, webui)
@@ -241,7 +251,14 @@ class Stack(SwitchCommands):
             self.store.update(lambda journal: journal.record(failed))
             raise
         self._record_ok("up", prepared, runner, started)
-        return self._summary(prepared, runner.timings, noop=False, vllm=facts)
+        return self._summary(prepared, runner.timings, noop=False, vllm=facts, kv_tokens=prepared.kv_tokens)
+
+    def _check_kv(self, prepared: Prepared, vllm_facts: dict) -> None:
+        """Plan, then verify: vLLM's own KV cache figure against the plan, kept in the journal."""
+        prepared.kv_tokens = kv_check(prepared.planned_kv_tokens, vllm_facts.get("kv_cache_tokens"))
+        warning = kv_check_warning(prepared.kv_tokens)
+        if warning:
+            self.reporter.warn(warning)
 
     def _record_ok(self, action: str, prepared: Prepared, runner: PhaseRunner, started: str, *,
                    record: bool = True) -> None:  # fmt: skip
@@ -256,6 +273,8 @@ class Stack(SwitchCommands):
             deployment = prepared.deployment()
             if journal.active and journal.active.profile == deployment.profile:
                 deployment.since = journal.active.since
+                # A no-op `up` saw no start-up log: the check from the start that is still serving.
+                deployment.kv_tokens = deployment.kv_tokens or journal.active.kv_tokens
             journal.active = deployment
             if record:
                 journal.record(Event(action, prepared.profile.name, "ok", started, now_iso(),
@@ -329,6 +348,7 @@ class Stack(SwitchCommands):
             "services": services,
             "metrics": metrics,
             "capacity": deployment.capacity if deployment and served else None,
+            "kv_tokens": deployment.kv_tokens if deployment and served else None,
             "pending": _pending_status(journal.pending),
             "history": [vars(event) for event in journal.history[-10:]],
         }

@@ -53,10 +53,12 @@ class SwitchCommands:
                     # Signing in first proves the admin works before anything is stopped.
                     setup.admin(runner)
                     result = strategy.run(txn, prepared.compose_text, profile)
+                    self._check_kv(prepared, result["vllm"])
                     txn.commit = self._activation("switch", prepared, runner, txn.started, previous=current,
                                                   downtime_s=result["downtime_s"])  # fmt: skip
             return self._summary(prepared, runner.timings, noop=False, previous=current, strategy=strategy.name,
-                                 strategy_reason=decision.reason, capacity=decision.capacity, **result)  # fmt: skip
+                                 strategy_reason=decision.reason, capacity=decision.capacity,
+                                 kv_tokens=prepared.kv_tokens, **result)  # fmt: skip
 
     def _decide(self, requested: str, prepared: Prepared, active: Deployment, target: Target) -> Decision:
         try:

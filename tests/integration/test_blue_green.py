@@ -5,6 +5,7 @@ with the planner's reason, the file describes what runs, and `down` leaves no in
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 
@@ -72,6 +73,15 @@ def test_blue_green_switch_serves_every_chat_and_stream_and_leaves_one_instance(
     _hand_run_up_changes_nothing(test_site, docker_client)
     status = json.loads(test_site.controller("status", "--json").stdout)
     assert status["model"] == "tiny-a" and set(status["services"]) == {"vllm", "webui"}
+    # Plan, then verify (issue 14): the planned KV tokens match vLLM's own start-up figure, read
+    # here straight from the container's log.
+    labels = [f"{harness.PROJECT_LABEL}={test_site.project}", "com.docker.compose.service=vllm"]
+    (vllm,) = docker_client.containers.list(filters={"label": labels})
+    vllm_log = vllm.logs().decode(errors="replace")
+    logged = [int(n.replace(",", "")) for n in re.findall(r"KV cache size: ([\d,]+) tokens", vllm_log)]
+    kv = status["kv_tokens"]
+    assert logged and kv["logged"] == logged[-1], (kv, logged)
+    assert abs(kv["planned"] - kv["logged"]) <= 0.01 * kv["logged"], kv
     with WebUI(test_site.url) as webui:
         session = _admin_session(test_site, webui)
         assert webui.serving_config(session.token) == ("tiny-a", "native")

@@ -1,5 +1,6 @@
 """What a person does, in a real browser (Debian's Chromium driven by Playwright) on the real stack:
-sign in through the login form, chat, switch the model, reload, chat again.
+sign in through the login form, chat, switch the model, write on in a tab opened before the switch,
+reload, chat again, switch back and continue the earlier chat.
 
 tiny-a runs vLLM's llama3_json tool-call parser, so Open WebUI sends its built-in tools natively;
 tiny-b has none, so the controller sets Open WebUI's legacy function calling. Before that, the
@@ -51,6 +52,17 @@ def test_a_person_signs_in_chats_and_keeps_chatting_after_a_switch(test_site):
         switched = test_site.controller("switch", "tiny-b")
         assert switched.returncode == 0, switched.stderr
 
+        # A tab left open from before the switch, the removed model still selected, writes on: the
+        # chat shows Open WebUI's "Model not found" (not a connection error); reloading fixes it.
+        stale = "Written in a tab opened before the switch"
+        assert ui.selected_model(page) == "tiny-a"
+        page.locator("#chat-input").click()
+        page.keyboard.type(stale)
+        page.keyboard.press("Enter")
+        refused = ui.assistant_reply(url, ui.token(page), chat_id, stale)
+        assert "Model not found" in str(refused.get("error")), refused
+        ui.screenshot(page, "03a-stale-tab-model-not-found")
+
         page.goto(f"{url}/")
         page.reload()
         page.wait_for_selector("#chat-input")
@@ -62,3 +74,17 @@ def test_a_person_signs_in_chats_and_keeps_chatting_after_a_switch(test_site):
         assert second_id != chat_id
         _assert_answered(ui.assistant_reply(url, ui.token(page), second_id, second), "tiny-b")
         ui.screenshot(page, "03-after-switch-answered-tiny-b")
+
+        # An earlier chat whose model is no longer served opens with the default model selected,
+        # and the next message in it is answered by that model.
+        back = test_site.controller("switch", "tiny-a")
+        assert back.returncode == 0, back.stderr
+        page.goto(f"{url}/c/{second_id}")
+        page.wait_for_selector("#chat-input")
+        assert ui.selected_model(page) == "tiny-a"
+        third = "Are you still there?"
+        page.locator("#chat-input").click()
+        page.keyboard.type(third)
+        page.keyboard.press("Enter")
+        _assert_answered(ui.assistant_reply(url, ui.token(page), second_id, third), "tiny-a")
+        ui.screenshot(page, "04-earlier-chat-continued-with-tiny-a")

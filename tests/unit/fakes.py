@@ -82,6 +82,7 @@ class FakeTarget:
     connections: list[str] = field(default_factory=lambda: [vllm_url(slot) for slot in SLOTS])
     in_flight: dict[str, list[int]] = field(default_factory=dict)  # slot -> successive /metrics answers
     host_memory: int | None = 24 * 1024**3
+    kv_cache_tokens: int | None = None  # what vLLM "logs" at start-up
     calls: list[str] = field(default_factory=list)
     broken: set[str] = field(default_factory=set)
     interrupt_on: set[str] = field(default_factory=set)
@@ -158,7 +159,8 @@ class FakeTarget:
             self.runs.pop(service, None)
             raise StartupFailed(f"vLLM failed to start {served_model_name}", phase=WEIGHTS_LOAD.name)
         self.serves[service] = served_model_name
-        return {"load_time_s": 1.0, "max_model_len": 512, "kv_cache_tokens": 1, "max_concurrency": 1.0}
+        return {"load_time_s": 1.0, "max_model_len": 512, "kv_cache_tokens": self.kv_cache_tokens,
+                "max_concurrency": 1.0}  # fmt: skip
 
     def stop_vllm(self) -> None:
         self.calls.append("stop vllm")

@@ -34,6 +34,7 @@ def test_blue_green_starts_beside_moves_webui_drains_then_removes_the_old(site, 
     target.in_flight["vllm"] = [2, 1, 0]
     result = stack.switch("tiny-b")
     assert (result["strategy"], result["downtime_s"], result["instance"]) == ("blue-green", 0.0, "vllm-b")
+    assert "old model unlisted" in result["phases"]  # a stale tab now gets "Model not found"
     assert target.calls == [
         "preflight", "signin", "write tiny-b tiny-a", "pull", "start vllm-b tiny-b", "wait vllm tiny-b",
         "webui default tiny-b legacy", "chat tiny-b as ui",
