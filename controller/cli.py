@@ -262,36 +262,23 @@ def render(
         err.print(f"generated {', '.join(result['generated_secrets'])} into {result['env_file']} (mode 0600)")
 
 
-def _serving_command(action: str, title: str, doc: str):
-    """`up` and `switch` take the same options and print the same summary; only the action differs."""
+@app.command("up")
+def up(
+    ctx: typer.Context,
+    model: ModelArg,
+    timeout: TimeoutOption = None,
+    lock_timeout: LockTimeoutOption = 600.0,
+    force: ForceOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Start the stack serving MODEL, wait until a chat works, and seed the Open WebUI admin.
 
-    def command(
-        ctx: typer.Context,
-        model: ModelArg,
-        timeout: TimeoutOption = None,
-        lock_timeout: LockTimeoutOption = 600.0,
-        force: ForceOption = False,
-        as_json: JsonOption = False,
-    ) -> None:
-        stack = _stack(ctx, load_timeout_s=timeout, lock_timeout_s=lock_timeout, force=force)
-        result = _run(stack, lambda: getattr(stack, action)(model))
-        print_json(result) if as_json else print_summary(result, title)
-
-    command.__doc__ = doc
-    return command
-
-
-app.command("up")(
-    _serving_command(
-        "up",
-        "up",
-        """Start the stack serving MODEL, wait until a chat works, and seed the Open WebUI admin.
-
-    Safe to run again: on a healthy stack serving MODEL it only verifies and returns. To change
-    the model of a running stack use `controller switch`, which rolls back on failure.
-    """,
-    )
-)
+    Safe to run again: on a healthy stack serving MODEL it only verifies and returns. To change \
+the model of a running stack use `controller switch`, which rolls back on failure.
+    """
+    stack = _stack(ctx, load_timeout_s=timeout, lock_timeout_s=lock_timeout, force=force)
+    result = _run(stack, lambda: stack.up(model))
+    print_json(result) if as_json else print_summary(result, "up")
 
 
 class Strategy(StrEnum):
