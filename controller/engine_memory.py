@@ -147,6 +147,8 @@ class EngineBudget:
     max_num_batched_tokens: int
     max_num_seqs: int
     notes: list[str] = field(default_factory=list)
+    # V0 without chunked prefill profiles one whole max_model_len prompt: a shorter context shrinks it.
+    batch_follows_length: bool = False
 
 
 def parse_version(text: str) -> tuple[int, int]:
@@ -217,8 +219,12 @@ def default_batch(
         chunked = settings.enable_chunked_prefill
         if chunked is None:
             chunked = length > 32768
-        tokens = 512 if chunked else max(length, 2048)
-        return settings.max_num_batched_tokens or tokens, settings.max_num_seqs or 256, chunked
+        if chunked:
+            return settings.max_num_batched_tokens or 512, settings.max_num_seqs or 256, True
+        # Without chunked prefill V0 refuses a batch below max_model_len (SchedulerConfig
+        # _verify_args), so a server that starts profiles at least one whole prompt.
+        tokens = max(settings.max_num_batched_tokens or max(length, 2048), length)
+        return tokens, settings.max_num_seqs or 256, False
     # V1 (get_batch_defaults, OpenAI server): 8192/1024 on >= 70 GiB cards other than the A100
     # (from 0.9, told apart by name), else 2048/256. The controller always passes
     # both flags, so these matter only when planning what another launcher started.
@@ -263,10 +269,12 @@ def gpu_budget(
     """The KV bytes vLLM will find on a GPU of gpu_gib (nvidia-smi total, per GPU)."""
     tokens, seqs, chunked = default_batch(rules, settings, gpu_gib, gpu_name)
     notes: list[str] = []
-    if rules.engine == "V0" and not chunked and tokens < settings.max_model_len:
+    follows = rules.engine == "V0" and not chunked
+    asked = settings.max_num_batched_tokens
+    if follows and asked and asked < settings.max_model_len:
         notes.append(
-            f"vLLM {rules.version} refuses max_num_batched_tokens {tokens} below max_model_len "
-            f"{settings.max_model_len} unless chunked prefill is on"
+            f"vLLM {rules.version} refuses max_num_batched_tokens {asked} below max_model_len "
+            f"{settings.max_model_len} without chunked prefill: planned with {tokens}, the least it starts with"
         )
     total = torch_total_gib(gpu_gib)
     budget = total * settings.gpu_memory_utilization
@@ -354,6 +362,7 @@ def gpu_budget(
         max_num_batched_tokens=tokens,
         max_num_seqs=seqs,
         notes=notes,
+        batch_follows_length=follows,
     )
 
 

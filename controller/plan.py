@@ -213,7 +213,7 @@ def plan(
     weights = (weights_bytes_override or weight_bytes(profile)) / profile.tensor_parallel_size
     budget_total = next(t.gib for t in budget.terms if t.kind == "total")
     overhead = 0.0 if cpu else budget_total - weights / GIB - budget.kv_bytes / GIB
-    fit_len = _largest_fitting_length(profile, length, tokens, budget.block_tokens, engine_settings, common)
+    fit_len = _largest_fitting_length(profile, length, tokens, budget, engine_settings, common)
     fits = tokens >= length
     concurrency = tokens / length
     if fits and concurrency < CONCURRENCY_WARNING_BELOW:
@@ -246,19 +246,19 @@ def plan(
     return result
 
 
-def _largest_fitting_length(profile, length, tokens, block, engine_settings, common) -> int:
+def _largest_fitting_length(profile, length, tokens, budget, engine_settings, common) -> int:
     """The longest context with room for one full sequence. With a fixed token budget the KV space
     does not depend on max_model_len, so it is the KV tokens in whole blocks; when the profiled
     batch follows max_model_len (V0 without chunked prefill), search, since a shorter context
     also shrinks the profiled batch."""
-    cap = _context_cap(profile)
-    if profile.accelerator == "cpu" or engine_settings is None or engine_settings.max_num_batched_tokens:
+    cap, block = _context_cap(profile), budget.block_tokens
+    if not budget.batch_follows_length:
         return min(tokens // block * block, cap)
 
     def room(candidate: int) -> int:
-        settings = replace(engine_settings, max_model_len=candidate)
-        budget = engine_budget(profile, max_model_len=candidate, engine_settings=settings, **common)
-        return budget.kv_bytes // kv_bytes_per_token(profile)
+        settings = replace(engine_settings, max_model_len=candidate) if engine_settings else None
+        shorter = engine_budget(profile, max_model_len=candidate, engine_settings=settings, **common)
+        return shorter.kv_bytes // kv_bytes_per_token(profile)
 
     low, high = 0, min(max(length, room(length)), cap)
     while low < high:

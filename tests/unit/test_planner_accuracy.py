@@ -50,6 +50,18 @@ def test_llama31_8b_on_a_3090_at_29000_does_not_fit_and_names_the_length_that_do
     ).fits
 
 
+def test_plan_of_the_profile_for_vllm_06_says_the_same_as_the_controller_would_render_it():
+    # The profile renders --max-num-batched-tokens 2048, which vLLM 0.6 refuses below max_model_len
+    # without chunked prefill; the plan assumes the least batch it starts with and says so.
+    profile = load_catalog(CATALOG).get("llama31-8b")
+    result = plan(profile, gpu_memory_gib=24, max_model_len=29000, gpu_memory_utilization=0.90, vllm_version="0.6")
+    assert not result.fits and result.max_num_batched_tokens == 29000
+    assert abs(result.kv_cache_tokens - 23648) / 23648 < 0.05
+    assert any("refuses max_num_batched_tokens 2048 below max_model_len 29000" in n for n in result.notes)
+    assert 23648 <= result.max_model_len_fit < 29000
+    assert plan(profile, gpu_memory_gib=24, max_model_len=result.max_model_len_fit, vllm_version="0.6").fits
+
+
 def test_the_same_card_on_the_pinned_vllm_with_the_rendered_batch_fits_29000():
     # vLLM 0.32 with chunked prefill profiles the rendered 2048-token batch, not 29000 tokens.
     profile = load_catalog(CATALOG).get("llama31-8b")
