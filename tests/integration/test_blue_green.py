@@ -1,6 +1,7 @@
 """The blue-green switch on the real stack: an independent prober sees no failed chat and no cut
 stream, a new model that cannot start leaves the old one serving, `auto` falls back to recreate
-with the planner's reason, the file describes what runs, and `down` leaves no instance."""
+with the planner's reason, the file describes what runs, `status` shows both instances mid-switch, and `down`
+leaves no instance."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import time
 import pytest
 
 from controller.envfile import write_env_values
+from controller.errors import NotReady
+from controller.phases import wait_for
 from controller.webui import WebUI
 from tests.integration import harness
 from tests.integration.probe_report import ProberProcess, summarise
@@ -120,9 +123,25 @@ def test_auto_recreates_when_the_pair_does_not_fit_and_says_why(test_site, docke
     assert _services(docker_client, test_site.project) == ["vllm", "webui"]
 
 
-def test_down_after_blue_green_switches_leaves_no_instance(test_site, docker_client):
+def _both_instances_in_status(site) -> dict:
+    status = json.loads(site.controller("status", "--json").stdout)
+    if "vllm-b" not in status["services"]:
+        raise NotReady(f"status lists {sorted(status['services'])}")
+    return status
+
+
+def test_status_shows_both_instances_mid_switch_and_down_leaves_none(test_site, docker_client):
     assert test_site.controller("up", "tiny-a").returncode == 0
-    _switch(test_site, "tiny-b", "--strategy", "blue-green")
+    switching = harness.controller_process(test_site.root, "switch", "tiny-b", "--strategy", "blue-green")
+    try:
+        status = wait_for("status listing the new instance", lambda: _both_instances_in_status(test_site),
+                          deadline_s=300, interval_s=0.5)  # fmt: skip
+    finally:
+        _out, err = switching.communicate(timeout=900)
+    assert switching.returncode == 0, err
+    assert status["pending"]["in_progress"] is True and status["pending"]["target"] == "tiny-b"
+    assert status["services"]["vllm"]["profile"] == "tiny-a"  # the active one, still serving
+    assert status["services"]["vllm-b"]["profile"] == "tiny-b"
     assert _services(docker_client, test_site.project) == ["vllm-b", "webui"]
     logs = test_site.controller("logs", "vllm")
     assert logs.returncode == 0 and "vllm-b" in logs.stdout + logs.stderr
