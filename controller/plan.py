@@ -306,7 +306,7 @@ def _recommend(result: Plan, profile: Profile, alternatives: list[Profile], engi
     levers: list[tuple[str, Profile, dict]] = []
     if not profile.enforce_eager and any(t["name"].startswith("CUDA graphs (estimate)") for t in result.terms):
         levers.append(
-            ("add --enforce-eager (no CUDA graphs; slower decoding)",
+            ("add --enforce-eager to the profile's extra_args (no CUDA graphs; slower decoding)",
              profile.model_copy(update={"extra_args": [*profile.extra_args, "--enforce-eager"]}), {})
         )  # fmt: skip
     if result.gpu_memory_utilization < HIGH_UTILIZATION:
