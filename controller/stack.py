@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from controller.bluegreen import DRAIN_QUIET_S
 from controller.catalog import Catalog, Profile, check_local_model, local_weights_bytes
 from controller.errors import ControllerError, PreflightError, StartupFailed
 from controller.journal import Deployment, Event, Journal, JournalStore, now_iso
@@ -35,6 +36,8 @@ class Options:
     switch_strategy: str = "auto"
     # Host memory a blue-green switch on CPU leaves free beyond both instances (SWITCH_RESERVE_GIB).
     reserve_gib: float = 2.0
+    # How long the old instance must stay idle before the drain ends (controller.bluegreen).
+    drain_quiet_s: float = DRAIN_QUIET_S
 
 
 @dataclass

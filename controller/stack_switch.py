@@ -48,7 +48,8 @@ class SwitchCommands:
                 setup = self._webui_setup(settings, target, webui)
                 ctx = SwitchContext(target, setup, runner)
                 blue_green = decision.strategy == "blue-green"
-                strategy = BlueGreenStrategy(ctx, prepared.spec.vllm_service) if blue_green else RecreateStrategy(ctx)
+                strategy = (BlueGreenStrategy(ctx, prepared.spec.vllm_service, quiet_s=self.options.drain_quiet_s)
+                            if blue_green else RecreateStrategy(ctx))  # fmt: skip
                 with transaction(self.store, "switch", profile, active, self.reporter.warn) as txn:
                     # Signing in first proves the admin works before anything is stopped.
                     setup.admin(runner)

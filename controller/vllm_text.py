@@ -190,6 +190,8 @@ METRICS = {
     "vllm:num_requests_running": "requests_running",
     "vllm:num_requests_waiting": "requests_waiting",
     "vllm:kv_cache_usage_perc": "kv_cache_usage",
+    # A counter (one series per finish reason, aborts included): the drain sees requests come and go.
+    "vllm:request_success_total": "requests_finished",
 }
 
 

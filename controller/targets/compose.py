@@ -189,14 +189,16 @@ class ComposeTarget:
             except APIError as exc:
                 raise RuntimeFailure(f"could not remove the vLLM instance '{service}': {exc}") from None
 
-    def requests_in_flight(self, service: str) -> int:
-        """Running plus waiting requests of the vLLM in `service` (0 when it no longer answers)."""
+    def request_counts(self, service: str) -> tuple[int, int]:
+        """(running plus waiting, finished so far) of the vLLM in `service`; (0, 0) when it no
+        longer answers."""
         try:
             code, body = self.probe_for(service).http("/metrics")
         except NotReady:
-            return 0
+            return 0, 0
         values = vllm_text.parse_metrics(body) if code == 200 else {}
-        return int(values.get("requests_running", 0) + values.get("requests_waiting", 0))
+        busy = values.get("requests_running", 0) + values.get("requests_waiting", 0)
+        return int(busy), int(values.get("requests_finished", 0))
 
     def host_memory_bytes(self) -> int | None:
         return self.engine.info().get("MemTotal")

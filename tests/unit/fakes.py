@@ -80,7 +80,8 @@ class FakeTarget:
     runs: dict[str, str] = field(default_factory=dict)  # slot -> profile of a running vLLM
     serves: dict[str, str] = field(default_factory=dict)  # slot -> served model name, once healthy
     connections: list[str] = field(default_factory=lambda: [vllm_url(slot) for slot in SLOTS])
-    in_flight: dict[str, list[int]] = field(default_factory=dict)  # slot -> successive /metrics answers
+    # slot -> successive /metrics answers: (running + waiting, finished so far)
+    in_flight: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
     host_memory: int | None = 24 * 1024**3
     kv_cache_tokens: int | None = None  # what vLLM "logs" at start-up
     calls: list[str] = field(default_factory=list)
@@ -173,9 +174,9 @@ class FakeTarget:
         self.runs.pop(service, None)
         self.serves.pop(service, None)
 
-    def requests_in_flight(self, service: str) -> int:
-        answers = self.in_flight.get(service) or [0]
-        self.calls.append(f"in flight {service} {answers[0]}")
+    def request_counts(self, service: str) -> tuple[int, int]:
+        answers = self.in_flight.get(service) or [(0, 0)]
+        self.calls.append(f"in flight {service} {answers[0][0]}")
         return answers.pop(0) if len(answers) > 1 else answers[0]
 
     def host_memory_bytes(self) -> int | None:

@@ -3,6 +3,8 @@ is pointed at, what the journal records, and the `auto` decision with its reason
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import yaml
 
@@ -31,7 +33,7 @@ def _running(site, target, strategy="blue-green"):  # noqa: F811
 
 def test_blue_green_starts_beside_moves_webui_drains_then_removes_the_old(site, target):  # noqa: F811
     stack = _running(site, target)
-    target.in_flight["vllm"] = [2, 1, 0]
+    target.in_flight["vllm"] = [(2, 0), (1, 1), (0, 2)]
     result = stack.switch("tiny-b")
     assert (result["strategy"], result["downtime_s"], result["instance"]) == ("blue-green", 0.0, "vllm-b")
     assert "old model unlisted" in result["phases"]  # a stale tab now gets "Model not found"
@@ -156,3 +158,15 @@ def test_two_instances_serving_one_model_name_are_recreate_with_the_reason():
     decision = pair_decision(make_profile("new", served_model_name="same"), old, host_memory_bytes=64 * GIB,
                              gpu_memory_gib=None, reserve_gib=2)  # fmt: skip
     assert decision.strategy == "recreate" and "both instances would serve the model name 'same'" in decision.reason
+
+
+def test_the_drain_waits_for_a_quiet_spell_not_one_idle_sample(site, target):  # noqa: F811
+    # A chat finishing between two idle samples restarts the quiet spell: it may have a follower
+    # still inside Open WebUI on its way to the old instance.
+    stack = _running(site, target)
+    stack.options = replace(stack.options, drain_quiet_s=0.3)
+    target.in_flight["vllm"] = [(0, 1), (0, 2), (0, 2)]
+    result = stack.switch("tiny-b")
+    checks = [c for c in target.calls if c.startswith("in flight vllm")]
+    assert len(checks) >= 3 and target.calls.index("remove vllm") > target.calls.index(checks[-1])
+    assert result["phases"]["drain"] >= 0.3

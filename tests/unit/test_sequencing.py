@@ -35,7 +35,7 @@ def target() -> FakeTarget:
 def make_stack(site: SiteConfig, target: FakeTarget, strategy: str = "recreate") -> Stack:
     profiles = {name: {**CPU_PROFILE, "served_model_name": name} for name in NAMES}
     catalog = load_catalog(write_catalog(site.root / "catalog.yaml", profiles))
-    options = Options(lock_timeout_s=5, switch_strategy=strategy)
+    options = Options(lock_timeout_s=5, switch_strategy=strategy, drain_quiet_s=0)
     return Stack(site, catalog, options=options, target_factory=lambda _site, _settings: target)
 
 
