@@ -12,7 +12,7 @@ from controller.bench import BenchRun, hardware_text, settings_text, table_rows
 
 TEMPLATE = "bench_report.html.j2"
 WIDTH, HEIGHT = 560, 320
-LEFT, RIGHT, TOP, BOTTOM = 70, 20, 20, 50
+LEFT, RIGHT, TOP, BOTTOM = 80, 20, 20, 50
 # Colour-blind-safe (Okabe-Ito), one per model in order.
 COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 
@@ -52,6 +52,11 @@ def nice_ceiling(value: float) -> float:
     return next(step * magnitude for step in (1, 2, 5, 10) if step * magnitude >= value)
 
 
+def tick_text(value: float) -> str:
+    """12,500 rather than 1.25e+04; 0.25 rather than 0.250."""
+    return f"{value:,.0f}" if value >= 100 or value == int(value) else f"{value:.3g}"
+
+
 def _x_scale(levels: list[int]):
     low, high = math.log2(min(levels)), math.log2(max(levels))
     span = (high - low) or 1.0
@@ -80,10 +85,10 @@ def chart(title: str, y_label: str, unit: str, run: BenchRun, value, slo: float 
         for r in sorted(model.levels, key=lambda r: r.level):
             s.points.append((x(r.level), y(value(r)), f"{model.model}, concurrency {r.level}: {value(r):,.1f} {unit}"))
         series.append(s)
-    y_ticks = [(y(top * k / 4), f"{top * k / 4:,.4g}") for k in range(5)]
+    y_ticks = [(y(top * k / 4), tick_text(top * k / 4)) for k in range(5)]
     x_ticks = [(x(level), str(level)) for level in levels]
     return Chart(title, y_label, series, x_ticks, y_ticks,
-                 slo=(y(slo), f"SLO {slo:,.4g} {unit}") if slo is not None else None)  # fmt: skip
+                 slo=(y(slo), f"SLO {tick_text(slo)} {unit}") if slo is not None else None)  # fmt: skip
 
 
 def report_context(run: BenchRun) -> dict:
