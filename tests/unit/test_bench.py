@@ -188,3 +188,13 @@ def test_a_file_that_is_not_a_saved_run_is_refused():
         BenchRun.from_dict({"kind": "something"}, "x.json")
     with pytest.raises(InputError, match="damaged"):
         BenchRun.from_dict({"kind": "controller-bench", "version": 1, "started": "s"}, "x.json")
+
+
+def test_the_weights_vllm_logged_are_read_from_its_start_up_log():
+    from controller.vllm_text import weights_gib
+
+    # vLLM 0.32 v1/worker/gpu_model_runner.py: "Model loading took %s GiB memory and %.6f seconds".
+    log = "INFO 11-25 10:00:01 [gpu_model_runner.py:5150] Model loading took 5.6234 GiB memory and 12.5 seconds\n"
+    assert weights_gib(log) == pytest.approx(5.6234)
+    assert weights_gib("INFO Loading model weights took 3.3 GB") == pytest.approx(3.3e9 / 1024**3)
+    assert weights_gib("INFO CPU KV cache size: 32,768 tokens") is None
