@@ -450,6 +450,87 @@ def plan_command(
         raise typer.Exit(1)
 
 
+def _saved_run(ctx: typer.Context, name: str):
+    """A saved bench run: a path, or a name in .controller/bench/ (with or without .json)."""
+    import json
+
+    from controller.bench import BenchRun
+    from controller.files import read_text_file
+
+    directory = _ctx(ctx).site.state_dir / "bench"
+    candidates = [Path(name), directory / name, directory / f"{name}.json"]
+    path = next((p for p in candidates if p.is_file()), None)
+    if path is None:
+        saved = sorted(p.stem for p in directory.glob("*.json")) if directory.is_dir() else []
+        raise InputError(
+            f"--compare: no saved bench run '{name}'",
+            hint=f"saved runs in {directory}: {', '.join(saved[-5:])}" if saved else "run `controller bench` first",
+        )
+    try:
+        data = json.loads(read_text_file(path, InputError, what="bench run", max_bytes=16 * 1024 * 1024))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not JSON ({exc})") from None
+    run = BenchRun.from_dict(data, str(path))
+    run.json_path = str(path)
+    return run
+
+
+@app.command()
+def bench(
+    ctx: typer.Context,
+    models: Annotated[
+        list[str] | None,
+        typer.Argument(help="Profiles to measure in turn (default: the running one).", show_default=False),
+    ] = None,
+    levels: Annotated[str, typer.Option("--levels", help="Concurrency levels, comma-separated.")] = "1,4,16,64",
+    input_len: Annotated[int, typer.Option("--input-len", help="Prompt tokens per request.")] = 512,
+    output_len: Annotated[int, typer.Option("--output-len", help="Answer tokens per request.")] = 256,
+    prompts: Annotated[
+        int | None, typer.Option("--prompts", help="Requests per level (default: 4 per concurrent stream, at least 8).")
+    ] = None,
+    slo_ttft_ms: Annotated[
+        float, typer.Option("--slo-ttft-ms", help="p99 time-to-first-token target for the concurrency row.")
+    ] = 2000.0,
+    compare: Annotated[
+        tuple[str, str] | None,
+        typer.Option(
+            "--compare",
+            help="Print two saved runs side by side (paths or names in .controller/bench).",
+            metavar="A B",
+            show_default=False,
+        ),
+    ] = None,
+    lock_timeout: LockTimeoutOption = 600.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Measure the running model, or each MODEL in turn, with vLLM's own benchmark: speed, latency,
+    concurrency under an SLO, load time and memory. Switches to each MODEL and back to the running one
+    at the end (also after a failure or Ctrl-C). Saves the run and a picture in .controller/bench/."""
+    from controller.bench import bench_settings, compare_rows, parse_levels
+
+    if compare is not None:
+        if models:
+            raise InputError("--compare prints two saved runs; it measures nothing, so name no MODEL")
+        a, b = (_saved_run(ctx, name) for name in compare)
+        if as_json:
+            print_json({"a": a.as_dict(), "b": b.as_dict()})
+            return
+        from controller.console import print_bench_compare
+
+        print_bench_compare(*compare_rows(a, b))
+        return
+    settings = bench_settings(levels=parse_levels(levels), input_len=input_len, output_len=output_len,
+                              prompts=prompts, slo_ttft_ms=slo_ttft_ms)  # fmt: skip
+    stack = _stack(ctx, lock_timeout_s=lock_timeout)
+    run = _run(stack, lambda: stack.bench(list(models or []), settings))
+    if as_json:
+        print_json(run.as_dict())
+        return
+    from controller.console import print_bench
+
+    print_bench(run)
+
+
 def main() -> None:
     """Entry point. Typer handles usage errors (exit 2); ControllerError becomes message + exit code."""
     try:

@@ -80,6 +80,11 @@ class ComposeProject:
             args.append("--volumes")
         self.run(*args, timeout=300)
 
+    def exec(self, service: str, *argv: str, timeout: float | None = None) -> subprocess.CompletedProcess:
+        """Run argv in the service's running container (no TTY). Nothing secret may be in argv:
+        it is visible in `ps` on the host and in the container; secrets come from the container's env."""
+        return self.run("exec", "--no-TTY", service, *argv, timeout=timeout)
+
     def logs(self, *services: str, follow: bool = False, tail: str = "200") -> None:
         args = ["logs", "--tail", tail]
         if follow:

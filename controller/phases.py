@@ -47,11 +47,12 @@ MODEL_IN_WEBUI = Phase("model in webui", 120, "webui", "Open WebUI lists the ser
 DEFAULT_MODEL = Phase("default model", 30, "webui", "Open WebUI keeps the model as default, with its tool calling")
 CHAT_PATH = Phase("chat path", 60, "webui", "a chat shaped like the browser's gets an answer")
 DRAIN = Phase("drain", 600, "vllm", "the old vLLM's /metrics show no running or waiting request")
+BENCHMARK = Phase("benchmark", 7200, "vllm", "vLLM's `bench serve` measured every concurrency level of a model")
 OLD_MODEL_UNLISTED = Phase("old model unlisted", 60, "webui", "Open WebUI no longer lists the removed model")
 
 PHASES: tuple[Phase, ...] = (
     IMAGE_PULL, COMPOSE_UP, RECREATE_VLLM, VLLM_STARTED, WEIGHTS_LOAD, ENGINE_READY, MODEL_LISTED,
-    WEBUI_HEALTH, ADMIN, MODEL_IN_WEBUI, DEFAULT_MODEL, CHAT_PATH, DRAIN, OLD_MODEL_UNLISTED,
+    WEBUI_HEALTH, ADMIN, MODEL_IN_WEBUI, DEFAULT_MODEL, CHAT_PATH, DRAIN, OLD_MODEL_UNLISTED, BENCHMARK,
 )  # fmt: skip
 BY_NAME = {phase.name: phase for phase in PHASES}
 VLLM_PHASES = frozenset(phase.name for phase in PHASES if phase.subject == "vllm")

@@ -19,6 +19,7 @@ from controller.render import render_spec
 from controller.serving import WebUISetup
 from controller.settings import LoadedSettings, Settings, SiteConfig, read_settings, store_generated_secrets
 from controller.spec import SLOTS, ServingSpec, build_spec
+from controller.stack_bench import BenchCommands
 from controller.stack_switch import SwitchCommands
 from controller.targets import Target
 
@@ -78,7 +79,7 @@ def compose_target(site: SiteConfig, settings: Settings) -> Target:
     return ComposeTarget(site, settings)
 
 
-class Stack(SwitchCommands):
+class Stack(SwitchCommands, BenchCommands):
     def __init__(
         self,
         site: SiteConfig,

@@ -177,6 +177,21 @@ def kv_capacity(log: str) -> KvCapacity | None:
     return None
 
 
+# vLLM 0.32 v1/worker/*_model_runner.py: "Model loading took %.4f GiB memory and %.6f seconds"
+# (older releases: "Loading model weights took %.4f GB").
+_WEIGHTS = re.compile(r"(?:Model loading|Loading model weights) took (?P<gib>[\d.]+) ?GiB|"
+                      r"Loading model weights took (?P<gb>[\d.]+) ?GB")  # fmt: skip
+
+
+def weights_gib(log: str) -> float | None:
+    """The memory vLLM says the weights took at start-up, in GiB (the last figure logged)."""
+    matches = list(_WEIGHTS.finditer(log))
+    if not matches:
+        return None
+    m = matches[-1]
+    return float(m["gib"]) if m["gib"] else float(m["gb"]) * 1e9 / 1024**3
+
+
 def max_concurrency(log: str) -> float | None:
     matches = _MAX_CONCURRENCY.findall(log)
     return float(matches[-1]) if matches else None

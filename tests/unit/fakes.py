@@ -3,6 +3,7 @@ recovery). They record every call in order; failures are injected per served mod
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import yaml
@@ -89,6 +90,11 @@ class FakeTarget:
     interrupt_on: set[str] = field(default_factory=set)
     fail_pull: bool = False
     preflight_error: Exception | None = None
+    # `controller bench`: served names whose benchmark fails or is interrupted (Ctrl-C), the
+    # argument lists it was given, and the p99 TTFT (ms) each level reports: 100 x the level.
+    bench_broken: set[str] = field(default_factory=set)
+    bench_interrupt: set[str] = field(default_factory=set)
+    bench_runs: list[list[list[str]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.ui = FakeWebUI(self)
@@ -209,3 +215,35 @@ class FakeTarget:
         return {}
 
     def logs(self, service: str | None, *, follow: bool) -> None: ...
+
+    def bench_facts(self) -> dict:
+        self.calls.append(f"bench facts {self.running}")
+        return {"image": "controller-test/vllm-cpu:fake", "vllm_version": "0.32.0",
+                "hardware": {"cpu": "Fake CPU", "cpu_count": 2, "memory_gib": 24.0, "gpus": []},
+                "weights_gib": None, "kv_cache_tokens": self.kv_cache_tokens}  # fmt: skip
+
+    def bench_serve(self, runs: list[list[str]], *, result_dir: str, timeout_s: float) -> list[str]:
+        served = runs[0][runs[0].index("--model") + 1]
+        levels = [int(argv[argv.index("--max-concurrency") + 1]) for argv in runs]
+        self.calls.append(f"bench {served} {','.join(map(str, levels))}")
+        self.bench_runs.append(runs)
+        if served in self.bench_interrupt:
+            raise KeyboardInterrupt
+        if served in self.bench_broken:
+            raise RuntimeFailure(f"vLLM's benchmark failed for {served}")
+        return [json.dumps(vllm_result(level, int(argv[argv.index("--num-prompts") + 1])))
+                for level, argv in zip(levels, runs, strict=True)]  # fmt: skip
+
+
+def vllm_result(level: int, prompts: int = 16, *, ttft_p99_ms: float | None = None, failed: int = 0) -> dict:
+    """A result shaped like the JSON `vllm bench serve --save-result` writes (vLLM 0.32; the full
+    key set is in tests/unit/data/vllm-bench-serve-result.json)."""
+    ttft = 100.0 * level if ttft_p99_ms is None else ttft_p99_ms
+    return {
+        "backend": "openai", "num_prompts": prompts, "max_concurrency": level, "request_rate": "inf",
+        "duration": 10.0, "completed": prompts - failed, "failed": failed,
+        "request_throughput": 0.5 * level, "output_throughput": 20.0 * level, "total_token_throughput": 60.0 * level,
+        "p50_ttft_ms": ttft / 2, "p99_ttft_ms": ttft, "median_ttft_ms": ttft / 2,
+        "p50_tpot_ms": 50.0, "p99_tpot_ms": 60.0, "p50_itl_ms": 50.0, "p99_itl_ms": 70.0,
+        "p50_e2el_ms": 1000.0, "p99_e2el_ms": 1200.0,
+    }  # fmt: skip

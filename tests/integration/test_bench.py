@@ -1,0 +1,109 @@
+"""`controller bench` on the real stack: vLLM's own benchmark inside the vLLM container for two
+models in turn, a figure in every cell of the table, the saved run and its picture, the original
+model serving again afterwards, and after a Ctrl-C in the middle of a multi-model run.
+
+Small on purpose (the tiny CPU models, levels 1 and 2, 32 tokens in and 16 out, 4 prompts per
+level): about a minute per model on a 2-core CPU, most of it the switch and importing vLLM.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from controller.bench import BenchRun, table_rows
+from controller.errors import NotReady
+from controller.phases import wait_for
+from tests.integration import harness
+from tests.integration.test_switch import _serving
+
+pytestmark = [pytest.mark.integration, pytest.mark.stack]
+
+SMALL = ["--levels", "1,2", "--input-len", "32", "--output-len", "16", "--prompts", "4"]
+
+
+def _up(site) -> None:
+    result = site.controller("up", "tiny-a")
+    assert result.returncode == 0, result.stderr
+
+
+def test_bench_two_models_fills_the_table_saves_the_run_and_switches_back(test_site):
+    _up(test_site)
+    started = time.monotonic()
+    result = test_site.controller("bench", "tiny-a", "tiny-b", *SMALL, "--json", timeout=1800)
+    harness.TIMINGS["bench: tiny-a + tiny-b, levels 1,2"] = round(time.monotonic() - started, 1)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    run = BenchRun.from_dict(data, "stdout")
+    assert [m.model for m in run.models] == ["tiny-a", "tiny-b"] and run.original_model == "tiny-a"
+
+    for model in run.models:
+        assert [r.level for r in model.levels] == [1, 2]
+        for level in model.levels:
+            assert (level.completed, level.failed) == (4, 0), level
+            assert level.output_throughput > 0 and level.ttft_p99_ms > 0 and level.tpot_p50_ms > 0
+        assert model.single_stream_tok_s and model.single_stream_tok_s > 0
+        assert model.load_time_s and model.load_time_s > 0
+        assert model.kv_tokens and model.kv_tokens_planned
+        assert model.vllm_version == "0.32.0" and model.image.startswith("controller-test/vllm-cpu")
+        assert model.hardware.get("cpu_count") and not model.hardware.get("gpus")
+        harness.TIMINGS[f"bench: {model.model} vLLM bench serve (both levels)"] = model.seconds
+
+    # A figure in every cell (the vLLM weights figure is absent on CPU: the planned one is shown).
+    for label, cells in table_rows(run.models, run.settings):
+        for cell in cells:
+            assert re.search(r"\d", cell), f"row {label!r} has a cell without a figure: {cell!r}"
+
+    saved, picture = Path(data["json_path"]), Path(data["report_path"])
+    assert saved.parent == test_site.site.state_dir / "bench" and saved.is_file() and picture.is_file()
+    assert json.loads(saved.read_text())["models"][1]["model"] == "tiny-b"
+    html = picture.read_text()
+    assert html.count("<svg") == 2 and "tiny-a" in html and "tiny-b" in html
+
+    # The API key went nowhere: not into the arguments, the saved run or the output.
+    key = test_site.settings().vllm_api_key.get_secret_value()
+    assert key not in result.stdout + result.stderr + saved.read_text() + html
+
+    status = json.loads(test_site.controller("status", "--json").stdout)
+    assert status["model"] == "tiny-a"
+    _serving(test_site, "tiny-a")
+
+    # --compare reads the saved run back (the terminal table itself: tests/unit/test_bench_sequence.py).
+    compared = test_site.controller("bench", "--compare", saved.stem, str(saved))
+    assert compared.returncode == 0, compared.stderr
+    assert "tiny-b (A)" in compared.stdout and "tiny-b (B)" in compared.stdout and "tok/s" in compared.stdout
+
+
+def _lock_owner(site) -> str:
+    owner = site.site.state_dir / "controller.lock.owner"
+    text = owner.read_text() if owner.exists() else ""
+    if "bench tiny-b" not in text:
+        raise NotReady("the bench is not measuring tiny-b yet")
+    return text
+
+
+def test_interrupting_a_multi_model_bench_restores_the_original_model(test_site, docker_client):
+    _up(test_site)
+    bench = harness.controller_process(test_site.root, "bench", "tiny-b", "tiny-a", *SMALL)
+    try:
+        # The lock is held while a model is measured: tiny-b serves and its benchmark runs.
+        wait_for("bench measures tiny-b", lambda: _lock_owner(test_site), deadline_s=600, interval_s=0.2)
+        time.sleep(3)  # inside vLLM's benchmark (importing vLLM alone takes longer)
+        bench.send_signal(signal.SIGINT)
+    finally:
+        out, err = bench.communicate(timeout=900)
+    assert bench.returncode == 1, err
+    assert "interrupted" in err and "'tiny-a' is serving again" in err, err
+    status = json.loads(test_site.controller("status", "--json").stdout)
+    assert status["model"] == "tiny-a" and status["pending"] is None
+    _serving(test_site, "tiny-a")
+    assert not (test_site.site.state_dir / "bench").exists()  # an interrupted run saves nothing
+    # No benchmark left running against the restored model.
+    for container in docker_client.containers.list(filters={"label": f"{harness.PROJECT_LABEL}={test_site.project}"}):
+        processes = container.top().get("Processes") or []
+        assert not any("vllm.benchmarks.serve" in " ".join(map(str, p)) for p in processes), processes
