@@ -7,7 +7,8 @@ drain ends, so a rollback only points Open WebUI back at it.
 
 Open WebUI's connections never change here (one per slot, see controller.serving): the cut-over
 moves only the default model. A browser tab that still has the old model selected is served by the
-old instance until the drain ends; the drain waits for a moment with no running or waiting request.
+old instance until the drain ends; the drain waits for a quiet spell (DRAIN_QUIET_S) with no running,
+waiting or newly finished request.
 """
 
 from __future__ import annotations
