@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import dataclass
 
@@ -69,14 +70,32 @@ def from_nvml(nvml) -> list[Gpu]:
         nvml.nvmlShutdown()
 
 
+# The banner of plain `nvidia-smi`: "| NVIDIA-SMI 535.104.05   Driver Version: 535.104.05   CUDA Version: 12.2 |".
+# `--query-gpu` has the driver but not the CUDA version the driver supports.
+_DRIVER_VERSION = re.compile(r"Driver Version:\s*([0-9][0-9.]*)")
+_CUDA_VERSION = re.compile(r"CUDA Version:\s*([0-9][0-9.]*)")
+
+
+def parse_nvidia_smi_banner(text: str) -> tuple[str | None, str | None]:
+    """(driver version, highest CUDA version the driver supports) from plain `nvidia-smi` output."""
+    driver, cuda = _DRIVER_VERSION.search(text), _CUDA_VERSION.search(text)
+    return (driver.group(1) if driver else None), (cuda.group(1) if cuda else None)
+
+
+def query_nvidia_smi(smi: str) -> list[Gpu]:
+    """The GPUs as `nvidia-smi` lists them; raises ControllerError when it fails (no driver loaded)."""
+    from controller.compose import run_command
+
+    out = run_command([smi, f"--query-gpu={NVIDIA_SMI_QUERY}", "--format=csv,noheader,nounits"], timeout=20).stdout
+    return parse_nvidia_smi(out)
+
+
 def detect_gpus() -> list[Gpu]:
     """Every NVIDIA GPU on this host; an empty list where there is none or no driver.
 
-    NVML and the subprocess wrapper are imported here, when detection is asked for, so that
+    NVML and the subprocess wrapper are imported on use, when detection is asked for, so that
     importing this module (and `controller plan --gpu-memory ...`) stays cheap.
     """
-    from controller.compose import run_command
-
     try:
         import pynvml
 
@@ -87,10 +106,9 @@ def detect_gpus() -> list[Gpu]:
     if not smi:
         return []
     try:
-        out = run_command([smi, f"--query-gpu={NVIDIA_SMI_QUERY}", "--format=csv,noheader,nounits"], timeout=20).stdout
+        return query_nvidia_smi(smi)
     except ControllerError:
         return []
-    return parse_nvidia_smi(out)
 
 
 def docker_has_nvidia_runtime(info: dict) -> bool:

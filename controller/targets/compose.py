@@ -33,6 +33,30 @@ from controller.settings import Settings, SiteConfig
 from controller.spec import PROFILE_LABEL, SLOTS, VLLM_PORT
 
 GIB = 1024**3
+# Free disk wanted beyond the weights' own size (the download's temporary files, rounding).
+DISK_MARGIN = 1.1
+
+
+def host_port_in_use(address: str, port: int) -> bool:
+    """Whether a program on this host already listens on address:port (a bind attempt)."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # Without SO_REUSEADDR, connections in TIME_WAIT after a `down` look like a squatter.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((address, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return True
+            raise
+    return False
+
+
+def free_disk_bytes(path: Path) -> tuple[Path, int]:
+    """Free bytes on the file system that holds `path`, or its nearest existing parent (the
+    HF cache is created by the first `up`)."""
+    existing = next((p for p in [path, *path.parents] if p.exists()), Path("/"))
+    return existing, shutil.disk_usage(existing).free
 
 
 class ComposeTarget:
@@ -91,27 +115,15 @@ class ComposeTarget:
                 f"port {port} (WEBUI_PORT) is already published by container {', '.join(foreign)}",
                 hint="stop that container, or set WEBUI_PORT in .env to a free port",
             )
-        if holders:
-            return
-        family = socket.AF_INET6 if ":" in str(address) else socket.AF_INET
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            # Without SO_REUSEADDR, connections in TIME_WAIT after a `down` look like a squatter.
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((str(address), port))
-            except OSError as exc:
-                if exc.errno == errno.EADDRINUSE:
-                    raise PreflightError(
-                        f"port {port} (WEBUI_PORT) on {address} is in use by another program",
-                        hint="find it with `ss -ltnp`, or set WEBUI_PORT in .env to a free port",
-                    ) from None
-                raise
+        if not holders and host_port_in_use(str(address), port):
+            raise PreflightError(
+                f"port {port} (WEBUI_PORT) on {address} is in use by another program",
+                hint="find it with `ss -ltnp`, or set WEBUI_PORT in .env to a free port",
+            )
 
     def _disk_warning(self, need: int) -> str | None:
-        cache = self.settings.hf_cache_path
-        existing = next((p for p in [cache, *cache.parents] if p.exists()), Path("/"))
-        free = shutil.disk_usage(existing).free
-        if free >= need * 1.1:
+        existing, free = free_disk_bytes(self.settings.hf_cache_path)
+        if free >= need * DISK_MARGIN:
             return None
         return f"{existing} has {free / GIB:.1f} GiB free; the weights need about {need / GIB:.1f} GiB (unless cached)"
 
