@@ -531,6 +531,12 @@ def bench(
     print_bench(run)
 
 
+# A command in its own module (it imports JsonOption and _ctx from above).
+from controller.cli_doctor import doctor  # noqa: E402
+
+app.command()(doctor)
+
+
 def main() -> None:
     """Entry point. Typer handles usage errors (exit 2); ControllerError becomes message + exit code."""
     try:
