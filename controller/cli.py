@@ -531,10 +531,25 @@ def bench(
     print_bench(run)
 
 
-# A command in its own module (it imports JsonOption and _ctx from above).
-from controller.cli_doctor import doctor  # noqa: E402
+@app.command()
+def doctor(
+    ctx: typer.Context,
+    model: Annotated[
+        str | None,
+        typer.Argument(
+            help="Profile to check (default: the running model, else the last started, else deepseek-1.5b).",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Check what would stop `up MODEL` on this machine: GPU and driver, Docker and the NVIDIA runtime,
+    Compose, images, disk, the Web UI port, .env. Each check says ok, warn or fail, with a fix.
+    Writes nothing. Exit 0 when nothing fails, 1 otherwise."""
+    from controller.cli_doctor import run_doctor
 
-app.command()(doctor)
+    if not run_doctor(_ctx(ctx).site, _ctx(ctx).catalog(), model, as_json=as_json):
+        raise typer.Exit(1)
 
 
 def main() -> None:

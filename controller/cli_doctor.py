@@ -1,16 +1,14 @@
-"""`controller doctor [MODEL] [--json]`: what on this machine would stop `up MODEL`, check by check,
-with one line of fix each. Reads only; exit 0 when nothing fails, 1 otherwise."""
+"""`controller doctor [MODEL] [--json]` (declared in controller.cli): which model to check, and the
+checks printed for a person or as JSON. Reads only."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
-import typer
-
-from controller.cli import JsonOption, _ctx
 from controller.console import out, print_json
 
 if TYPE_CHECKING:
+    from controller.catalog import Catalog
     from controller.settings import SiteConfig
 
 # The model `make up` starts when none is named.
@@ -35,35 +33,20 @@ def default_model(site: SiteConfig) -> tuple[str, str]:
     return DEFAULT_MODEL, "the default"
 
 
-def doctor(
-    ctx: typer.Context,
-    model: Annotated[
-        str | None,
-        typer.Argument(
-            help=f"Profile to check (default: the running model, else the last started, else {DEFAULT_MODEL}).",
-            show_default=False,
-        ),
-    ] = None,  # fmt: skip
-    as_json: JsonOption = False,
-) -> None:
-    """Check what would stop `up MODEL` on this machine: GPU and driver, Docker and the NVIDIA runtime,
-    Compose, images, disk, the Web UI port, .env. Each check says ok, warn or fail, with a fix.
-    Writes nothing. Exit 0 when nothing fails, 1 otherwise."""
+def run_doctor(site: SiteConfig, catalog: Catalog, model: str | None, *, as_json: bool) -> bool:
+    """Diagnose and print; True when nothing fails."""
     from controller.doctor import as_dict, diagnose, failed
     from controller.doctor_facts import gather
 
-    c = _ctx(ctx)
-    catalog = c.catalog()
-    name, source = (model, "named") if model else default_model(c.site)
+    name, source = (model, "named") if model else default_model(site)
     profile = catalog.get(name)  # an unknown model is bad input (exit 2) before anything is read
     # OFFLINE=true (images present, model in the HF cache): wire the setting here once it exists.
-    checks = diagnose(profile, gather(c.site, profile), catalog_profiles=catalog.profiles(), offline=False)
+    checks = diagnose(profile, gather(site, profile), catalog_profiles=catalog.profiles(), offline=False)
     if as_json:
         print_json(as_dict(profile, checks, source))
     else:
         print_checks(profile.name, profile.accelerator, source, checks)
-    if failed(checks):
-        raise typer.Exit(1)
+    return not failed(checks)
 
 
 def print_checks(name: str, accelerator: str, source: str, checks: list) -> None:

@@ -85,7 +85,8 @@ class DiskFacts:
     cache_dir: Path
     checked_at: Path  # the cache or its nearest existing parent
     free_bytes: int
-    model_cached: bool
+    model_cached: bool  # the HF id's snapshot is in the cache
+    local_model_found: bool = False  # a profile serving a local directory: that it exists
 
 
 @dataclass(frozen=True)
@@ -200,25 +201,23 @@ def check_nvidia(profile: Profile, nvidia: NvidiaFacts, cpu_profiles: list[str])
 
 
 def check_gpu(profile: Profile, gpu: Gpu) -> Check:
-    """One GPU: name, memory, compute capability, and what it means for the profile (dtype, Marlin)."""
+    """One GPU: name, memory, compute capability, and what follows for the profile (dtype, Marlin)."""
     dtype = effective_dtype(profile, gpu.capability)
     quantization = effective_quantization(profile, gpu.capability)
     capability = _dotted(gpu.capability)
-    consequences = [f"--dtype {dtype}"]
-    if dtype != profile.dtype:
-        consequences[0] += f" (bfloat16 needs compute {_dotted(AMPERE)})"
+    ampere = gpu.capability >= AMPERE
+    supports = "bfloat16 and Marlin kernels" if ampere else f"no bfloat16, no Marlin kernels (need {_dotted(AMPERE)})"
+    runs = f"--dtype {dtype}" + (f" instead of {profile.dtype}" if dtype != profile.dtype else "")
     if quantization:
-        marlin = quantization.endswith("_marlin")
-        kernel = "Marlin kernel" if marlin else f"no Marlin kernel (needs compute {_dotted(AMPERE)}), slower"
-        consequences.append(f"--quantization {quantization}: {kernel}")
-    finding = f"{gpu.name}, {gpu.total_gib:.1f} GiB ({gpu.free_gib:.1f} free), compute {capability}: " + "; ".join(
-        consequences
+        runs += f", --quantization {quantization}"
+    finding = (
+        f"{gpu.name}, {gpu.total_gib:.1f} GiB ({gpu.free_gib:.1f} free), compute {capability}: {supports}; "
+        f"'{profile.name}' runs with {runs}"
     )
     details = {
         "index": gpu.index, "name": gpu.name, "memory_gib": round(gpu.total_gib, 2),
         "free_gib": round(gpu.free_gib, 2), "compute_capability": capability,
-        "dtype": dtype, "bfloat16": gpu.capability >= AMPERE, "marlin": gpu.capability >= AMPERE,
-        "quantization": quantization,
+        "bfloat16": ampere, "marlin": ampere, "dtype": dtype, "quantization": quantization,
     }  # fmt: skip
     return Check(f"GPU {gpu.index}", OK, finding, details=details)
 
@@ -315,7 +314,7 @@ def check_disk(profile: Profile, disk: DiskFacts) -> Check:
     name = "disk for weights"
     local = profile.local_path
     if local is not None:
-        if not local.is_dir():
+        if not disk.local_model_found:
             return Check(name, FAIL, f"the local model directory {local} does not exist",
                          "download the weights there first, or use a Hugging Face id")  # fmt: skip
         return Check(name, OK, f"serves the local directory {local}; nothing to download")

@@ -121,7 +121,10 @@ def port_facts(engine: Engine, settings: Settings) -> PortFacts:
 def disk_facts(settings: Settings, profile: Profile) -> DiskFacts:
     cache = settings.hf_cache_path
     checked_at, free = free_disk_bytes(cache)
-    return DiskFacts(cache, checked_at, free, model_in_cache(cache, profile.model))
+    local = profile.local_path
+    return DiskFacts(
+        cache, checked_at, free, model_in_cache(cache, profile.model), local is not None and local.is_dir()
+    )
 
 
 def model_in_cache(cache: Path, model: str) -> bool:
