@@ -132,9 +132,11 @@ def controller_process(root: Path, *args: str) -> subprocess.Popen:
     )  # fmt: skip
 
 
-def controller(root: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    """Run the real CLI as an operator would, in the test site's directory."""
+def controller(root: Path, *args: str, timeout: float = 900, path: str | None = None) -> subprocess.CompletedProcess:
+    """Run the real CLI as an operator would, in the test site's directory (with another PATH if given)."""
     env = {k: v for k, v in os.environ.items() if k not in ("CONTROLLER_CATALOG", "CONTROLLER_HOME")}
+    if path is not None:
+        env["PATH"] = path
     return subprocess.run(
         [sys.executable, "-m", "controller", "--project-dir", str(root), *args],
         capture_output=True, text=True, timeout=timeout, env=env, cwd=root, check=False,
