@@ -296,13 +296,14 @@ def check_compose(docker: DockerFacts) -> Check:
 
 def check_image(image: ImageFacts) -> Check:
     name = f"{image.role} image"
-    details = {"image": image.image, "present": image.present, "pullable": image.pullable}
+    details = {"image": image.image, "present": image.present, "pullable": image.pullable, "error": image.error}
     if image.present:
         return Check(name, OK, f"{image.image} is on this machine", details=details)
     if image.pullable:
         return Check(name, WARN, f"{image.image} is not on this machine; `up` pulls it",
                      "nothing to do, or pull it now (`docker pull`) to start faster", details)  # fmt: skip
-    why = f" ({image.error})" if image.error else ""
+    # The engine's error ends in its cause ("...: no such host"); all of it is in details.
+    why = f" ({image.error.rsplit(': ', 1)[-1]})" if image.error else ""
     return Check(
         name, FAIL, f"{image.image} is not on this machine and its registry does not answer{why}",
         f"load it (`docker load`), or set {image.setting} in .env to an image on this machine", details,

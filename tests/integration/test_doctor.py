@@ -54,7 +54,12 @@ def test_cpu_profile_passes_and_nothing_is_written(site, docker_client, images):
     engine = checks["Docker engine"]
     assert engine["status"] == "ok" and docker_client.version()["Version"] in engine["finding"]
     assert checks["Compose v2"]["status"] == "ok" and compose_v2_version() in checks["Compose v2"]["finding"]
-    assert checks["vLLM image"]["details"] == {"image": images["vllm"], "present": True, "pullable": None}
+    assert checks["vLLM image"]["details"] == {
+        "image": images["vllm"],
+        "present": True,
+        "pullable": None,
+        "error": None,
+    }
     assert checks["Open WebUI image"]["details"]["image"] == images["webui"]
     assert checks["Web UI port"]["finding"] == f"127.0.0.1:{port} (WEBUI_PORT) is free"
     assert checks[".env"]["details"] == {"mode": "0600"} and checks["secrets"]["status"] == "ok"
@@ -117,6 +122,6 @@ def test_missing_image_and_a_loose_env_file(site):
         env.chmod(0o600)
     assert code == 1
     image = checks["Open WebUI image"]
-    assert image["status"] == "fail" and image["details"]["present"] is False
+    assert image["status"] == "fail" and image["details"]["present"] is False and image["details"]["error"]
     assert "WEBUI_IMAGE" in image["fix"]
     assert checks[".env"]["status"] == "fail" and checks[".env"]["fix"] == f"chmod 600 {env}"

@@ -231,17 +231,18 @@ def test_an_engine_that_does_not_answer_skips_the_runtime_check():
                 "vllm/vllm-openai:v0.32.0",
                 present=False,
                 pullable=False,
-                error="lookup registry-1.docker.io: no such host",
+                error='Get "https://registry-1.docker.io/v2/": dial tcp: lookup registry-1.docker.io: no such host',
             ),
             FAIL,
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_a_missing_image(image, status):
     check = run("tiny-cpu", machine(images=[image]))["vLLM image"]
     assert check.status == status
     if status == FAIL:
-        assert "no such host" in check.finding and "VLLM_IMAGE" in check.fix
+        assert check.finding.endswith("its registry does not answer (no such host)") and "VLLM_IMAGE" in check.fix
+        assert check.details["error"].startswith('Get "https://registry-1.docker.io/v2/"')
 
 
 def test_gpu_container_results():
@@ -347,3 +348,13 @@ def test_model_to_check_defaults_to_running_then_last_started_then_default(tmp_p
     assert default_model(site) == ("llama3-8b-gptq", "the last model started")
     store.update(lambda j: setattr(j, "active", Deployment("deepseek-1.5b", "deepseek", "t4", "services: {}")))
     assert default_model(site) == ("deepseek-1.5b", "the running model")
+
+
+def test_unknown_model_is_bad_input_and_nothing_is_read_or_written(tmp_path):
+    from tests.unit.test_cli import _nothing_written
+    from tests.unit.test_cli import run as run_cli
+
+    done = run_cli(tmp_path, "doctor", "nope", "--json")
+    assert done.returncode == 2 and done.stdout == ""
+    assert "unknown model 'nope'" in done.stderr and "deepseek-1.5b" in done.stderr
+    assert _nothing_written(tmp_path) and not (tmp_path / ".controller").exists()
