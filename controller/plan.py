@@ -114,7 +114,7 @@ def model_shape(profile: Profile) -> ModelShape:
 
 
 def _context_cap(profile: Profile) -> int:
-    return profile.architecture.max_context if not profile.rope_scaling else 10**9
+    return profile.scaled_context
 
 
 def engine_budget(

@@ -6,11 +6,13 @@ import pytest
 
 from controller.catalog import CatalogError, check_local_model, load_catalog
 from controller.errors import EXIT_BAD_INPUT
+from controller.spec import vllm_args
 from tests.unit._support import BUILTIN_NAMES, CPU_PROFILE, TINY_ARCH, cpu_catalog, write_catalog
 
 HF_IDS = {
     "deepseek-1.5b": "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B",
     "llama3-8b": "meta-llama/Meta-Llama-3-8B-Instruct",
+    "llama3-8b-16k": "meta-llama/Meta-Llama-3-8B-Instruct",
     "llama3-8b-gptq": "TechxGenus/Meta-Llama-3-8B-Instruct-GPTQ",
     "llama3-8b-awq": "casperhansen/llama-3-8b-instruct-awq",
 }
@@ -34,7 +36,7 @@ def test_builtins_load_with_real_hugging_face_ids():
 
 
 def test_deepseek_runs_with_the_r1_reasoning_parser():
-    args = load_catalog().get("deepseek-1.5b").extra_args
+    args = vllm_args(load_catalog().get("deepseek-1.5b"))
     assert args[args.index("--reasoning-parser") + 1] == "deepseek_r1"
 
 
@@ -63,12 +65,12 @@ def test_user_catalog_adds_a_profile_and_overrides_only_the_fields_it_sets(tmp_p
         },
     )
     catalog = load_catalog(path)
-    assert "new-model" in catalog.names() and len(catalog.names()) == 5
+    assert "new-model" in catalog.names() and len(catalog.names()) == len(BUILTIN_NAMES) + 1
     assert catalog.get("new-model").source == str(path)
     deepseek = catalog.get("deepseek-1.5b")
     assert deepseek.max_model_len == 4096
     assert deepseek.model == HF_IDS["deepseek-1.5b"]  # untouched field kept
-    assert "--reasoning-parser" in deepseek.extra_args
+    assert deepseek.reasoning_parser == "deepseek_r1"
     # architecture merges key by key: the other facts stay
     assert deepseek.architecture.max_context == 65536
     assert (deepseek.architecture.layers, deepseek.architecture.kv_heads) == (28, 2)
