@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -183,3 +185,29 @@ def test_cpu_kv_cache_size_is_refused_on_a_gpu_profile(tmp_path):
     fields = {**CPU_PROFILE, "accelerator": "gpu"}
     path, error = _error(tmp_path, {"tiny-gpu": fields})
     assert "cpu_kv_cache_gib" in error.message and str(path) in error.message
+
+
+def test_llama3_8b_16k_passes_rope_scaling_with_llama3_theta():
+    profile = load_catalog().get("llama3-8b-16k")
+    args = vllm_args(profile)
+    assert args[args.index("--max-model-len") + 1] == "16384"
+    # theta 500000 goes along: without it vLLM 0.32 falls back to 10000 (measured in the image)
+    assert json.loads(args[args.index("--hf-overrides") + 1]) == {
+        "rope_scaling": {"rope_type": "dynamic", "factor": 2.0, "rope_theta": 500000.0}
+    }
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"max_model_len": 16385}, "16385 is above the model's context (8192, 16384 with RoPE scaling)"),
+        ({"rope_scaling": {"factor": "2"}}, "needs a numeric factor"),
+        ({"rope_scaling": {"rope_type": "dynamic", "factor": 0.5}}, "needs a numeric factor"),
+        ({"architecture": {"rope_theta": None}}, "set architecture.rope_theta"),
+    ],
+)
+def test_scaled_context_is_validated(tmp_path, fields, expected):
+    path = write_catalog(tmp_path / "c.yaml", {"llama3-8b-16k": fields})
+    with pytest.raises(CatalogError, match=re.escape(expected)):
+        load_catalog(path)
+
