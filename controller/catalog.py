@@ -36,13 +36,18 @@ PROFILE_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
 _HF_PART = r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9])?"
 HF_REPO_ID = re.compile(rf"(?:{_HF_PART}/)?{_HF_PART}", re.ASCII)
 LOCAL_MODEL_PREFIXES = ("/", "./", "../", "~")
+# Where local adapter directories are mounted (read-only), one per adapter name.
+LORA_MOUNT = "/adapters"
+# vLLM 0.32 config/lora.py MaxLoRARanks: --max-lora-rank takes only these.
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 # Flags the controller derives from profile fields (or must own, like the key): not in extra_args.
 CONTROLLED_FLAGS = frozenset(
     {
         "--model", "--host", "--port", "--api-key", "--served-model-name", "--dtype", "--max-model-len",
         "--quantization", "--kv-cache-dtype", "--gpu-memory-utilization", "--tensor-parallel-size",
         "--enable-auto-tool-choice", "--tool-call-parser", "--chat-template", "--hf-overrides",
-        "--max-num-batched-tokens", "--max-num-seqs",
+        "--max-num-batched-tokens", "--max-num-seqs", "--reasoning-parser",
+        "--enable-lora", "--lora-modules", "--max-lora-rank", "--max-loras",
     }
 )  # fmt: skip
 
@@ -69,6 +74,10 @@ def _model_reference(value: str) -> str:
     return value
 
 
+def _is_local(reference: str) -> bool:
+    return reference.startswith(LOCAL_MODEL_PREFIXES)
+
+
 def _vllm_arg(value: str) -> str:
     printable(value)
     flag = value.split("=", 1)[0]
@@ -77,6 +86,7 @@ def _vllm_arg(value: str) -> str:
     return value
 
 
+LoraName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
 ArgText = Annotated[str, Field(min_length=1, max_length=512), AfterValidator(_vllm_arg)]
 JsonScalar = bool | int | float | str
 
@@ -97,6 +107,10 @@ class Architecture(_Strict):
     head_dim: int = Field(gt=0)
     vocab_size: int = Field(gt=0)
     max_context: int = Field(gt=0)
+    # config.json's rope_theta. vLLM 0.32 replaces the model's whole RoPE settings with an
+    # --hf-overrides rope_scaling and then falls back to theta 10000 (measured: rope_parameters
+    # lose rope_theta), so a profile with rope_scaling passes it again.
+    rope_theta: float | None = Field(default=None, gt=0)
     # The MLP width (config.json intermediate_size): the largest activation in a forward pass.
     intermediate_size: int | None = Field(default=None, gt=0)
     weight_bits: Literal[4, 8, 16, 32] = 16
@@ -127,9 +141,23 @@ class Profile(_Strict):
     # vLLM's parser for this model's tool-call format; set only for models trained to call tools.
     # Without one, Open WebUI is told to use prompt-based ("legacy") function calling for it.
     tool_call_parser: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*$")
-    # A tool-aware chat template (a path inside the vLLM image), for models whose own lacks tools.
-    chat_template: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_./-]*$")
+    # A chat template (a path inside the vLLM container): a tool-aware one for models whose own
+    # lacks tools, or one that opens the think block for a reasoning parser.
+    # An absolute path may point into a local model's mount (/models/PROFILE/...).
+    chat_template: str | None = Field(default=None, pattern=r"^/?[A-Za-z0-9_][A-Za-z0-9_./-]*$")
     cpu_kv_cache_gib: int | None = Field(default=None, ge=1)
+    # vLLM's --reasoning-parser: splits the model's <think> block into the answer's `reasoning`.
+    reasoning_parser: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*$")
+    # LoRA adapters in PEFT format (what peft and Llama-Factory write): {name: HF id or local dir}.
+    # Each is served as a model of its own name next to the base model.
+    lora_adapters: dict[LoraName, Annotated[str, AfterValidator(_model_reference)]] = Field(
+        default_factory=dict, max_length=64
+    )
+    # --max-lora-rank: at least every adapter's rank (`r`); unset, the smallest vLLM accepts that
+    # covers the local adapters' ranks. An adapter from Hugging Face needs it set.
+    max_lora_rank: Literal[VLLM_LORA_RANKS] | None = None  # type: ignore[valid-type]
+    # --max-loras: adapters in one batch (vLLM keeps a buffer per slot); unset, all of them.
+    max_loras: int | None = Field(default=None, ge=1)
     architecture: Architecture
     source: str = BUILTIN_CATALOG_NAME
 
@@ -149,14 +177,20 @@ class Profile(_Strict):
             raise _blame(
                 "dtype", f"'{self.dtype}' does not work with quantization '{self.quantization}'; set dtype: half"
             )
-        if self.max_model_len > self.architecture.max_context and not self.rope_scaling:
+        self._check_context()
+        if self.chat_template is not None and self.tool_call_parser is None and self.reasoning_parser is None:
+            raise _blame("chat_template", "only used together with tool_call_parser or reasoning_parser")
+        if self.lora_adapters and self.lora_adapters.keys() & {self.served_model_name}:
+            raise _blame("lora_adapters", f"adapter name '{self.served_model_name}' is the base model's served name")
+        if not self.lora_adapters and (self.max_lora_rank is not None or self.max_loras is not None):
+            raise _blame("max_lora_rank" if self.max_lora_rank is not None else "max_loras",
+                         "only applies with lora_adapters")  # fmt: skip
+        if self.max_lora_rank is None and any(not _is_local(ref) for ref in self.lora_adapters.values()):
             raise _blame(
-                "max_model_len",
-                f"{self.max_model_len} is above the model's context "
-                f"({self.architecture.max_context}); lower it or set rope_scaling",
+                "max_lora_rank",
+                "an adapter from Hugging Face is not read before vLLM starts; set max_lora_rank to its rank "
+                f"(`r` in its adapter_config.json; one of {', '.join(map(str, VLLM_LORA_RANKS))})",
             )
-        if self.chat_template is not None and self.tool_call_parser is None:
-            raise _blame("chat_template", "only used together with tool_call_parser")
         if self.cpu_kv_cache_gib is not None and self.accelerator != "cpu":
             raise _blame("cpu_kv_cache_gib", "only applies to accelerator: cpu")
         # vLLM 0.32 config/scheduler.py verify_max_model_len: the token budget must hold one
@@ -168,6 +202,40 @@ class Profile(_Strict):
                 "vLLM refuses a smaller token budget",
             )
         return self
+
+    def _check_context(self) -> None:
+        """max_model_len within the model's context, stretched by RoPE scaling's factor."""
+        if self.rope_scaling:
+            factor = self.rope_scaling.get("factor")
+            if isinstance(factor, bool) or not isinstance(factor, int | float) or factor < 1:
+                raise _blame("rope_scaling", "needs a numeric factor of at least 1 (e.g. factor: 2.0)")
+            if "rope_theta" not in self.rope_scaling and self.architecture.rope_theta is None:
+                raise _blame(
+                    "rope_scaling",
+                    "set architecture.rope_theta (config.json's rope_theta): vLLM 0.32 drops it when "
+                    "rope_scaling is overridden and falls back to 10000",
+                )
+        if self.max_model_len > self.scaled_context:
+            scaled = f", {self.scaled_context} with RoPE scaling" if self.rope_scaling else ""
+            raise _blame(
+                "max_model_len",
+                f"{self.max_model_len} is above the model's context ({self.architecture.max_context}{scaled}); "
+                "lower it" + (" or raise rope_scaling.factor" if self.rope_scaling else " or set rope_scaling"),
+            )
+
+    @property
+    def scaled_context(self) -> int:
+        """The longest context the model handles: config.json's, times RoPE scaling's factor."""
+        factor = (self.rope_scaling or {}).get("factor", 1)
+        return int(self.architecture.max_context * factor)
+
+    @property
+    def hf_overrides(self) -> dict[str, Any] | None:
+        """--hf-overrides: the RoPE scaling, with the model's theta carried over (see Architecture)."""
+        if not self.rope_scaling:
+            return None
+        theta = {"rope_theta": self.architecture.rope_theta} if self.architecture.rope_theta else {}
+        return {"rope_scaling": {**theta, **self.rope_scaling}}
 
     @property
     def batched_tokens(self) -> int:
@@ -261,9 +329,17 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
 
 def _resolve_local_model(fields: dict[str, Any], catalog_dir: Path) -> dict[str, Any]:
-    model = fields.get("model")
-    if isinstance(model, str) and model.startswith(("./", "../")):
-        return {**fields, "model": str((catalog_dir / model).resolve())}
+    """Relative local directories (the model's, the adapters') are relative to the catalog file."""
+
+    def resolved(reference: Any) -> Any:
+        if isinstance(reference, str) and reference.startswith(("./", "../")):
+            return str((catalog_dir / reference).resolve())
+        return reference
+
+    fields = {**fields, "model": resolved(fields.get("model"))} if "model" in fields else dict(fields)
+    adapters = fields.get("lora_adapters")
+    if isinstance(adapters, dict):
+        fields["lora_adapters"] = {name: resolved(ref) for name, ref in adapters.items()}
     return fields
 
 

@@ -414,11 +414,11 @@ def plan_command(
     c = _ctx(ctx)
     catalog = c.catalog()
     profile = catalog.get(model)
-    if max_model_len is not None and max_model_len > profile.architecture.max_context and not profile.rope_scaling:
+    if max_model_len is not None and max_model_len > profile.scaled_context:
         raise InputError(
             f"--max-model-len {max_model_len} is above the context of '{profile.name}' "
-            f"({profile.architecture.max_context} tokens)",
-            hint="plan for a shorter context, or add rope_scaling to the profile in your catalog",
+            f"({profile.scaled_context} tokens{' with its RoPE scaling' if profile.rope_scaling else ''})",
+            hint="plan for a shorter context, or add (or raise) rope_scaling in the profile in your catalog",
         )
     if vllm_version is not None:
         parse_version(vllm_version)  # a bad version is an InputError before any detection

@@ -183,6 +183,11 @@ def print_status(result: dict) -> None:
             f"vLLM: {m.get('requests_running', 0):g} running, {m.get('requests_waiting', 0):g} waiting, "
             f"KV cache {100 * m.get('kv_cache_usage', 0):.1f}% used"
         )
+    if m.get("prefix_cache_queries"):
+        out.print(
+            f"prefix cache: {100 * m['prefix_cache_hit_rate']:.1f}% of prompt tokens hit "
+            f"({m.get('prefix_cache_hits', 0):.0f} of {m['prefix_cache_queries']:.0f} since vLLM started)"
+        )
     print_history(result["history"][-5:])
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 
 from controller.catalog import DTYPE_BYTES, Profile
+from controller.lora import lora_buffer_bytes
 from controller.engine_memory import (
     DEFAULT_INTERMEDIATE_RATIO,
     GIB,
@@ -82,6 +83,13 @@ def weight_bytes(profile: Profile) -> int:
     return int(unquantized * 2 + linear * bits_per_weight / 8)
 
 
+def loaded_bytes(profile: Profile, weights_bytes_override: int | None = None) -> int:
+    """What vLLM's model loading takes per GPU: the weights, plus the LoRA slots it allocates
+    with the model when the profile serves adapters (controller.lora.lora_buffer_bytes)."""
+    weights = weights_bytes_override or weight_bytes(profile)
+    return (weights + lora_buffer_bytes(profile)) // profile.tensor_parallel_size
+
+
 def kv_dtype_bytes(profile: Profile) -> int:
     if profile.kv_cache_dtype.startswith("fp8"):
         return 1
@@ -114,7 +122,7 @@ def model_shape(profile: Profile) -> ModelShape:
 
 
 def _context_cap(profile: Profile) -> int:
-    return profile.architecture.max_context if not profile.rope_scaling else 10**9
+    return profile.scaled_context
 
 
 def engine_budget(
@@ -144,7 +152,7 @@ def engine_budget(
         max_num_seqs=profile.seqs,
         enforce_eager=profile.enforce_eager,
     )
-    weights = (weights_bytes_override or weight_bytes(profile)) // profile.tensor_parallel_size
+    weights = loaded_bytes(profile, weights_bytes_override)
     return gpu_budget(
         model_shape(profile),
         gpu_gib=gpu_memory_gib,
@@ -210,7 +218,12 @@ def plan(
     cpu = profile.accelerator == "cpu"
     if cpu:
         notes.append("cpu profile: the KV cache is VLLM_CPU_KVCACHE_SPACE; weights live in RAM")
-    weights = (weights_bytes_override or weight_bytes(profile)) / profile.tensor_parallel_size
+    weights = loaded_bytes(profile, weights_bytes_override)
+    if profile.lora_adapters:
+        notes.append(
+            f"LoRA: {lora_buffer_bytes(profile) / GIB:.3f} GiB for {len(profile.lora_adapters)} adapter(s) "
+            "(vLLM's slots of --max-loras x --max-lora-rank), counted with the weights"
+        )
     budget_total = next(t.gib for t in budget.terms if t.kind == "total")
     overhead = 0.0 if cpu else budget_total - weights / GIB - budget.kv_bytes / GIB
     fit_len = _largest_fitting_length(profile, length, tokens, budget, engine_settings, common)

@@ -185,6 +185,10 @@ def _expected_vllm(context: dict, logging: dict) -> dict[str, Any]:
                 "read_only": True,
             }
         )
+    volumes += [
+        {"type": "bind", "source": source, "target": target, "read_only": True}
+        for source, target in context["lora_mounts"]
+    ]
     vllm_env = {"VLLM_API_KEY": SECRET_REFERENCES["VLLM_API_KEY"], "HF_TOKEN": SECRET_REFERENCES["HF_TOKEN"]}
     if context["accelerator"] == "cpu":
         vllm_env["VLLM_CPU_KVCACHE_SPACE"] = str(context["cpu_kv_cache_gib"])

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from controller.capability import effective_dtype, effective_quantization
 from controller.catalog import Profile
+from controller.lora import container_path, local_adapters, max_loras
 from controller.settings import Settings
 
 VLLM_PORT = 8000
@@ -88,10 +89,17 @@ def vllm_args(profile: Profile, capability: tuple[int, int] | None = None) -> li
                  "--tensor-parallel-size", str(profile.tensor_parallel_size)]  # fmt: skip
     if profile.tool_call_parser:
         args += ["--enable-auto-tool-choice", "--tool-call-parser", profile.tool_call_parser]
+    if profile.reasoning_parser:
+        args += ["--reasoning-parser", profile.reasoning_parser]
     if profile.chat_template:
         args += ["--chat-template", profile.chat_template]
-    if profile.rope_scaling:
-        args += ["--hf-overrides", json.dumps({"rope_scaling": profile.rope_scaling}, sort_keys=True)]
+    if profile.hf_overrides:
+        args += ["--hf-overrides", json.dumps(profile.hf_overrides, sort_keys=True)]
+    if profile.lora_adapters:
+        args += ["--enable-lora", "--max-loras", str(max_loras(profile))]
+        if profile.max_lora_rank:  # derived from the adapters' configs by controller.lora.check_adapters
+            args += ["--max-lora-rank", str(profile.max_lora_rank)]
+        args += ["--lora-modules", *(f"{name}={container_path(profile, name)}" for name in profile.lora_adapters)]
     return args + list(profile.extra_args)
 
 
@@ -110,6 +118,8 @@ class ServingSpec:
     cpu_kv_cache_gib: int | None
     hf_cache_dir: str
     local_model_dir: str | None
+    # Local LoRA adapter directories, (host, container) pairs, mounted read-only.
+    lora_mounts: tuple[tuple[str, str], ...]
     # A local model needs no download, so vLLM can live on a network without egress.
     backend_internal: bool
     webui_bind_address: str
@@ -147,7 +157,8 @@ def build_spec(profile: Profile, settings: Settings, capability: tuple[int, int]
         cpu_kv_cache_gib=profile.cpu_kv_cache_space_gib if cpu else None,
         hf_cache_dir=str(settings.hf_cache_path),
         local_model_dir=str(local) if local else None,
-        backend_internal=local is not None,
+        lora_mounts=tuple((str(path), container_path(profile, name)) for name, path in local_adapters(profile).items()),
+        backend_internal=local is not None and len(local_adapters(profile)) == len(profile.lora_adapters),
         webui_bind_address=str(settings.webui_bind_address),
         webui_host_port=settings.webui_port,
         vllm_host_port=settings.vllm_host_port,

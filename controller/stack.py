@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from controller.bluegreen import DRAIN_QUIET_S
 from controller.catalog import Catalog, Profile, check_local_model, local_weights_bytes
+from controller.lora import check_adapters
 from controller.errors import ControllerError, PreflightError, StartupFailed
 from controller.journal import Deployment, Event, Journal, JournalStore, now_iso
 from controller.phases import VLLM_PHASES, Deadlines, PhaseRunner, Reporter
@@ -128,6 +129,7 @@ class Stack(SwitchCommands, BenchCommands):
         if gpu_memory_utilization is not None:
             profile = profile.model_copy(update={"gpu_memory_utilization": gpu_memory_utilization})
         check_local_model(profile)
+        profile = check_adapters(profile)
         loaded = read_settings(self.site)
         settings = loaded.settings
         gpus = detect_gpus() if profile.accelerator == "gpu" else []

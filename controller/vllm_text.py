@@ -207,11 +207,16 @@ METRICS = {
     "vllm:kv_cache_usage_perc": "kv_cache_usage",
     # A counter (one series per finish reason, aborts included): the drain sees requests come and go.
     "vllm:request_success_total": "requests_finished",
+    # Counters of prompt tokens looked up in, and found in, the prefix cache since start-up
+    # (vLLM 0.32 v1/metrics/loggers.py; prometheus_client adds `_total` to counters).
+    "vllm:prefix_cache_queries_total": "prefix_cache_queries",
+    "vllm:prefix_cache_hits_total": "prefix_cache_hits",
 }
 
 
 def parse_metrics(text: str) -> dict[str, float]:
-    """The gauges `status` shows, from vLLM's Prometheus /metrics (summed over label sets)."""
+    """The gauges and counters `status` shows, from vLLM's Prometheus /metrics (summed over label
+    sets), and the prefix cache's hit rate since start-up (absent before the first prompt)."""
     values: dict[str, float] = {}
     for line in text.splitlines():
         if not line or line.startswith("#"):
@@ -222,4 +227,6 @@ def parse_metrics(text: str) -> dict[str, float]:
             continue
         number = rest.rsplit("}", 1)[-1].split()[0] if "}" in rest else rest.split()[0]
         values[key] = values.get(key, 0.0) + float(number)
+    if values.get("prefix_cache_queries"):
+        values["prefix_cache_hit_rate"] = values.get("prefix_cache_hits", 0.0) / values["prefix_cache_queries"]
     return values

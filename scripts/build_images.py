@@ -647,6 +647,33 @@ def prune_old_tags(current: dict[str, str]) -> None:
 # --------------------------------------------------------------------------- tiny model
 
 
+# peft writes the tiny LoRA adapter; the vLLM image has neither it nor accelerate (which it imports).
+# Their wheels are downloaded on the host and installed inside the generating container.
+PEFT_WHEELS = {"peft": "0.21.2", "accelerate": "1.13.0"}
+
+
+def peft_wheels() -> Path:
+    dest = WHEELS / "tiny-lora"
+    want = {normalize_name(name): version for name, version in PEFT_WHEELS.items()}
+    if dest.is_dir() and wheel_set(dest) == want:
+        return dest
+    WHEELS.mkdir(parents=True, exist_ok=True)
+    LOGS.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="tiny-lora-", dir=WHEELS))
+    try:
+        cmd = [*pip_command(), "download", "--quiet", "--progress-bar", "off", "--only-binary=:all:", "--no-deps",
+               "--dest", str(tmp), *(f"{name}=={version}" for name, version in PEFT_WHEELS.items())]
+        run(cmd, log_file=LOGS / "wheels-tiny-lora.log")
+        if wheel_set(tmp) != want:
+            raise BuildError(f"pip download of {PEFT_WHEELS} did not yield those wheels: {wheel_set(tmp)}")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+    return dest
+
+
 def tiny_model(out: Path, vllm_tag: str, timer: Timer) -> dict:
     gen_hash = file_hash(TINY_MODEL_SCRIPT)
     facts_file = out / "tiny_model.json"
@@ -661,6 +688,7 @@ def tiny_model(out: Path, vllm_tag: str, timer: Timer) -> dict:
                 pass
         out.mkdir(parents=True, exist_ok=True)
         out.chmod(0o755)
+        wheels = peft_wheels()
         scripts = TINY_MODEL_SCRIPT.parent
         cmd = [
             "docker",
@@ -674,9 +702,12 @@ def tiny_model(out: Path, vllm_tag: str, timer: Timer) -> dict:
             f"{scripts}:/s:ro",
             "-v",
             f"{out.resolve()}:/out",
+            "-v",
+            f"{wheels}:/peft-wheels:ro",
             vllm_tag,
             "/s/make_tiny_model.py",
             "/out",
+            "/peft-wheels",
         ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:

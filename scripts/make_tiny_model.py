@@ -1,10 +1,17 @@
 #!/usr/bin/env python3
 """Write a tiny random-weight Llama model that real vLLM (CPU) can serve.
 
-    python3 make_tiny_model.py OUT_DIR
+    python3 make_tiny_model.py OUT_DIR [PEFT_WHEELS_DIR]
 
 Needs torch, transformers and tokenizers, so it normally runs inside the vLLM test
-image (see `scripts/build_images.py tiny-model`). The output is gibberish but every
+image (see `scripts/build_images.py tiny-model`). With PEFT_WHEELS_DIR (wheels of peft
+and accelerate, which the image lacks) it also writes a LoRA adapter for the model with
+peft into OUT_DIR/lora/tiny-lora: rank 8 on q_proj and v_proj, randomly initialised (not
+peft's no-op default), so the adapter's output differs from the base model's.
+
+The tokenizer knows <think> and </think> (added tokens, not special, as in DeepSeek-R1's), so
+vLLM's deepseek_r1 reasoning parser accepts it; OUT_DIR/think_chat_template.jinja is the chat
+template with the answer opening a think block, as R1's own template does. The output is gibberish but every
 serving path is real. Shapes follow DESIGN.md section 4: head_dim 64, because the
 vLLM CPU attention rejects small head dims (16).
 
@@ -51,6 +58,14 @@ CHAT_TEMPLATE = (
 )
 
 
+# R1's reasoning markers: vLLM's deepseek_r1 parser refuses a tokenizer without them.
+THINK_TOKENS = ["<think>", "</think>"]
+THINK_CHAT_TEMPLATE = CHAT_TEMPLATE.replace("'<|assistant|>\n'", "'<|assistant|>\n<think>\n'")
+LORA = {"r": 8, "lora_alpha": 16, "target_modules": ["q_proj", "v_proj"]}
+# What the adapter says it was trained on: the directory's name, as a local base model is named.
+LORA_BASE = "tiny-model"
+
+
 def generator_hash() -> str:
     return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
 
@@ -95,6 +110,7 @@ def build_tokenizer():
         model_max_length=ARCH["max_position_embeddings"],
         clean_up_tokenization_spaces=False,
     )
+    hf_tok.add_tokens(THINK_TOKENS)
     hf_tok.chat_template = CHAT_TEMPLATE
     return hf_tok
 
@@ -129,6 +145,31 @@ def build_model(vocab_size: int, bos_id: int, eos_id: int, pad_id: int):
     return model, n_params
 
 
+def install_peft(wheels: Path) -> None:
+    """peft and accelerate are not in the vLLM image; install their wheels (no network) aside."""
+    import subprocess
+
+    target = Path(tempfile.mkdtemp(prefix="peft-"))
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--target", str(target),
+         *map(str, sorted(wheels.glob("*.whl")))],
+        check=True,
+    )
+    sys.path.insert(0, str(target))
+
+
+def write_lora(model, out: Path) -> None:
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(SEED + 1)
+    config = LoraConfig(**LORA, init_lora_weights=False, task_type="CAUSAL_LM")
+    get_peft_model(model, config).save_pretrained(out, safe_serialization=True)
+    # peft records the base model's name_or_path, empty for a model built in memory.
+    written = out / "adapter_config.json"
+    written.write_text(json.dumps({**json.loads(written.read_text()), "base_model_name_or_path": LORA_BASE}, indent=2))
+
+
 def facts(vocab_size: int, n_params: int, gen_hash: str) -> dict:
     return {
         "architecture": "LlamaForCausalLM",
@@ -157,10 +198,11 @@ def make_readable(path: Path, owner: tuple[int, int] | None) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
+    if len(argv) not in (1, 2):
         print(__doc__, file=sys.stderr)
         return 2
     out = Path(argv[0])
+    peft_wheels = Path(argv[1]) if len(argv) == 2 else None
     gen_hash = generator_hash()
     cfg_file = out / "config.json"
     facts_file = out / "tiny_model.json"
@@ -189,6 +231,11 @@ def main(argv: list[str]) -> int:
     try:
         model.save_pretrained(staging, safe_serialization=True)
         tok.save_pretrained(staging)
+        (staging / "think_chat_template.jinja").write_text(THINK_CHAT_TEMPLATE)
+        if peft_wheels is not None:
+            install_peft(peft_wheels)
+            write_lora(model, staging / "lora" / "tiny-lora")
+            info["lora"] = {**LORA, "base_model_name_or_path": LORA_BASE, "path": "lora/tiny-lora"}
         cfg = json.loads((staging / "config.json").read_text())
         cfg["tiny_model_generator_hash"] = gen_hash
         (staging / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")

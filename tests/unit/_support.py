@@ -17,7 +17,7 @@ DUMMY_SECRETS = {
 }
 FIXED_SETTINGS = {**DUMMY_SECRETS, "HF_CACHE_DIR": "/srv/hf", "COMPOSE_PROJECT_NAME": "llmstack"}
 
-BUILTIN_NAMES = ["deepseek-1.5b", "llama3-8b", "llama3-8b-awq", "llama3-8b-gptq"]
+BUILTIN_NAMES = ["deepseek-1.5b", "llama3-8b", "llama3-8b-16k", "llama3-8b-awq", "llama3-8b-gptq"]
 
 # A tiny model for the CPU backend; the numbers are small on purpose.
 TINY_ARCH = {

@@ -1,16 +1,20 @@
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
 
 from controller.catalog import CatalogError, check_local_model, load_catalog
 from controller.errors import EXIT_BAD_INPUT
+from controller.spec import vllm_args
 from tests.unit._support import BUILTIN_NAMES, CPU_PROFILE, TINY_ARCH, cpu_catalog, write_catalog
 
 HF_IDS = {
     "deepseek-1.5b": "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B",
     "llama3-8b": "meta-llama/Meta-Llama-3-8B-Instruct",
+    "llama3-8b-16k": "meta-llama/Meta-Llama-3-8B-Instruct",
     "llama3-8b-gptq": "TechxGenus/Meta-Llama-3-8B-Instruct-GPTQ",
     "llama3-8b-awq": "casperhansen/llama-3-8b-instruct-awq",
 }
@@ -34,7 +38,7 @@ def test_builtins_load_with_real_hugging_face_ids():
 
 
 def test_deepseek_runs_with_the_r1_reasoning_parser():
-    args = load_catalog().get("deepseek-1.5b").extra_args
+    args = vllm_args(load_catalog().get("deepseek-1.5b"))
     assert args[args.index("--reasoning-parser") + 1] == "deepseek_r1"
 
 
@@ -63,12 +67,12 @@ def test_user_catalog_adds_a_profile_and_overrides_only_the_fields_it_sets(tmp_p
         },
     )
     catalog = load_catalog(path)
-    assert "new-model" in catalog.names() and len(catalog.names()) == 5
+    assert "new-model" in catalog.names() and len(catalog.names()) == len(BUILTIN_NAMES) + 1
     assert catalog.get("new-model").source == str(path)
     deepseek = catalog.get("deepseek-1.5b")
     assert deepseek.max_model_len == 4096
     assert deepseek.model == HF_IDS["deepseek-1.5b"]  # untouched field kept
-    assert "--reasoning-parser" in deepseek.extra_args
+    assert deepseek.reasoning_parser == "deepseek_r1"
     # architecture merges key by key: the other facts stay
     assert deepseek.architecture.max_context == 65536
     assert (deepseek.architecture.layers, deepseek.architecture.kv_heads) == (28, 2)
@@ -181,3 +185,29 @@ def test_cpu_kv_cache_size_is_refused_on_a_gpu_profile(tmp_path):
     fields = {**CPU_PROFILE, "accelerator": "gpu"}
     path, error = _error(tmp_path, {"tiny-gpu": fields})
     assert "cpu_kv_cache_gib" in error.message and str(path) in error.message
+
+
+def test_llama3_8b_16k_passes_rope_scaling_with_llama3_theta():
+    profile = load_catalog().get("llama3-8b-16k")
+    args = vllm_args(profile)
+    assert args[args.index("--max-model-len") + 1] == "16384"
+    # theta 500000 goes along: without it vLLM 0.32 falls back to 10000 (measured in the image)
+    assert json.loads(args[args.index("--hf-overrides") + 1]) == {
+        "rope_scaling": {"rope_type": "dynamic", "factor": 2.0, "rope_theta": 500000.0}
+    }
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"max_model_len": 16385}, "16385 is above the model's context (8192, 16384 with RoPE scaling)"),
+        ({"rope_scaling": {"factor": "2"}}, "needs a numeric factor"),
+        ({"rope_scaling": {"rope_type": "dynamic", "factor": 0.5}}, "needs a numeric factor"),
+        ({"architecture": {"rope_theta": None}}, "set architecture.rope_theta"),
+    ],
+)
+def test_scaled_context_is_validated(tmp_path, fields, expected):
+    path = write_catalog(tmp_path / "c.yaml", {"llama3-8b-16k": fields})
+    with pytest.raises(CatalogError, match=re.escape(expected)):
+        load_catalog(path)
+

@@ -148,3 +148,9 @@ def test_debug_shows_the_traceback_of_an_error(tmp_path):
     result = run(tmp_path, "--debug", "render", "nope")
     assert result.returncode == 2
     assert "Traceback" in result.stderr and "CatalogError" in result.stderr
+
+
+def test_plan_refuses_a_context_above_the_scaled_one(tmp_path):
+    result = run(tmp_path, "plan", "llama3-8b-16k", "--gpu-memory", "80", "--max-model-len", "20000")
+    assert result.returncode == 2
+    assert "16384 tokens with its RoPE scaling" in result.stderr and "Traceback" not in result.stderr

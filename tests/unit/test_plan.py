@@ -170,3 +170,14 @@ def test_unknown_vllm_version_is_an_input_error():
         _on("deepseek-1.5b", vllm_version="0.5")
     with pytest.raises(InputError):
         _on("deepseek-1.5b", vllm_version="latest")
+
+
+def test_llama3_8b_16k_plans_the_scaled_context():
+    """RoPE factor 2 doubles Llama-3's 8192 positions: a 16384-token sequence holds 2 GiB of fp16 KV,
+    and the longest context that fits stops at the scaled 16384, not the trained 8192."""
+    profile = load_catalog().get("llama3-8b-16k")
+    assert (profile.max_model_len, profile.scaled_context) == (16384, 16384)
+    result = plan(profile, gpu_memory_gib=80.0)
+    assert result.kv_bytes_per_sequence == 16384 * 128 * 1024
+    assert result.fits and result.max_model_len_fit == 16384
+    assert not plan(profile, gpu_memory_gib=24.0).fits or plan(profile, gpu_memory_gib=24.0).max_concurrency < 8

@@ -184,7 +184,10 @@ def test_rope_scaling_is_passed_as_hf_overrides(tmp_path):
         encoding="utf-8",
     )
     args = vllm_args(load_catalog(path).get("llama3-8b"))
-    assert yaml.safe_load(_after(args, "--hf-overrides")) == {"rope_scaling": {"factor": 2.0, "rope_type": "dynamic"}}
+    assert yaml.safe_load(_after(args, "--hf-overrides")) == {
+        # llama3-8b's rope_theta is carried over: vLLM 0.32 loses it when rope_scaling is overridden.
+        "rope_scaling": {"factor": 2.0, "rope_theta": 500000.0, "rope_type": "dynamic"}
+    }
 
 
 def test_undefined_template_variable_names_template_and_variable(monkeypatch):

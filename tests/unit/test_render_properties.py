@@ -43,6 +43,8 @@ SECRETS = {
 }
 BASE_SETTINGS = {**SECRETS, "HF_CACHE_DIR": "/srv/hf", "VLLM_HOST_PORT": "8001"}
 ARCH = TINY_ARCH
+# A RoPE scaling vLLM accepts: a factor, and the theta it would otherwise lose.
+ROPE = {"factor": 2.0, "rope_theta": 10000.0}
 BASE_PROFILE = {"model": "org/model", "served_model_name": "served", "max_model_len": 1024, "architecture": ARCH}
 
 # Pieces that break naive YAML or Compose handling; joined at random and mixed with any text.
@@ -236,15 +238,15 @@ FIELDS: dict[str, Field] = {
         base=lambda: ({**TOOLS, "chat_template": "t.jinja"}, "p", {}),
     ),
     "rope_scaling value": Field(
-        lambda v: ({"rope_scaling": {"rope_type": v}}, "p", {}),
+        lambda v: ({"rope_scaling": {**ROPE, "rope_type": v}}, "p", {}),
         hostile,
         lambda doc, p, s, v: [
             (
                 _after(doc["services"]["vllm"]["command"], "--hf-overrides"),
-                json.dumps({"rope_scaling": {"rope_type": v}}, sort_keys=True),
+                json.dumps({"rope_scaling": {**ROPE, "rope_type": v}}, sort_keys=True),
             )
         ],
-        base=lambda: ({"rope_scaling": {"rope_type": "yarn"}}, "p", {}),
+        base=lambda: ({"rope_scaling": {**ROPE, "rope_type": "yarn"}}, "p", {}),
     ),
 }
 
@@ -341,7 +343,7 @@ def test_no_secret_from_a_setting_reaches_compose_or_vllm_args(tmp_path, monkeyp
 def test_no_secret_from_a_catalog_field_reaches_compose_or_vllm_args(key, reference):
     value: Any = {
         "extra_args": [reference],
-        "rope_scaling": {"rope_type": reference},
+        "rope_scaling": {**ROPE, "rope_type": reference},
     }.get(key, reference)
     fields = {"tool_call_parser": "hermes"} if key == "chat_template" else {}
     try:

@@ -51,7 +51,7 @@ def test_user_catalog_can_give_a_builtin_a_parser(tmp_path):
     ],
 )
 def test_bad_tool_calling_fields_are_refused_naming_the_field(tmp_path, fields, field):
-    path = write_catalog(tmp_path / "c.yaml", {"deepseek-1.5b": fields})
+    path = write_catalog(tmp_path / "c.yaml", {"llama3-8b": fields})
     with pytest.raises(CatalogError) as caught:
         load_catalog(path)
     assert f"field '{field}'" in caught.value.message

@@ -227,3 +227,17 @@ def test_kv_capacity_none_before_the_line():
     from controller.vllm_text import kv_capacity
 
     assert kv_capacity(START) is None
+
+
+def test_parse_metrics_reads_the_prefix_cache_counters_and_their_hit_rate():
+    text = (
+        "# TYPE vllm:prefix_cache_queries counter\n"
+        'vllm:prefix_cache_queries_total{engine="0",model_name="m"} 800.0\n'
+        'vllm:prefix_cache_queries_created{engine="0",model_name="m"} 1.7e9\n'
+        "# TYPE vllm:prefix_cache_hits counter\n"
+        'vllm:prefix_cache_hits_total{engine="0",model_name="m"} 256.0\n'
+    )
+    assert parse_metrics(text) == {"prefix_cache_queries": 800.0, "prefix_cache_hits": 256.0,
+                                   "prefix_cache_hit_rate": 0.32}  # fmt: skip
+    # before the first prompt there is no rate to show
+    assert "prefix_cache_hit_rate" not in parse_metrics(text.replace("800.0", "0.0").replace("256.0", "0.0"))
