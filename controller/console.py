@@ -159,6 +159,8 @@ def print_models(rows: list[dict]) -> None:
 def print_status(result: dict) -> None:
     out.print(f"model: [bold]{result['model'] or '-'}[/] (served as {result['served_model_name'] or '-'})")
     out.print(f"url:   {result['url']}")
+    if result.get("offline"):
+        out.print("[yellow]offline:[/] OFFLINE=true: nothing is pulled or downloaded; vLLM is on an internal network")
     if pending := result.get("pending"):
         out.print(
             f"[yellow]{'in progress' if pending['in_progress'] else 'unfinished'}:[/] "

@@ -110,7 +110,8 @@ class ServingSpec:
     cpu_kv_cache_gib: int | None
     hf_cache_dir: str
     local_model_dir: str | None
-    # A local model needs no download, so vLLM can live on a network without egress.
+    # A local model needs no download, so vLLM can live on a network without egress; nor does
+    # an offline site (OFFLINE=true), whose weights are in the HF cache already.
     backend_internal: bool
     webui_bind_address: str
     webui_host_port: int
@@ -123,6 +124,8 @@ class ServingSpec:
     vllm_base_url: str = VLLM_BASE_URL
     webui_backend_urls: str = WEBUI_BACKEND_URLS
     health_path: str = HEALTH_PATH
+    # OFFLINE=true: vLLM and Open WebUI are told never to reach Hugging Face.
+    offline: bool = False
 
     @property
     def labels(self) -> dict[str, str]:
@@ -147,11 +150,12 @@ def build_spec(profile: Profile, settings: Settings, capability: tuple[int, int]
         cpu_kv_cache_gib=profile.cpu_kv_cache_space_gib if cpu else None,
         hf_cache_dir=str(settings.hf_cache_path),
         local_model_dir=str(local) if local else None,
-        backend_internal=local is not None,
+        backend_internal=local is not None or settings.offline,
         webui_bind_address=str(settings.webui_bind_address),
         webui_host_port=settings.webui_port,
         vllm_host_port=settings.vllm_host_port,
         admin_email=settings.webui_admin_email,
         admin_name=settings.webui_admin_name,
         vllm_service=service,
+        offline=settings.offline,
     )
