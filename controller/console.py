@@ -21,12 +21,16 @@ class _LazyConsole:
         self._options = options
         self._console: Console | None = None
 
-    def __getattr__(self, name: str) -> object:
+    def get(self) -> Console:
+        """The Console itself (for rich widgets that take one, like Progress)."""
         if self._console is None:
             from rich.console import Console
 
             self._console = Console(**self._options)
-        return getattr(self._console, name)
+        return self._console
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.get(), name)
 
 
 def make_table(*headers: str, **options: object) -> Table:
