@@ -387,8 +387,10 @@ def load_bundle(site: SiteConfig, path: Path, *, ui: BundleUI, lock_timeout_s: f
         manifest = parse_manifest(reader.read_manifest(), reader.origin)
         with ui.progress(f"verify {len(manifest.members)} members (sha256)", manifest.total_bytes) as advance:
             manifest = ui.timed("verify", lambda: verify_bundle(reader, advance))
-        verified = [f"{len(manifest.members)} members, {_size(manifest.total_bytes)}: sizes and sha256 match the "
-                    f"manifest (format {manifest.format_version}, controller {manifest.controller_version})"]  # fmt: skip
+        verified = [
+            f"{len(manifest.members)} members, {_size(manifest.total_bytes)}: sizes and sha256 match the manifest "
+            f"(format {manifest.format_version}, controller {manifest.controller_version})"
+        ]
         engine = Engine()
         with JournalStore(site.state_dir).locked("bundle load", timeout=lock_timeout_s):
             plan = plan_load(manifest, reader, site, settings, engine)

@@ -58,11 +58,17 @@ def _ui(*, quiet: bool, yes: bool = False):
 @app.command("create")
 def create(
     ctx: typer.Context,
-    models: Annotated[list[str], typer.Argument(help="Profiles to carry (see `controller models`).", show_default=False)],
+    models: Annotated[
+        list[str], typer.Argument(help="Profiles to carry (see `controller models`).", show_default=False)
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="The bundle to write (must not exist).", show_default=False)],
     directory: Annotated[
-        bool, typer.Option("--directory", help="Write a directory of members instead of one tar file (media with "
-                           "file-size limits; needs no temporary copy of the images).")  # fmt: skip
+        bool,
+        typer.Option(
+            "--directory",
+            help="Write a directory of members instead of one tar file (media with "
+            "file-size limits; needs no temporary copy of the images).",
+        ),  # fmt: skip
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")] = False,
 ) -> None:
@@ -92,7 +98,9 @@ def create(
 @app.command("load")
 def load(
     ctx: typer.Context,
-    bundle: Annotated[Path, typer.Argument(help="A bundle file or directory from `bundle create`.", show_default=False)],
+    bundle: Annotated[
+        Path, typer.Argument(help="A bundle file or directory from `bundle create`.", show_default=False)
+    ],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before setting OFFLINE=true in .env.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")] = False,
 ) -> None:

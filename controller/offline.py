@@ -21,8 +21,7 @@ def check_offline_ready(profile: Profile, settings: Settings, missing_images: li
     hint = BUNDLE_HINT.format(profile=profile.name)
     if missing_images:
         raise PreflightError(
-            f"OFFLINE=true and image {', '.join(missing_images)} is not on this machine; "
-            "offline mode never pulls",
+            f"OFFLINE=true and image {', '.join(missing_images)} is not on this machine; offline mode never pulls",
             hint=hint,
         )
     if profile.local_path is not None:
