@@ -160,17 +160,35 @@ class TarReader:
         self.origin = str(path)
         try:
             self.tar = tarfile.open(path, "r:")
-            self.members = {m.name: m for m in self.tar.getmembers() if m.isfile()}
         except (tarfile.TarError, EOFError, OSError) as exc:
-            raise InputError(f"bundle {self.origin}: not a readable tar file ({exc}); truncated or damaged?") from None
+            raise InputError(f"bundle {self.origin}: not a readable tar file ({exc})") from None
+        self.members: dict[str, tarfile.TarInfo] = {}
+        # The member the file ends inside, when it was cut short: named in the error.
+        self.cut_in: tarfile.TarInfo | None = None
+        while True:
+            try:
+                info = self.tar.next()
+            except (tarfile.TarError, EOFError):
+                self.cut_in = self.tar.members[-1] if self.tar.members else None
+                break
+            if info is None:
+                break
+            if info.isfile():
+                self.members[info.name] = info
+        if self.cut_in is None and self.tar.members:
+            last = self.tar.members[-1]
+            if last.offset_data + last.size > path.stat().st_size:
+                self.cut_in = last
 
     def read_manifest(self) -> bytes:
         info = self.members.get(MANIFEST_NAME)
         if info is None:
-            raise InputError(
-                f"bundle {self.origin}: no {MANIFEST_NAME} (the manifest is written last: the file is truncated "
-                "or not a bundle)"
+            where = (
+                f"the file ends inside member {self.cut_in.name} ({self.cut_in.size} bytes expected): it is truncated"
+                if self.cut_in is not None
+                else "the file is truncated or not a bundle"
             )
+            raise InputError(f"bundle {self.origin}: no {MANIFEST_NAME}, which is written last; {where}")
         if info.size > MAX_MANIFEST_BYTES:
             raise InputError(f"bundle {self.origin}: {MANIFEST_NAME} is too large to be a manifest")
         with self.open(MANIFEST_NAME) as f:

@@ -239,7 +239,7 @@ def _file_matches(path: Path, member: Member) -> bool:
 
 
 def plan_load(manifest: Manifest, reader: BundleReader, site: SiteConfig, settings: Settings,
-              engine: Engine) -> LoadPlan:  # fmt: skip
+              engine: Engine | None) -> LoadPlan:  # fmt: skip
     """What of the bundle this machine lacks; refuses (InputError) what loading would overwrite."""
     from docker.errors import ImageNotFound
 
@@ -247,6 +247,7 @@ def plan_load(manifest: Manifest, reader: BundleReader, site: SiteConfig, settin
 
     images = []
     for entry in manifest.images:
+        assert engine is not None  # load_bundle connects whenever the bundle holds images
         try:
             if engine.client.images.get(entry.reference).id == entry.id:
                 continue
@@ -287,7 +288,7 @@ def plan_load(manifest: Manifest, reader: BundleReader, site: SiteConfig, settin
     return LoadPlan(images, files, refs, catalog_target, env_changes, present)
 
 
-def _check_disk(plan: LoadPlan, manifest: Manifest, settings: Settings, engine: Engine) -> list[str]:
+def _check_disk(plan: LoadPlan, manifest: Manifest, settings: Settings, engine: Engine | None) -> list[str]:
     """Raise InputError when a disk lacks room for what will be loaded onto it; say what was checked."""
     needs: dict[int, tuple[Path, int, list[str]]] = {}
 
@@ -298,7 +299,7 @@ def _check_disk(plan: LoadPlan, manifest: Manifest, settings: Settings, engine: 
         needs[device] = (prior[0], prior[1] + amount, [*prior[2], what])
 
     checked = []
-    if plan.images:
+    if plan.images and engine is not None:
         root = Path(engine.info().get("DockerRootDir") or "/var/lib/docker")
         if root.exists():
             need(root, manifest.member(IMAGES_MEMBER).size, f"images in {root}")
@@ -391,7 +392,7 @@ def load_bundle(site: SiteConfig, path: Path, *, ui: BundleUI, lock_timeout_s: f
             f"{len(manifest.members)} members, {_size(manifest.total_bytes)}: sizes and sha256 match the manifest "
             f"(format {manifest.format_version}, controller {manifest.controller_version})"
         ]
-        engine = Engine()
+        engine = Engine() if manifest.images else None  # a models-only bundle needs no Docker
         with JournalStore(site.state_dir).locked("bundle load", timeout=lock_timeout_s):
             plan = plan_load(manifest, reader, site, settings, engine)
             verified += _check_disk(plan, manifest, settings, engine)
@@ -404,7 +405,7 @@ def load_bundle(site: SiteConfig, path: Path, *, ui: BundleUI, lock_timeout_s: f
                         f"not confirmed: nothing was loaded and {site.env_file} is unchanged",
                         hint="answer yes, or pass --yes",
                     )
-            if plan.images:
+            if plan.images and engine is not None:
                 ui.timed("docker load", lambda: _load_images(reader, manifest, plan, engine, ui))
             if plan.model_files or plan.refs:
                 ui.timed("models", lambda: _load_models(reader, manifest, plan, settings.hf_cache_path, ui))
