@@ -29,6 +29,8 @@ WEBUI_DATA_MOUNT = "webui-data:/app/backend/data"
 # OFFLINE=true: what each service is told so that it never reaches Hugging Face.
 OFFLINE_VLLM_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 OFFLINE_WEBUI_ENV = {"OFFLINE_MODE": "true", "HF_HUB_OFFLINE": "1"}
+# A lookup of a name outside the stack fails after 1 s instead of 10 s (measured, Docker 20.10).
+OFFLINE_DNS_OPTIONS = ("timeout:1", "attempts:1")
 
 
 def _healthcheck(port: int, path: str) -> list[str]:
@@ -223,6 +225,8 @@ def _expected_vllm(context: dict, logging: dict) -> dict[str, Any]:
         vllm["shm_size"] = "2gb"
     if context["vllm_port_mapping"]:
         vllm["ports"] = [context["vllm_port_mapping"]]
+    if context["offline"]:
+        vllm["dns_opt"] = list(OFFLINE_DNS_OPTIONS)
     return vllm
 
 

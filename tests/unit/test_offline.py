@@ -28,6 +28,7 @@ def test_offline_tells_both_services_to_stay_off_the_internet_and_makes_the_back
     # vLLM sits only on the internal network; Open WebUI publishes its port through frontend.
     assert vllm["networks"] == ["backend"] and "ports" not in vllm
     assert webui["networks"] == ["backend", "frontend"] and webui["ports"]
+    assert vllm["dns_opt"] == ["timeout:1", "attempts:1"]
 
 
 def test_online_renders_none_of_it():
