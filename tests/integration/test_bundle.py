@@ -10,88 +10,17 @@ bundle (or rebuilds them) however the test ends. Run it under the engine lock li
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
-import uuid
-from pathlib import Path
 
 import docker.errors
 import pytest
-import yaml
 
-from controller.bundle import IMAGES_MEMBER, open_bundle, read_chunks
 from controller.webui import WebUI
 from tests.integration import harness
+from tests.integration.bundle_sites import HF_ID, REVISION, OfflineSite, connected_site, restore_images
 from tests.integration.test_lifecycle import _admin_session
-from tests.unit._support import make_hub_cache
 
 pytestmark = [pytest.mark.integration, pytest.mark.stack]
-
-HF_ID = "ctest-org/tiny-llama"
-REVISION = "5f1c2a3b4d5e6f708192a3b4c5d6e7f801234567"
-
-
-def _catalog(path: Path) -> Path:
-    """tiny-a and tiny-b of the test catalog, but serving HF_ID from the HF cache."""
-    tiny = yaml.safe_load(harness.TEST_CATALOG.read_text())["profiles"]
-    profiles = {
-        f"{name}-hf": {**tiny[name], "model": HF_ID, "served_model_name": f"{name}-hf"} for name in ("tiny-a", "tiny-b")
-    }
-    path.write_text(yaml.safe_dump({"profiles": profiles}))
-    return path
-
-
-class OfflineSite:
-    def __init__(self, root: Path, images: dict):
-        self.root, self.project, self.port = root, f"{harness.TEST_PROJECT_PREFIX}offline-{uuid.uuid4().hex[:6]}", 0
-        self.port = harness.free_port()
-        root.mkdir()
-        # What an operator starts with on the offline box: image names and an empty cache, no catalog.
-        harness.write_site_env(root / ".env", project=self.project, port=self.port, images=images,
-                               hf_cache=root / "hf-cache")  # fmt: skip
-        text = (root / ".env").read_text().splitlines()
-        (root / ".env").write_text("\n".join(line for line in text if not line.startswith("CONTROLLER_CATALOG")) + "\n")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def settings(self):
-        from controller.settings import SiteConfig, load_settings
-
-        return load_settings(SiteConfig(root=self.root, env_file=self.root / ".env"), generate=False)
-
-    def controller(self, *args: str, timeout: float = 900):
-        return harness.controller(self.root, *args, timeout=timeout)
-
-
-def _restore_images(client, images: dict, ids: dict, bundle: Path) -> None:
-    """Put the shared test images back: from the bundle when it holds them, else rebuild them."""
-
-    def missing() -> list[str]:
-        gone = []
-        for key in ("vllm", "webui"):
-            try:
-                if client.images.get(images[key]).id != ids[key]:
-                    gone.append(key)
-            except docker.errors.ImageNotFound:
-                gone.append(key)
-        return gone
-
-    if not missing():
-        return
-    try:
-        reader = open_bundle(bundle)
-        with reader.open(IMAGES_MEMBER) as stream:
-            client.images.load(read_chunks(stream))
-        reader.close()
-    except Exception as exc:  # noqa: BLE001 - any failure here falls back to the rebuild below
-        print(f"restoring the images from {bundle} failed ({exc}); rebuilding them")
-    if missing():
-        subprocess.run([sys.executable, str(harness.REPO / "scripts" / "build_images.py")], check=True,
-                       capture_output=True)  # fmt: skip
-    assert not missing(), "the shared test images could not be restored"
 
 
 @pytest.fixture(scope="module")
@@ -101,13 +30,7 @@ def offline_run(tmp_path_factory, docker_client, images, tiny_model):
     tmp = tmp_path_factory.mktemp("bundle")  # on the same disk as the engine's data
     ids = {key: docker_client.images.get(images[key]).id for key in ("vllm", "webui")}
     bundle = tmp / "site.bundle"
-    connected = tmp / "connected"
-    connected.mkdir()
-    cache = connected / "hf-cache"
-    make_hub_cache(cache, HF_ID, REVISION, {p.name: p for p in sorted(tiny_model.iterdir()) if p.is_file()})
-    harness.write_site_env(connected / ".env", project=f"{harness.TEST_PROJECT_PREFIX}unused", port=1,
-                           images=images, hf_cache=cache)  # fmt: skip
-    catalog = _catalog(connected / "catalog.yaml")
+    connected, catalog = connected_site(tmp / "connected", images, tiny_model)
     offline = OfflineSite(tmp / "offline", images)
     try:
         start = time.monotonic()
@@ -135,7 +58,7 @@ def offline_run(tmp_path_factory, docker_client, images, tiny_model):
         }  # fmt: skip
     finally:
         harness.remove_project(docker_client, offline.project)
-        _restore_images(docker_client, images, ids, bundle)
+        restore_images(docker_client, images, ids, bundle)
         for leftover in (bundle, bundle.with_name(bundle.name + ".partial")):
             leftover.unlink(missing_ok=True)
 
