@@ -97,8 +97,9 @@ def _bundle_images(profiles: list[Profile], settings: Settings) -> list[str]:
 
 
 def plan_create(settings: Settings, catalog: Catalog, catalog_file: Path | None, names: list[str],
-                engine: Engine) -> CreatePlan:  # fmt: skip
-    """Check every input and find every member; raise InputError before anything is written."""
+                engine_factory: Callable[[], Engine] = Engine) -> CreatePlan:  # fmt: skip
+    """Check every input and find every member; raise InputError before anything is written. The
+    profiles and the cache are checked before the Docker engine is reached."""
     from docker.errors import ImageNotFound
 
     profiles = [catalog.get(name) for name in dict.fromkeys(names)]
@@ -124,6 +125,7 @@ def plan_create(settings: Settings, catalog: Catalog, catalog_file: Path | None,
             )
         snapshots[profile.model] = (snapshot, [profile.name])
     images, images_bytes = [], 0
+    engine = engine_factory()
     for reference in _bundle_images(profiles, settings):
         try:
             image = engine.client.images.get(reference)
@@ -144,7 +146,7 @@ def create_bundle(site: SiteConfig, catalog: Catalog, catalog_file: Path | None,
     if not out.parent.is_dir():
         raise InputError(f"-o {out}: the directory {out.parent} does not exist")
     settings = read_settings(site).settings
-    plan = plan_create(settings, catalog, catalog_file, names, Engine())
+    plan = plan_create(settings, catalog, catalog_file, names)
     catalog_bytes = catalog_file.stat().st_size if catalog_file else 0
     estimate = plan.images_bytes + plan.models_bytes + catalog_bytes
     # A single file holds the saved images twice while it is written (the save, then its copy).

@@ -203,3 +203,51 @@ def test_a_different_catalog_next_to_env_is_not_overwritten(tmp_path, site):
     with pytest.raises(InputError, match="catalog.yaml exists and differs"):
         load_bundle(site, bundle, ui=BundleUI(confirm=lambda q: True))
     assert site.env_file.read_text() == before and not (site.root / "hf").exists()
+
+
+def test_too_little_disk_is_refused_before_anything_is_loaded(tmp_path, site, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    bundle = synthetic_bundle(tmp_path, directory=True, images=False)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
+    before = site.env_file.read_text()
+    with pytest.raises(InputError, match=r"has 0.0 MB free; loading models in .* needs about"):
+        load_bundle(site, bundle, ui=BundleUI(confirm=lambda q: True))
+    _unchanged(site, before)
+
+
+def _create_site(tmp_path: Path, model: str) -> Path:
+    from tests.unit._support import CPU_PROFILE, write_catalog
+
+    project = tmp_path / "connected"
+    project.mkdir()
+    (project / ".env").write_text(f"HF_CACHE_DIR={project / 'hf'}\n")
+    (project / "models" / "tiny").mkdir(parents=True)
+    return write_catalog(project / "catalog.yaml", {"tiny-hf": {**CPU_PROFILE, "model": model}})
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ("./models/tiny", "profile 'tiny-hf' serves the local directory"),
+        (MODEL, f"model {MODEL} (profile 'tiny-hf') is not in the Hugging Face cache"),
+    ],
+)
+def test_create_refuses_what_it_cannot_carry_before_writing_anything(tmp_path, model, message):
+    catalog = _create_site(tmp_path, model)
+    out = tmp_path / "out.bundle"
+    result = run(catalog.parent, "--catalog", str(catalog), "bundle", "create", "tiny-hf", "-o", str(out))
+    assert result.returncode == 2, result.stderr
+    assert message in _flat(result.stderr)
+    assert not out.exists() and not out.with_name("out.bundle.partial").exists()
+
+
+def test_create_refuses_an_existing_output(tmp_path):
+    catalog = _create_site(tmp_path, MODEL)
+    out = tmp_path / "out.bundle"
+    out.write_text("keep me")
+    result = run(catalog.parent, "--catalog", str(catalog), "bundle", "create", "tiny-hf", "-o", str(out))
+    assert result.returncode == 2 and "already exists" in result.stderr
+    assert out.read_text() == "keep me"
