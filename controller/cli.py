@@ -103,6 +103,10 @@ def main_options(
     ctx.obj = Context(site=site, catalog_path=_resolve_catalog(catalog, site))
 
 
+from controller.cli_bundle import app as bundle_app  # noqa: E402 (light: typer only)
+
+app.add_typer(bundle_app, name="bundle")
+
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 
 

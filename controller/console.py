@@ -21,12 +21,16 @@ class _LazyConsole:
         self._options = options
         self._console: Console | None = None
 
-    def __getattr__(self, name: str) -> object:
+    def get(self) -> Console:
+        """The Console itself (for rich widgets that take one, like Progress)."""
         if self._console is None:
             from rich.console import Console
 
             self._console = Console(**self._options)
-        return getattr(self._console, name)
+        return self._console
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.get(), name)
 
 
 def make_table(*headers: str, **options: object) -> Table:
@@ -159,6 +163,8 @@ def print_models(rows: list[dict]) -> None:
 def print_status(result: dict) -> None:
     out.print(f"model: [bold]{result['model'] or '-'}[/] (served as {result['served_model_name'] or '-'})")
     out.print(f"url:   {result['url']}")
+    if result.get("offline"):
+        out.print("[yellow]offline:[/] OFFLINE=true: nothing is pulled or downloaded; vLLM is on an internal network")
     if pending := result.get("pending"):
         out.print(
             f"[yellow]{'in progress' if pending['in_progress'] else 'unfinished'}:[/] "

@@ -98,6 +98,9 @@ class Settings(BaseModel):
         "llmstack", alias="COMPOSE_PROJECT_NAME", max_length=63, pattern=r"^[a-z0-9][a-z0-9_-]*$"
     )
     vllm_host_port: Port | None = Field(None, alias="VLLM_HOST_PORT")
+    # An air-gapped site (`controller bundle load` sets it): nothing is pulled or downloaded, and
+    # vLLM sits only on an internal network.
+    offline: bool = Field(False, alias="OFFLINE")
 
     @field_validator("webui_admin_password")
     @classmethod

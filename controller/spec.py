@@ -120,7 +120,8 @@ class ServingSpec:
     local_model_dir: str | None
     # Local LoRA adapter directories, (host, container) pairs, mounted read-only.
     lora_mounts: tuple[tuple[str, str], ...]
-    # A local model needs no download, so vLLM can live on a network without egress.
+    # A local model (and local adapters) need no download, so vLLM can live on a network without
+    # egress; nor does an offline site (OFFLINE=true), whose weights are in the HF cache already.
     backend_internal: bool
     webui_bind_address: str
     webui_host_port: int
@@ -133,6 +134,8 @@ class ServingSpec:
     vllm_base_url: str = VLLM_BASE_URL
     webui_backend_urls: str = WEBUI_BACKEND_URLS
     health_path: str = HEALTH_PATH
+    # OFFLINE=true: vLLM and Open WebUI are told never to reach Hugging Face.
+    offline: bool = False
 
     @property
     def labels(self) -> dict[str, str]:
@@ -158,11 +161,13 @@ def build_spec(profile: Profile, settings: Settings, capability: tuple[int, int]
         hf_cache_dir=str(settings.hf_cache_path),
         local_model_dir=str(local) if local else None,
         lora_mounts=tuple((str(path), container_path(profile, name)) for name, path in local_adapters(profile).items()),
-        backend_internal=local is not None and len(local_adapters(profile)) == len(profile.lora_adapters),
+        backend_internal=settings.offline
+        or (local is not None and len(local_adapters(profile)) == len(profile.lora_adapters)),
         webui_bind_address=str(settings.webui_bind_address),
         webui_host_port=settings.webui_port,
         vllm_host_port=settings.vllm_host_port,
         admin_email=settings.webui_admin_email,
         admin_name=settings.webui_admin_name,
         vllm_service=service,
+        offline=settings.offline,
     )

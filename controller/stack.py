@@ -155,12 +155,18 @@ class Stack(SwitchCommands, BenchCommands):
         """Every check that can fail before a container is touched: input first, then the machine."""
         from controller.preflight import check_fit, check_gated
 
-        check_gated(prepared.profile, prepared.settings, self.site.env_file)
+        settings, profile = prepared.settings, prepared.profile
+        if not settings.offline:  # offline, the weights must be cached already: no token needed
+            check_gated(profile, settings, self.site.env_file)
         if prepared.plan is not None:
             check_fit(prepared.plan, prepared.free_gpu_gib, force=self.options.force, warn=self.reporter.warn)
-        profile = prepared.profile
-        needs = None if profile.local_path else weight_bytes(profile)
-        target = self.target(prepared.settings)
+        needs = None if profile.local_path or settings.offline else weight_bytes(profile)
+        target = self.target(settings)
+        if settings.offline:
+            from controller.offline import check_offline_ready
+
+            spec = prepared.spec
+            check_offline_ready(profile, settings, target.missing_images([spec.vllm_image, spec.webui_image]))
         for warning in target.preflight(switching=switching, needs_download_bytes=needs):
             self.reporter.warn(warning)
         if profile.accelerator == "gpu" and not target.gpu_runtime():
@@ -348,6 +354,7 @@ class Stack(SwitchCommands, BenchCommands):
         served = deployment.served_model_name if deployment and deployment.profile == active else None
         return {
             "project": settings.compose_project_name,
+            "offline": settings.offline,
             "model": active,
             "served_model_name": served,
             "url": settings.webui_url,

@@ -106,6 +106,18 @@ class ComposeTarget:
 
         return docker_has_nvidia_runtime(self.engine.info())
 
+    def missing_images(self, images: list[str]) -> list[str]:
+        """The images of `images` that this engine does not hold (nothing is pulled)."""
+        from docker.errors import ImageNotFound
+
+        missing = []
+        for image in dict.fromkeys(images):
+            try:
+                self.engine.client.images.get(image)
+            except ImageNotFound:
+                missing.append(image)
+        return missing
+
     def _check_port(self) -> None:
         port, address = self.settings.webui_port, self.settings.webui_bind_address
         holders = self.engine.port_holders(port)
@@ -138,6 +150,8 @@ class ComposeTarget:
 
     def pull(self, runner: PhaseRunner, *services: str) -> None:
         def pull_missing() -> None:
+            if self.settings.offline:
+                return  # preflight checked that every image is here; offline never reaches a registry
             try:
                 self.project.pull(*services, policy="missing", timeout=runner.deadlines[IMAGE_PULL])
             except CommandError as exc:

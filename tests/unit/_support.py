@@ -61,3 +61,24 @@ def cpu_catalog(tmp_path: Path, *, with_model_dir: bool = True) -> Path:
 def make_profile(name: str = "p", **fields) -> Profile:
     base = {"model": "org/model", "served_model_name": name, "max_model_len": 2048, "architecture": TINY_ARCH}
     return Profile.model_validate({**base, **fields, "name": name})
+
+
+def make_hub_cache(cache_dir: Path, model_id: str, revision: str, files: dict[str, Path | bytes]) -> Path:
+    """A Hugging Face hub cache holding `files` as revision `revision` of `model_id`, laid out as the hub
+    library does: blobs/SHA256, snapshots/REV/FILE -> ../../blobs/SHA256, refs/main = REV."""
+    import hashlib
+    import os
+
+    repo = cache_dir / "hub" / ("models--" + model_id.replace("/", "--"))
+    snapshot = repo / "snapshots" / revision
+    (repo / "blobs").mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        data = content.read_bytes() if isinstance(content, Path) else content
+        blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
+        blob.write_bytes(data)
+        link = snapshot / name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(blob, link.parent))
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / "main").write_text(revision)
+    return repo

@@ -90,6 +90,7 @@ class FakeTarget:
     interrupt_on: set[str] = field(default_factory=set)
     fail_pull: bool = False
     preflight_error: Exception | None = None
+    absent_images: set[str] = field(default_factory=set)  # images the "engine" lacks (OFFLINE=true checks)
     # `controller bench`: served names whose benchmark fails or is interrupted (Ctrl-C), the
     # argument lists it was given, and the p99 TTFT (ms) each level reports: 100 x the level.
     bench_broken: set[str] = field(default_factory=set)
@@ -109,6 +110,9 @@ class FakeTarget:
 
     def gpu_runtime(self) -> bool:
         return False
+
+    def missing_images(self, images: list[str]) -> list[str]:
+        return [image for image in images if image in self.absent_images]
 
     def preflight(self, *, switching: bool, needs_download_bytes: int | None) -> list[str]:
         self.calls.append("preflight")
