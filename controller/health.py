@@ -37,6 +37,25 @@ except Exception as e:
 """
 
 
+SIGKILL_EXIT = 128 + 9
+
+
+def describe_exit(status: str, code: int | None, *, oom_killed: bool) -> tuple[str, str]:
+    """(message, hint) for a vLLM container that ended before it was ready. A SIGKILL leaves
+    nothing in vLLM's own log, so the message says who can send one."""
+    if oom_killed:
+        return (f"the vLLM container was killed for lack of memory (exit code {code}) before it was ready",
+                "give it more memory or choose a smaller profile; `controller plan MODEL` shows the need")  # fmt: skip
+    if code == SIGKILL_EXIT:
+        what = "was killed (SIGKILL" + (")" if status in ("exited", "dead") else ") and Docker restarted it")
+        return (f"the vLLM container {what} before it was ready",
+                "its log cannot say why: something outside vLLM killed it (`docker kill`, or the kernel's "
+                "OOM killer: see `dmesg`)")  # fmt: skip
+    what = "stopped" if status in ("exited", "dead") else "crashed and Docker restarted it"
+    return (f"the vLLM container {what} (exit code {code}) before it was ready",
+            "read the log lines above, or `controller logs vllm`")  # fmt: skip
+
+
 class VllmProbe:
     """Looks at the vLLM container of one compose project: its state, logs and HTTP API.
 
@@ -100,13 +119,9 @@ class VllmProbe:
             self.restarts_before = restarts
         restarted = restarts > self.restarts_before
         if status in ("exited", "dead", "restarting") or restarted:
-            what = "stopped" if status in ("exited", "dead") else "crashed and Docker restarted it"
-            raise StartupFailed(
-                f"the vLLM container {what} (exit code {code}) before it was ready",
-                phase=phase,
-                hint="read the log lines above, or `controller logs vllm`",
-                details=log.strip().splitlines()[-LOG_TAIL_LINES:],
-            )
+            oom_killed = bool(container.attrs.get("State", {}).get("OOMKilled"))
+            message, hint = describe_exit(status, code, oom_killed=oom_killed)
+            raise StartupFailed(message, phase=phase, hint=hint, details=log.strip().splitlines()[-LOG_TAIL_LINES:])
         return log
 
     def http(self, path: str, *, with_key: bool = False) -> tuple[int, str]:

@@ -42,6 +42,7 @@ WEIGHTS_LOAD = Phase("weights load", 1800, "vllm", "vLLM logs that its server st
 ENGINE_READY = Phase("engine ready", 180, "vllm", "vLLM /health answers 200")
 MODEL_LISTED = Phase("model listed", 60, "vllm", "vLLM /v1/models lists the served model, with the API key")
 WEBUI_HEALTH = Phase("webui health", 300, "webui", "Open WebUI /health answers")
+WEBUI_START = Phase("webui start", 300, "docker", "`docker compose up webui` started a stopped Open WebUI again")
 ADMIN = Phase("admin", 120, "webui", "the admin from .env signs in (created at first start)")
 MODEL_IN_WEBUI = Phase("model in webui", 120, "webui", "Open WebUI lists the served model")
 DEFAULT_MODEL = Phase("default model", 30, "webui", "Open WebUI keeps the model as default, with its tool calling")
@@ -52,7 +53,7 @@ OLD_MODEL_UNLISTED = Phase("old model unlisted", 60, "webui", "Open WebUI no lon
 
 PHASES: tuple[Phase, ...] = (
     IMAGE_PULL, COMPOSE_UP, RECREATE_VLLM, VLLM_STARTED, WEIGHTS_LOAD, ENGINE_READY, MODEL_LISTED,
-    WEBUI_HEALTH, ADMIN, MODEL_IN_WEBUI, DEFAULT_MODEL, CHAT_PATH, DRAIN, OLD_MODEL_UNLISTED, BENCHMARK,
+    WEBUI_HEALTH, WEBUI_START, ADMIN, MODEL_IN_WEBUI, DEFAULT_MODEL, CHAT_PATH, DRAIN, OLD_MODEL_UNLISTED, BENCHMARK,
 )  # fmt: skip
 BY_NAME = {phase.name: phase for phase in PHASES}
 VLLM_PHASES = frozenset(phase.name for phase in PHASES if phase.subject == "vllm")

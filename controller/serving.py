@@ -45,15 +45,25 @@ def sign_in_admin(webui: WebUIClient, settings: Settings, env_file: object):
 class WebUISetup:
     """The Open WebUI steps of up, switch and rollback, each a phase of the given runner."""
 
-    def __init__(self, webui: WebUIClient, settings: Settings, env_file: object, warn: Callable[[str], None]):
+    def __init__(self, webui: WebUIClient, settings: Settings, env_file: object, warn: Callable[[str], None],
+                 ensure_running: Callable[[PhaseRunner], str | None] | None = None):  # fmt: skip
         self.webui = webui
         self.settings = settings
         self.env_file = env_file
         self.warn = warn
+        # Starts a stopped Open WebUI and says what it found (Target.ensure_webui).
+        self.ensure_running = ensure_running
         self.session = None
+
+    def _running(self, runner: PhaseRunner) -> None:
+        """Open WebUI killed while vLLM loaded would otherwise turn each step below into a wait
+        to its deadline, then a rollback that waits the same again and fails."""
+        if self.ensure_running and (found := self.ensure_running(runner)):
+            self.warn(f"Open WebUI was not running ({found}); started it again (its users and chats are on its volume)")
 
     def admin(self, runner: PhaseRunner, *, deadline_s: float | None = None):
         """Sign in (waiting while Open WebUI starts) and make sure it holds the current vLLM key."""
+        self._running(runner)
         self.session = runner.wait(
             ADMIN, lambda: sign_in_admin(self.webui, self.settings, self.env_file), deadline_s=deadline_s
         )
@@ -73,11 +83,13 @@ class WebUISetup:
         return self.webui.set_openai_backends(self.session.token, urls, key, tuple(urls))
 
     def listed(self, runner: PhaseRunner, profile: Served, *, deadline_s: float | None = None) -> None:
+        self._running(runner)
         runner.wait(MODEL_IN_WEBUI, lambda: self._listed(profile.served_model_name), deadline_s=deadline_s)
 
     def serve(self, runner: PhaseRunner, profile: Served, *, deadline_s: float | None = None) -> None:
         """The model is the default with its function calling, and a browser-shaped chat answers:
         success is never reported for a stack a person cannot use."""
+        self._running(runner)
         runner.wait(DEFAULT_MODEL, lambda: self._set_serving_config(profile), deadline_s=deadline_s)
         served = profile.served_model_name
         runner.wait(

@@ -116,7 +116,7 @@ class Stack(SwitchCommands, BenchCommands):
         return PhaseRunner(self.reporter, self.options.deadlines)
 
     def _webui_setup(self, settings: Settings, target: Target, webui) -> WebUISetup:
-        return WebUISetup(webui, settings, self.site.env_file, self.reporter.warn)
+        return WebUISetup(webui, settings, self.site.env_file, self.reporter.warn, ensure_running=target.ensure_webui)
 
     # ----- validation and checks: nothing is written here -----------------------------------
 

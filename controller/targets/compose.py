@@ -26,6 +26,7 @@ from controller.phases import (
     RECREATE_VLLM,
     VLLM_STARTED,
     WEBUI_HEALTH,
+    WEBUI_START,
     WEIGHTS_LOAD,
     PhaseRunner,
 )
@@ -241,6 +242,20 @@ class ComposeTarget:
                     raise NotReady("Open WebUI /health is not answering yet")
 
         runner.wait(WEBUI_HEALTH, healthy)
+
+    def ensure_webui(self, runner: PhaseRunner) -> str | None:
+        """Start Open WebUI again when it is not running: `docker kill` (or a crash past its restart
+        policy) leaves it stopped, and no switch or rollback can finish without it. Its users and
+        chats are on its volume. Returns what was found, or None when it was running."""
+        container = self.engine.container(self.settings.compose_project_name, "webui")
+        if container is not None and container.status in ("running", "restarting"):
+            return None  # Docker brings a restarting one back itself; the waits cover that
+        code = container.attrs["State"]["ExitCode"] if container is not None else None
+        found = "absent" if container is None else f"{container.status}, exit code {code}"
+        timeout = runner.deadlines[WEBUI_START]
+        runner.run(WEBUI_START, lambda: self.project.up("webui", no_deps=True, timeout=timeout))
+        self.wait_webui(runner)
+        return found
 
     # ----- what runs now -------------------------------------------------------------------
 

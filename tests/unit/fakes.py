@@ -39,7 +39,12 @@ class FakeWebUI:
     def healthy(self) -> bool:
         return True
 
+    def _answer(self) -> None:
+        if self.target.webui_stopped:  # fails at once: a wait on it would run to its deadline
+            raise RuntimeFailure("Open WebUI is not running")
+
     def signin(self, email: str, password: str) -> Session:
+        self._answer()
         self.target.calls.append("signin")
         return Session("token", "admin")
 
@@ -54,6 +59,7 @@ class FakeWebUI:
         return True
 
     def model_ids(self, token: str) -> list[str]:
+        self._answer()
         slots = [url.split("/")[2].split(":")[0] for url in self.target.connections]
         return [self.target.serves[slot] for slot in slots if self.target.serves.get(slot)]
 
@@ -61,10 +67,12 @@ class FakeWebUI:
         return self.config
 
     def set_serving_config(self, token: str, model_id: str, function_calling: str) -> None:
+        self._answer()
         self.target.calls.append(f"webui default {model_id} {function_calling}")
         self.config = (model_id, function_calling)
 
     def chat(self, token: str, model_id: str, prompt: str, *, max_tokens: int = 8, as_ui: bool = False) -> dict:
+        self._answer()
         self.target.calls.append(f"chat {model_id}{' as ui' if as_ui else ''}")
         if model_id in self.refuse_chat_for:
             raise ChatRefused(f"refused {model_id}")
@@ -89,6 +97,9 @@ class FakeTarget:
     broken: set[str] = field(default_factory=set)
     interrupt_on: set[str] = field(default_factory=set)
     fail_pull: bool = False
+    # Served names whose load ends with Open WebUI killed (`docker kill`: stopped, not restarted).
+    kill_webui_on: set[str] = field(default_factory=set)
+    webui_stopped: bool = False
     preflight_error: Exception | None = None
     absent_images: set[str] = field(default_factory=set)  # images the "engine" lacks (OFFLINE=true checks)
     # `controller bench`: served names whose benchmark fails or is interrupted (Ctrl-C), the
@@ -166,6 +177,8 @@ class FakeTarget:
         self.calls.append(f"wait vllm {served_model_name}")
         if served_model_name in self.interrupt_on:
             raise KeyboardInterrupt
+        if served_model_name in self.kill_webui_on:
+            self.webui_stopped = True
         if served_model_name in self.broken:
             self.runs.pop(service, None)
             raise StartupFailed(f"vLLM failed to start {served_model_name}", phase=WEIGHTS_LOAD.name)
@@ -194,6 +207,13 @@ class FakeTarget:
 
     def wait_webui(self, runner: PhaseRunner) -> None:
         self.calls.append("wait webui")
+
+    def ensure_webui(self, runner: PhaseRunner) -> str | None:
+        if not self.webui_stopped:
+            return None
+        self.calls.append("start webui")
+        self.webui_stopped = False
+        return "exited, exit code 137"
 
     def webui(self) -> FakeWebUI:
         return self.ui

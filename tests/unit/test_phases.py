@@ -14,8 +14,10 @@ from controller.phases import PHASES, VLLM_PHASES, VLLM_STARTED, WEIGHTS_LOAD, D
 class FakeEngine:
     """One vLLM container that exited right after it started."""
 
-    def __init__(self, status: str, log: str = "Traceback ...\nSystemExit: 1\n"):
-        attrs = {"State": {"StartedAt": "2026-11-26T00:00:00.000000000Z", "ExitCode": 1}, "RestartCount": 0}
+    def __init__(self, status: str, log: str = "Traceback ...\nSystemExit: 1\n", *, exit_code: int = 1,
+                 oom_killed: bool = False, restarts: int = 0):  # fmt: skip
+        state = {"StartedAt": "2026-11-26T00:00:00.000000000Z", "ExitCode": exit_code, "OOMKilled": oom_killed}
+        attrs = {"State": state, "RestartCount": restarts}
         self.box = SimpleNamespace(status=status, attrs=attrs, reload=lambda: None)
         self.log = log
 
@@ -40,6 +42,26 @@ def test_vllm_dying_in_its_first_phase_fails_in_a_vllm_phase_so_it_is_stopped():
     with pytest.raises(StartupFailed) as caught:
         probe.check_running()
     assert caught.value.phase == VLLM_STARTED.name and caught.value.phase in VLLM_PHASES
+
+
+@pytest.mark.parametrize(
+    ("status", "exit_code", "oom_killed", "says"),
+    [
+        ("exited", 1, False, "the vLLM container stopped (exit code 1)"),
+        ("exited", 137, False, "the vLLM container was killed (SIGKILL) before"),
+        ("restarting", 137, False, "was killed (SIGKILL) and Docker restarted it"),
+        ("exited", 137, True, "killed for lack of memory"),
+    ],
+)
+def test_a_vllm_that_ended_while_loading_says_how(status, exit_code, oom_killed, says):
+    # A SIGKILL leaves nothing in vLLM's log: "exit code 137" alone sent operators to read a log
+    # that cannot explain it.
+    engine = FakeEngine(status, "Loading weights ...\n", exit_code=exit_code, oom_killed=oom_killed)
+    probe = VllmProbe(engine, "p", "key", port=8000)
+    with pytest.raises(StartupFailed) as caught:
+        probe.check_loaded()
+    assert says in caught.value.message and caught.value.phase == WEIGHTS_LOAD.name
+    assert ("dmesg" in caught.value.hint) == (exit_code == 137 and not oom_killed)
 
 
 def test_deadlines_come_from_the_table_then_env_then_options():

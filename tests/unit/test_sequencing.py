@@ -95,6 +95,21 @@ def test_switch_recreates_vllm_and_records_the_new_active_model(site, target):
     assert (recorded.history[-1].outcome, recorded.history[-1].previous) == ("ok", "tiny-a")
 
 
+@pytest.mark.parametrize("strategy", ["recreate", "blue-green"])
+def test_open_webui_killed_while_vllm_loads_is_started_again_and_the_switch_finishes(site, target, strategy):
+    warnings: list[str] = []
+    stack = make_stack(site, target, strategy)
+    stack.reporter.warn = warnings.append
+    stack.up("tiny-a")
+    target.kill_webui_on.add("tiny-b")
+    result = stack.switch("tiny-b")
+    assert result["strategy"] == strategy and target.serving == "tiny-b"
+    after_load = target.calls[target.calls.index("wait vllm tiny-b") + 1 :]
+    assert after_load[0] == "start webui" and "chat tiny-b as ui" in after_load
+    assert any("Open WebUI was not running (exited, exit code 137); started it again" in w for w in warnings)
+    assert journal(site).history[-1].outcome == "ok"
+
+
 def test_failed_switch_rolls_back_to_the_previous_deployment(site, target):
     stack = make_stack(site, target)
     stack.up("tiny-a")
