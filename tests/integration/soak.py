@@ -1,6 +1,6 @@
 """The soak: N switches between tiny-a and tiny-b on a serving stack while the independent prober
 (tests/integration/prober.py) chats without pause. Shared by benchmarks/bench_soak.py (50
-switches, by hand) and the CI test in test_faults.py (3 switches).
+switches, by hand) and the CI test in test_resilience.py (3 switches).
 
 It reports what an operator would want unchanged after weeks of switching: failed chats and cut
 streams, the project's containers, volumes and networks and the engine's images, the journal's

@@ -1,7 +1,7 @@
 """A full disk while the controller writes `.env`: a real filesystem (a 1 MiB tmpfs, mounted as
 root) filled to the last byte. The command says which file and why, exits 1, and the old file
 is intact to the byte; once space is free, the same command succeeds. (The journal on a full
-disk is in test_faults.py, on a serving stack.)"""
+disk is in test_resilience.py, on a serving stack.)"""
 
 from __future__ import annotations
 
