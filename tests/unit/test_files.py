@@ -1,6 +1,6 @@
 """write_atomic: the old file survives a write that fails half-way, and the failure names the file.
 
-The real full disk (a filled tmpfs) is in tests/integration/test_disk_full.py and test_faults.py;
+The real full disk (a filled tmpfs) is in tests/integration/test_disk_full.py and test_resilience.py;
 here the kernel's refusal is simulated at the flush to disk, for the messages of each errno."""
 
 from __future__ import annotations
