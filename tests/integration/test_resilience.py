@@ -137,6 +137,10 @@ def test_engine_restart_brings_the_stack_back_and_up_is_a_fast_no_op(stack, dock
     try:
         os.kill(pid, signal.SIGTERM)
         wait_for("dockerd stops", lambda: _gone(pid), deadline_s=120, interval_s=0.5)
+        # With the engine down, `status` still answers: the journal's view, each service unknown.
+        down = stack.status()
+        assert {s["state"] for s in down["services"].values()} == {"unknown"}, down
+        assert down["model"] is None and down["pending"] is None
     finally:
         _ensure_engine()
     restarted = time.monotonic()
@@ -297,6 +301,7 @@ def test_up_switch_and_down_at_once_run_one_after_another(stack, docker_client):
     recorded = [e.action for e in events]
     predicted = [_sequential(order, model) for order in itertools.permutations(commands)]
     finals = [final for expected, actions, final in predicted if (expected, actions) == (outcomes, recorded)]
+    print(f"at once: {outcomes}, the journal recorded {recorded}")
     assert len(finals) == 1, (outcomes, recorded, outputs)
     final = finals[0]
     status = stack.status()
