@@ -91,5 +91,9 @@ class LockTimeout(RuntimeFailure):
     pass
 
 
+class WriteFailed(RuntimeFailure):
+    """A file could not be written (disk full, read-only filesystem); its previous version is intact."""
+
+
 class SwitchFailed(RuntimeFailure):
     pass

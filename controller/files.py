@@ -6,6 +6,7 @@ keys and bounds aliases and size."""
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -13,24 +14,47 @@ from typing import Any
 
 import yaml
 
-from controller.errors import InputError
+from controller.errors import InputError, WriteFailed
 
 
 def write_atomic(path: Path, text: str, mode: int = 0o644) -> bool:
-    """Write text to path; returns False (and writes nothing) when the content is already there."""
+    """Write text to path; returns False (and writes nothing) when the content is already there.
+
+    The new text goes to a temp file beside it, is flushed to disk, then renamed over the old file:
+    a full disk, a crash or a kill leaves either the old file or the new one, never a mix. A write
+    that fails is a WriteFailed naming the file; the old file is untouched and no temp file stays.
+    """
     if path.exists() and path.read_text(encoding="utf-8") == text and (path.stat().st_mode & 0o777) == mode:
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    tmp: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+            handle.flush()
+            # Without it a power cut after the rename can leave an empty file under the new name.
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise _write_failed(path, exc) from None
         raise
     return True
+
+
+def _write_failed(path: Path, exc: OSError) -> WriteFailed:
+    kept = f"{path.name} is unchanged" if path.exists() else f"{path.name} was not created"
+    if exc.errno == errno.ENOSPC:
+        hint = f"the filesystem holding {path.parent} is full: free some space and run the command again"
+    elif exc.errno == errno.EROFS:
+        hint = f"{path.parent} is on a read-only filesystem"
+    else:
+        hint = f"check that {path.parent} is writable"
+    return WriteFailed(f"cannot write {path}: {exc.strerror or exc} ({kept})", hint=hint)
 
 
 # ----- reading operator files --------------------------------------------------------------------

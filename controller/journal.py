@@ -179,7 +179,7 @@ class JournalStore:
                     hint="wait for it to finish, or raise --lock-timeout",
                 ) from None
         try:
-            self._owner_path.write_text(f"pid {os.getpid()}, `{command}`, since {now_iso()}", encoding="utf-8")
+            write_atomic(self._owner_path, f"pid {os.getpid()}, `{command}`, since {now_iso()}")
             yield
         finally:
             self._owner_path.unlink(missing_ok=True)
