@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
+import threading
 import uuid
 from dataclasses import dataclass
 
@@ -95,50 +95,79 @@ def _loading_vllm(docker_client, project: str, profile: str):
     return container
 
 
-def _wait_loading(docker_client, site: conftest.TestSite, profile: str):
-    return wait_for(
-        f"{profile} vLLM loading", lambda: _loading_vllm(docker_client, site.project, profile),
-        deadline_s=180, interval_s=0.2,
-    )  # fmt: skip
+class Run:
+    """The real CLI in the background, its progress on stderr read as it comes."""
+
+    def __init__(self, site: conftest.TestSite, *args: str):
+        self.process = harness.controller_process(site.root, *args)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=lambda: self.lines.extend(self.process.stderr), daemon=True)
+        self._reader.start()
+
+    def in_phase(self, phase: str) -> None:
+        """The CLI printed that `phase` started (without a terminal it prints `  ... PHASE`)."""
+        if f"... {phase}\n" not in [line.lstrip() for line in list(self.lines)]:
+            raise NotReady(f"the controller has not started phase '{phase}' yet")
+
+    def finish(self) -> tuple[int, str]:
+        """Exit code and stderr, each run of whitespace made one space (rich wraps long lines)."""
+        code = self.process.wait(timeout=900)
+        self._reader.join(timeout=60)
+        self.process.stdout.close()
+        return code, " ".join("".join(self.lines).split())
 
 
-def _finish(process: subprocess.Popen) -> tuple[int, str, str]:
-    out, err = process.communicate(timeout=900)
-    return process.returncode, out, " ".join(err.split())
+def _wait_loading(docker_client, site: conftest.TestSite, run: Run, profile: str):
+    """The moment to inject a fault: the controller waits for the weights of `profile`, and vLLM
+    is still loading them."""
+
+    def loading():
+        run.in_phase("weights load")
+        return _loading_vllm(docker_client, site.project, profile)
+
+    return wait_for(f"{profile} vLLM loading", loading, deadline_s=180, interval_s=0.2)
 
 
 def test_vllm_killed_while_up_waits_for_the_weights(site, before, docker_client):
     down = site.controller("down")
     assert down.returncode == 0, down.stderr
-    starting = harness.controller_process(site.root, "up", "tiny-a")
+    starting = Run(site, "up", "tiny-a")
     try:
-        _wait_loading(docker_client, site, "tiny-a").kill()  # `docker kill`: SIGKILL
+        _wait_loading(docker_client, site, starting, "tiny-a").kill()  # `docker kill`: SIGKILL
     finally:
-        code, _, err = _finish(starting)
+        code, err = starting.finish()
     assert code == 1, err
-    assert "the vLLM container was killed" in err
-    assert "weights load" in err
-    state = JournalStore(site.site.state_dir).load()
-    assert (state.history[-1].action, state.history[-1].outcome) == ("up", "failed")
+    assert "the vLLM container was killed (SIGKILL) before it was ready" in err and "dmesg" in err
+    failed = JournalStore(site.site.state_dir).load().history[-1]
+    assert (failed.action, failed.outcome) == ("up", "failed") and "killed" in failed.error
+    assert "vllm started" in failed.phases and "weights load" not in failed.phases, "it failed in weights load"
 
     again = site.controller("up", "tiny-a")  # the README's one command
     assert again.returncode == 0, again.stderr
     _serving_with_data(site, before, "tiny-a")
 
 
+def _active_and_other(site: conftest.TestSite) -> tuple[str, str]:
+    """The model serving now and the one to switch to (each test leaves either serving)."""
+    active = JournalStore(site.site.state_dir).load().active_profile
+    assert active in ("tiny-a", "tiny-b"), f"the previous test left {active!r} serving"
+    return active, "tiny-b" if active == "tiny-a" else "tiny-a"
+
+
 def test_vllm_killed_while_a_switch_waits_for_the_new_model_rolls_back(site, before, docker_client):
-    switching = harness.controller_process(site.root, "switch", "tiny-b", "--strategy", "recreate")
+    old, new = _active_and_other(site)
+    switching = Run(site, "switch", new, "--strategy", "recreate")
     try:
-        _wait_loading(docker_client, site, "tiny-b").kill()
+        _wait_loading(docker_client, site, switching, new).kill()
     finally:
-        code, _, err = _finish(switching)
+        code, err = switching.finish()
     assert code == 1, err
     assert "the vLLM container was killed" in err
-    assert "rolled back, 'tiny-a' is serving again" in err
+    assert f"rolled back, '{old}' is serving again" in err
     state = JournalStore(site.site.state_dir).load()
-    assert state.pending is None and state.active_profile == "tiny-a"
-    assert (state.history[-1].profile, state.history[-1].outcome) == ("tiny-b", "rolled_back")
-    _serving_with_data(site, before, "tiny-a")
+    assert state.pending is None and state.active_profile == old
+    assert (state.history[-1].profile, state.history[-1].outcome) == (new, "rolled_back")
+    _serving_with_data(site, before, old)
 
 
 def _pending(site: conftest.TestSite) -> dict:
@@ -149,41 +178,44 @@ def _pending(site: conftest.TestSite) -> dict:
 
 
 def test_a_controller_killed_mid_switch_is_reported_and_the_next_switch_finishes(site, before, docker_client):
-    switching = harness.controller_process(site.root, "switch", "tiny-b")
+    old, new = _active_and_other(site)
+    switching = Run(site, "switch", new, "--strategy", "blue-green")
     try:
         wait_for("the switch's pending record", lambda: _pending(site), deadline_s=60, interval_s=0.1)
-        _wait_loading(docker_client, site, "tiny-b")
+        _wait_loading(docker_client, site, switching, new)
     finally:
-        switching.send_signal(signal.SIGKILL)  # no handler, no cleanup: only the journal knows
-        switching.communicate(timeout=60)
+        switching.process.send_signal(signal.SIGKILL)  # no handler, no cleanup: only the journal knows
+        switching.finish()
 
     shown = site.controller("status")
     assert shown.returncode == 0, shown.stderr
     text = " ".join((shown.stdout + shown.stderr).split())
-    assert f"`switch tiny-b` (pid {switching.pid}" in text and "did not finish" in text
+    assert f"`switch {new}` (pid {switching.process.pid}" in text and "did not finish" in text
     assert "the next `controller up` or `controller switch` rolls it back" in text
     status = json.loads(site.controller("status", "--json").stdout)
-    assert status["pending"]["target"] == "tiny-b" and status["pending"]["in_progress"] is False
-    assert status["model"] == "tiny-a", "the old model kept serving beside the half-started one"
+    assert status["pending"]["target"] == new and status["pending"]["in_progress"] is False
+    assert status["model"] == old, "the old model kept serving beside the half-started one"
 
-    resumed = site.controller("switch", "tiny-b")
+    resumed = site.controller("switch", new)
     assert resumed.returncode == 0, resumed.stderr
-    assert f"pid {switching.pid}" in resumed.stderr and "did not finish; rolling it back" in resumed.stderr
+    assert f"pid {switching.process.pid}" in resumed.stderr and "did not finish; rolling it back" in resumed.stderr
     state = JournalStore(site.site.state_dir).load()
-    assert state.pending is None and state.active_profile == "tiny-b"
+    assert state.pending is None and state.active_profile == new
     outcomes = [(e.profile, e.outcome) for e in state.history[-2:]]
-    assert outcomes == [("tiny-b", "rolled_back"), ("tiny-b", "ok")]
-    _serving_with_data(site, before, "tiny-b")
+    assert outcomes == [(new, "rolled_back"), (new, "ok")]
+    _serving_with_data(site, before, new)
 
 
 def test_open_webui_killed_during_a_switch(site, before, docker_client):
-    switching = harness.controller_process(site.root, "switch", "tiny-a")
+    _, new = _active_and_other(site)
+    # Recreate: the outage is already on while vLLM loads, the worst moment to lose Open WebUI too.
+    switching = Run(site, "switch", new, "--strategy", "recreate")
     try:
-        _wait_loading(docker_client, site, "tiny-a")
+        _wait_loading(docker_client, site, switching, new)
         _container(docker_client, site.project, **{SERVICE_LABEL: "webui"}).kill()
     finally:
-        code, _, err = _finish(switching)
+        code, err = switching.finish()
     assert code == 0, err
     assert "Open WebUI was not running (exited, exit code 137); started it again" in err, err
-    assert JournalStore(site.site.state_dir).load().active_profile == "tiny-a"
-    _serving_with_data(site, before, "tiny-a")
+    assert JournalStore(site.site.state_dir).load().active_profile == new
+    _serving_with_data(site, before, new)
