@@ -19,8 +19,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import docker
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from controller.settings import SiteConfig, load_settings  # noqa: E402
@@ -72,12 +70,7 @@ def main() -> int:
     parser.add_argument("--switches", type=int, default=10)
     parser.add_argument("--out", type=Path, default=Path(".artifacts/bench_blue_green.json"))
     args = parser.parse_args()
-    client = docker.from_env()
-    images = harness.images_and_tiny_model()
-    with harness.scratch_site(client, images) as (root, _name, port), tempfile.TemporaryDirectory() as tmp:
-        up = harness.controller(root, "up", "tiny-a")
-        if up.returncode != 0:
-            raise SystemExit(up.stderr)
+    with harness.serving_scratch_site("tiny-a") as (root, _name, port), tempfile.TemporaryDirectory() as tmp:
         settings = load_settings(SiteConfig(root=root, env_file=root / ".env"))
         password = settings.webui_admin_password.get_secret_value()
         url, out = f"http://127.0.0.1:{port}", Path(tmp) / "probe.json"

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from controller.settings import SiteConfig, load_settings  # noqa: E402
 from tests.integration import harness  # noqa: E402
-from tests.integration.soak import Soak, changed_counts, run_controller  # noqa: E402
+from tests.integration.soak import Soak, changed_counts  # noqa: E402
 
 
 def main() -> int:
@@ -32,15 +32,10 @@ def main() -> int:
     parser.add_argument("--switches", type=int, default=50)
     parser.add_argument("--out", type=Path, default=Path(".artifacts/bench_soak.json"))
     args = parser.parse_args()
-    client = docker.from_env()
-    images = harness.images_and_tiny_model()
-    with harness.scratch_site(client, images) as (root, project, port), tempfile.TemporaryDirectory() as tmp:
-        up = run_controller(root, "up", "tiny-a")
-        if up.returncode != 0:
-            raise SystemExit(up.stderr)
+    with harness.serving_scratch_site("tiny-a") as (root, project, port), tempfile.TemporaryDirectory() as tmp:
         settings = load_settings(SiteConfig(root=root, env_file=root / ".env"))
         soak = Soak(root, project, f"http://127.0.0.1:{port}", settings.webui_admin_email,
-                    settings.webui_admin_password.get_secret_value(), client)  # fmt: skip
+                    settings.webui_admin_password.get_secret_value(), docker.from_env())  # fmt: skip
         report = soak.run(args.switches, Path(tmp) / "probe.json", progress=lambda line: print(line, flush=True))
     report["goal_met"] = report["failed_chats"] == 0 and report["truncated_streams"] == 0 and not changed_counts(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -124,6 +124,17 @@ def scratch_site(client: docker.DockerClient, images: dict) -> Iterator[tuple[Pa
             remove_project(client, project)
 
 
+@contextmanager
+def serving_scratch_site(model: str = "tiny-a") -> Iterator[tuple[Path, str, int]]:
+    """For the benchmarks: a scratch site (see scratch_site) whose stack serves `model`."""
+    client = docker.from_env()
+    with scratch_site(client, images_and_tiny_model()) as site:
+        up = controller(site[0], "up", model)
+        if up.returncode != 0:
+            raise SystemExit(up.stderr)
+        yield site
+
+
 def controller_process(root: Path, *args: str) -> subprocess.Popen:
     """Start the real CLI in the background (for concurrency and kill tests)."""
     return subprocess.Popen(
