@@ -213,7 +213,7 @@ def test_too_little_disk_is_refused_before_anything_is_loaded(tmp_path, site, mo
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
     before = site.env_file.read_text()
-    with pytest.raises(InputError, match=r"has 0.0 MB free; loading models in .* needs about"):
+    with pytest.raises(InputError, match=r"has 1.0 kB free; loading models in .* needs about"):
         load_bundle(site, bundle, ui=BundleUI(confirm=lambda q: True))
     _unchanged(site, before)
 
