@@ -37,16 +37,24 @@ class Study:
         response.raise_for_status()
         return response.text
 
-    def complete(self, model: str, prompt: str, max_tokens: int = 12) -> dict:
-        response = self.vllm.post(
-            "/v1/completions", json={"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0}
-        )
+    def prompt_ids(self, length: int, start: int = 0) -> list[int]:
+        """A prompt of exactly `length` tokens (vLLM's own tokenizer counts them); another `start`
+        gives another prompt."""
+        text = " ".join(WORDS[(start + i * 7) % len(WORDS)] for i in range(length))
+        response = self.vllm.post("/tokenize", json={"model": PROFILE, "prompt": text, "add_special_tokens": False})
+        response.raise_for_status()
+        return response.json()["tokens"][:length]
+
+    def complete(self, model: str, prompt: str | list[int], max_tokens: int = 12) -> dict:
+        # ignore_eos: random weights may end at once; every request writes max_tokens tokens.
+        body = {"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True}
+        response = self.vllm.post("/v1/completions", json=body)
         assert response.status_code == 200, response.text
         return response.json()
 
     def chat(self, model: str, prompt: str, max_tokens: int = 12) -> dict:
         body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
-                "temperature": 0}  # fmt: skip
+                "temperature": 0, "ignore_eos": True}  # fmt: skip
         response = self.vllm.post("/v1/chat/completions", json=body)
         assert response.status_code == 200, response.text
         return response.json()
@@ -76,8 +84,7 @@ def test_vllm_serves_the_doubled_context_and_the_adapter_beside_the_base(study, 
     assert models[PROFILE]["max_model_len"] == 1024  # the tiny model's 512 positions, RoPE factor 2
     assert models[ADAPTER]["parent"] == PROFILE
     # A prompt longer than the model's own 512 positions is served.
-    prompt = " ".join(WORDS[i % len(WORDS)] for i in range(700))
-    assert 512 < study.complete(PROFILE, prompt, max_tokens=4)["usage"]["prompt_tokens"] < 1024
+    assert study.complete(PROFILE, study.prompt_ids(700), max_tokens=4)["usage"]["prompt_tokens"] == 700
     # The adapter directory is mounted read-only.
     [container] = docker_client.containers.list(
         filters={"label": [f"{harness.PROJECT_LABEL}={study.project}", "com.docker.compose.service=vllm"]}
@@ -114,7 +121,7 @@ def test_reasoning_arrives_apart_from_the_answer(study):
 
 def test_prefix_cache_hits_rise_for_a_repeated_prompt_and_status_shows_them(study):
     # Longer than a few of the CPU backend's 128-token blocks: only whole blocks are cached.
-    prompt = " ".join(WORDS[(i * 7) % len(WORDS)] for i in range(600))
+    prompt = study.prompt_ids(600, start=3)  # not the prefix of an earlier test's prompt
     before = study.metrics()
     study.complete(PROFILE, prompt, max_tokens=2)
     between = study.metrics()
@@ -130,7 +137,9 @@ def test_prefix_cache_hits_rise_for_a_repeated_prompt_and_status_shows_them(stud
     assert status.returncode == 0, status.stderr
     metrics = json.loads(status.stdout)["metrics"]
     assert metrics["prefix_cache_hits"] >= hits[2] and metrics["prefix_cache_queries"] >= queries[2]
-    assert metrics["prefix_cache_hit_rate"] == pytest.approx(metrics["prefix_cache_hits"] / metrics["prefix_cache_queries"])
+    assert metrics["prefix_cache_hit_rate"] == pytest.approx(
+        metrics["prefix_cache_hits"] / metrics["prefix_cache_queries"]
+    )
     assert {"requests_running", "requests_waiting", "kv_cache_usage"} <= set(metrics)
     human = harness.controller(study.root, "status")
     assert "prefix cache:" in human.stdout and "% of prompt tokens hit" in human.stdout
