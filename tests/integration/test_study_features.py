@@ -25,7 +25,7 @@ WORDS = "the model server token cache memory vllm open webui controller compose 
 class Study:
     def __init__(self, root: Path, project: str, port: int, vllm_port: int):
         self.root, self.project, self.port, self.vllm_port = root, project, port, vllm_port
-        self.settings = load_settings(SiteConfig(root=root, env_file=root / ".env")).settings
+        self.settings = load_settings(SiteConfig(root=root, env_file=root / ".env"))
         self.vllm = httpx.Client(
             base_url=f"http://127.0.0.1:{vllm_port}",
             headers={"Authorization": f"Bearer {self.settings.vllm_api_key.get_secret_value()}"},
