@@ -114,7 +114,6 @@ def test_reasoning_arrives_apart_from_the_answer(study):
     with WebUI(f"http://127.0.0.1:{study.port}") as webui:
         session = webui.signin(study.settings.webui_admin_email, study.settings.webui_admin_password.get_secret_value())
         through_webui = webui.chat(session.token, PROFILE, "hello", max_tokens=8)["choices"][0]["message"]
-        Path("/tmp/w18b_owui.json").write_text(json.dumps(through_webui))  # TEMP
     # Open WebUI passes vLLM's answer through its API unchanged: the reasoning stays apart.
     assert through_webui.get("reasoning"), through_webui
 
@@ -127,7 +126,6 @@ def test_prefix_cache_hits_rise_for_a_repeated_prompt_and_status_shows_them(stud
     between = study.metrics()
     study.complete(PROFILE, prompt, max_tokens=2)
     after = study.metrics()
-    Path("/tmp/w18b_metrics.txt").write_text(after)  # TEMP
     hits = [_counter(m, "vllm:prefix_cache_hits_total") for m in (before, between, after)]
     queries = [_counter(m, "vllm:prefix_cache_queries_total") for m in (before, between, after)]
     assert queries[2] > queries[1] > queries[0]
