@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 
 from controller.catalog import DTYPE_BYTES, Profile
-from controller.lora import lora_buffer_bytes
 from controller.engine_memory import (
     DEFAULT_INTERMEDIATE_RATIO,
     GIB,
@@ -26,6 +25,7 @@ from controller.engine_memory import (
     kv_tokens,
     rules_for,
 )
+from controller.lora import lora_buffer_bytes
 
 GB = 1000**3
 # The GPU block size; kept under its old name for callers.

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 from controller.bluegreen import DRAIN_QUIET_S
 from controller.catalog import Catalog, Profile, check_local_model, local_weights_bytes
-from controller.lora import check_adapters
 from controller.errors import ControllerError, PreflightError, StartupFailed
 from controller.journal import Deployment, Event, Journal, JournalStore, now_iso
+from controller.lora import check_adapters
 from controller.phases import VLLM_PHASES, Deadlines, PhaseRunner, Reporter
 from controller.plan import Plan, kv_check, kv_check_warning, plan, planned_kv_tokens, resolve_gpu_memory, weight_bytes
 from controller.render import render_spec

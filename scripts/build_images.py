@@ -661,8 +661,18 @@ def peft_wheels() -> Path:
     LOGS.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="tiny-lora-", dir=WHEELS))
     try:
-        cmd = [*pip_command(), "download", "--quiet", "--progress-bar", "off", "--only-binary=:all:", "--no-deps",
-               "--dest", str(tmp), *(f"{name}=={version}" for name, version in PEFT_WHEELS.items())]
+        cmd = [
+            *pip_command(),
+            "download",
+            "--quiet",
+            "--progress-bar",
+            "off",
+            "--only-binary=:all:",
+            "--no-deps",
+            "--dest",
+            str(tmp),
+            *(f"{name}=={version}" for name, version in PEFT_WHEELS.items()),
+        ]
         run(cmd, log_file=LOGS / "wheels-tiny-lora.log")
         if wheel_set(tmp) != want:
             raise BuildError(f"pip download of {PEFT_WHEELS} did not yield those wheels: {wheel_set(tmp)}")

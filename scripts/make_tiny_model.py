@@ -151,8 +151,18 @@ def install_peft(wheels: Path) -> None:
 
     target = Path(tempfile.mkdtemp(prefix="peft-"))
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--target", str(target),
-         *map(str, sorted(wheels.glob("*.whl")))],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-index",
+            "--no-deps",
+            "--target",
+            str(target),
+            *map(str, sorted(wheels.glob("*.whl"))),
+        ],
         check=True,
     )
     sys.path.insert(0, str(target))

@@ -18,6 +18,9 @@ from tests.integration import harness
 pytestmark = [pytest.mark.integration, pytest.mark.stack]
 
 PROFILE, ADAPTER = "tiny-study", "tiny-lora"
+# Greedy, and every request writes max_tokens tokens that all show in the text: the random weights
+# often pick end-of-text or padding, which vLLM would stop at or drop (measured: empty answers).
+UNTRIMMED = {"temperature": 0, "ignore_eos": True, "skip_special_tokens": False}
 # Words the tiny tokenizer was trained on: about one token each.
 WORDS = "the model server token cache memory vllm open webui controller compose docker container network".split()
 
@@ -25,7 +28,7 @@ WORDS = "the model server token cache memory vllm open webui controller compose 
 class Study:
     def __init__(self, root: Path, project: str, port: int, vllm_port: int):
         self.root, self.project, self.port, self.vllm_port = root, project, port, vllm_port
-        self.settings = load_settings(SiteConfig(root=root, env_file=root / ".env")).settings
+        self.settings = load_settings(SiteConfig(root=root, env_file=root / ".env"))
         self.vllm = httpx.Client(
             base_url=f"http://127.0.0.1:{vllm_port}",
             headers={"Authorization": f"Bearer {self.settings.vllm_api_key.get_secret_value()}"},
@@ -37,16 +40,23 @@ class Study:
         response.raise_for_status()
         return response.text
 
-    def complete(self, model: str, prompt: str, max_tokens: int = 12) -> dict:
-        response = self.vllm.post(
-            "/v1/completions", json={"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0}
-        )
+    def prompt_ids(self, length: int, start: int = 0) -> list[int]:
+        """A prompt of exactly `length` tokens (vLLM's own tokenizer counts them); another `start`
+        gives another prompt."""
+        text = " ".join(WORDS[(start + i * 7) % len(WORDS)] for i in range(length))
+        response = self.vllm.post("/tokenize", json={"model": PROFILE, "prompt": text, "add_special_tokens": False})
+        response.raise_for_status()
+        return response.json()["tokens"][:length]
+
+    def complete(self, model: str, prompt: str | list[int], max_tokens: int = 12) -> dict:
+        body = {"model": model, "prompt": prompt, "max_tokens": max_tokens, **UNTRIMMED}
+        response = self.vllm.post("/v1/completions", json=body)
         assert response.status_code == 200, response.text
         return response.json()
 
     def chat(self, model: str, prompt: str, max_tokens: int = 12) -> dict:
         body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
-                "temperature": 0}  # fmt: skip
+                **UNTRIMMED}  # fmt: skip
         response = self.vllm.post("/v1/chat/completions", json=body)
         assert response.status_code == 200, response.text
         return response.json()
@@ -76,8 +86,7 @@ def test_vllm_serves_the_doubled_context_and_the_adapter_beside_the_base(study, 
     assert models[PROFILE]["max_model_len"] == 1024  # the tiny model's 512 positions, RoPE factor 2
     assert models[ADAPTER]["parent"] == PROFILE
     # A prompt longer than the model's own 512 positions is served.
-    prompt = " ".join(WORDS[i % len(WORDS)] for i in range(700))
-    assert 512 < study.complete(PROFILE, prompt, max_tokens=4)["usage"]["prompt_tokens"] < 1024
+    assert study.complete(PROFILE, study.prompt_ids(700), max_tokens=4)["usage"]["prompt_tokens"] == 700
     # The adapter directory is mounted read-only.
     [container] = docker_client.containers.list(
         filters={"label": [f"{harness.PROJECT_LABEL}={study.project}", "com.docker.compose.service=vllm"]}
@@ -88,9 +97,9 @@ def test_vllm_serves_the_doubled_context_and_the_adapter_beside_the_base(study, 
 
 def test_the_adapter_changes_the_answer_and_open_webui_lists_it(study):
     prompt = "hello model server"
-    base, adapted = study.complete(PROFILE, prompt), study.complete(ADAPTER, prompt)
-    # Greedy decoding of the same prompt: only the adapter's weights can make the tokens differ.
-    assert base["choices"][0]["text"] != adapted["choices"][0]["text"]
+    base, adapted = (study.complete(model, prompt, max_tokens=32)["choices"][0]["text"] for model in (PROFILE, ADAPTER))
+    # The same prompt, greedy: only the adapter's weights can change the tokens.
+    assert base != adapted, (base, adapted)
     with WebUI(f"http://127.0.0.1:{study.port}") as webui:
         session = webui.signin(study.settings.webui_admin_email, study.settings.webui_admin_password.get_secret_value())
         assert {PROFILE, ADAPTER} <= set(webui.model_ids(session.token))
@@ -106,21 +115,24 @@ def test_reasoning_arrives_apart_from_the_answer(study):
     assert message["reasoning"] not in (message["content"] or "")
     with WebUI(f"http://127.0.0.1:{study.port}") as webui:
         session = webui.signin(study.settings.webui_admin_email, study.settings.webui_admin_password.get_secret_value())
-        through_webui = webui.chat(session.token, PROFILE, "hello", max_tokens=8)["choices"][0]["message"]
-        Path("/tmp/w18b_owui.json").write_text(json.dumps(through_webui))  # TEMP
+        token = session.token
+    body = {"model": PROFILE, "messages": [{"role": "user", "content": "hello"}], "max_tokens": 8, **UNTRIMMED}
+    response = httpx.post(f"http://127.0.0.1:{study.port}/api/chat/completions", json=body,
+                          headers={"Authorization": f"Bearer {token}"}, timeout=120)  # fmt: skip
+    assert response.status_code == 200, response.text
+    through_webui = response.json()["choices"][0]["message"]
     # Open WebUI passes vLLM's answer through its API unchanged: the reasoning stays apart.
     assert through_webui.get("reasoning"), through_webui
 
 
 def test_prefix_cache_hits_rise_for_a_repeated_prompt_and_status_shows_them(study):
     # Longer than a few of the CPU backend's 128-token blocks: only whole blocks are cached.
-    prompt = " ".join(WORDS[(i * 7) % len(WORDS)] for i in range(600))
+    prompt = study.prompt_ids(600, start=3)  # not the prefix of an earlier test's prompt
     before = study.metrics()
     study.complete(PROFILE, prompt, max_tokens=2)
     between = study.metrics()
     study.complete(PROFILE, prompt, max_tokens=2)
     after = study.metrics()
-    Path("/tmp/w18b_metrics.txt").write_text(after)  # TEMP
     hits = [_counter(m, "vllm:prefix_cache_hits_total") for m in (before, between, after)]
     queries = [_counter(m, "vllm:prefix_cache_queries_total") for m in (before, between, after)]
     assert queries[2] > queries[1] > queries[0]
@@ -130,7 +142,9 @@ def test_prefix_cache_hits_rise_for_a_repeated_prompt_and_status_shows_them(stud
     assert status.returncode == 0, status.stderr
     metrics = json.loads(status.stdout)["metrics"]
     assert metrics["prefix_cache_hits"] >= hits[2] and metrics["prefix_cache_queries"] >= queries[2]
-    assert metrics["prefix_cache_hit_rate"] == pytest.approx(metrics["prefix_cache_hits"] / metrics["prefix_cache_queries"])
+    assert metrics["prefix_cache_hit_rate"] == pytest.approx(
+        metrics["prefix_cache_hits"] / metrics["prefix_cache_queries"]
+    )
     assert {"requests_running", "requests_waiting", "kv_cache_usage"} <= set(metrics)
     human = harness.controller(study.root, "status")
     assert "prefix cache:" in human.stdout and "% of prompt tokens hit" in human.stdout

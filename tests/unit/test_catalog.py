@@ -210,4 +210,3 @@ def test_scaled_context_is_validated(tmp_path, fields, expected):
     path = write_catalog(tmp_path / "c.yaml", {"llama3-8b-16k": fields})
     with pytest.raises(CatalogError, match=re.escape(expected)):
         load_catalog(path)
-
