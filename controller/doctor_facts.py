@@ -26,6 +26,9 @@ from controller.settings import GENERATED_SECRETS, Settings, SiteConfig, collect
 from controller.spec import build_spec
 from controller.targets.compose import free_disk_bytes, host_port_in_use
 
+# A container that only runs nvidia-smi -L; a slow first start of a large image included.
+GPU_CONTAINER_TIMEOUT_S = 120
+
 
 def gather(site: SiteConfig, profile: Profile) -> Facts:
     """Everything the checks need; what cannot be read (no engine, invalid settings) stays empty
@@ -92,21 +95,36 @@ def image_facts(engine: Engine, role: str, setting: str, image: str) -> ImageFac
 
 
 def gpu_container_facts(engine: Engine, vllm_image: ImageFacts) -> ContainerGpuFacts:
-    """`docker run --rm --gpus all IMAGE nvidia-smi -L`: the toolkit puts nvidia-smi in the container."""
+    """`docker run --rm --gpus all IMAGE nvidia-smi -L`: the toolkit puts nvidia-smi in the container.
+
+    Created, started and removed step by step: `containers.run(remove=True)` leaves the container
+    behind when the engine refuses to start it (no GPU driver), which is the case to report.
+    """
     import docker.errors
     import docker.types
+    import requests
 
     if not vllm_image.present:
         return ContainerGpuFacts(vllm_image.image, ran=False)
     gpus = docker.types.DeviceRequest(count=-1, capabilities=[["gpu", "utility"]])
     try:
-        output = engine.client.containers.run(
-            vllm_image.image, ["-L"], entrypoint="nvidia-smi", device_requests=[gpus], remove=True,
-            stdout=True, stderr=True,
-        )  # fmt: skip
-    except docker.errors.DockerException as exc:
-        return ContainerGpuFacts(vllm_image.image, ran=True, error=_first_line(str(exc)))
-    return ContainerGpuFacts(vllm_image.image, ran=True, output=output.decode("utf-8", errors="replace"))
+        container = engine.client.containers.create(
+            vllm_image.image, ["-L"], entrypoint="nvidia-smi", device_requests=[gpus]
+        )
+    except docker.errors.APIError as exc:
+        return ContainerGpuFacts(vllm_image.image, ran=True, error=str(exc.explanation or exc))
+    try:
+        container.start()
+        code = container.wait(timeout=GPU_CONTAINER_TIMEOUT_S).get("StatusCode")
+        output = container.logs(stdout=True, stderr=True).decode("utf-8", errors="replace")
+    except docker.errors.APIError as exc:
+        return ContainerGpuFacts(vllm_image.image, ran=True, error=str(exc.explanation or exc))
+    except requests.exceptions.RequestException:
+        return ContainerGpuFacts(vllm_image.image, ran=True, error=f"no answer within {GPU_CONTAINER_TIMEOUT_S} s")
+    finally:
+        container.remove(force=True)
+    error = None if code == 0 else f"nvidia-smi -L exited with {code}: {_first_line(output)}"
+    return ContainerGpuFacts(vllm_image.image, ran=True, output=output, error=error)
 
 
 def port_facts(engine: Engine, settings: Settings) -> PortFacts:

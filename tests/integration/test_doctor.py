@@ -1,8 +1,8 @@
 """`controller doctor` against the real engine: Docker and Compose versions, the locally built images,
 the Web UI port held by another container, by this stack and by a program, a missing image whose
-registry does not answer, a loose `.env`, and no GPU on this machine. The conclusions from recorded
-GPU outputs are unit-tested (tests/unit/test_doctor.py). One site serves every check; doctor
-writes nothing, which the first test verifies.
+registry does not answer, a loose `.env`, no GPU on this machine, and the `--gpus` container
+refused. The conclusions from recorded GPU outputs are unit-tested (tests/unit/test_doctor.py).
+One site serves every check; doctor writes nothing, which the first test verifies.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from controller.compose import PROJECT_LABEL, compose_v2_version
+from controller.compose import PROJECT_LABEL, Engine, compose_v2_version
+from controller.doctor import ImageFacts, check_gpu_container
+from controller.doctor_facts import gpu_container_facts
 from controller.settings import SiteConfig, load_settings
 from tests.integration import harness
 
@@ -125,3 +127,13 @@ def test_missing_image_and_a_loose_env_file(site):
     assert image["status"] == "fail" and image["details"]["present"] is False and image["details"]["error"]
     assert "WEBUI_IMAGE" in image["fix"]
     assert checks[".env"]["status"] == "fail" and checks[".env"]["fix"] == f"chmod 600 {env}"
+
+
+def test_gpus_container_refused_by_an_engine_without_nvidia_runtime_leaves_nothing(docker_client, images):
+    """doctor starts it only where Docker has an NVIDIA runtime; on this engine the refusal to start
+    it is the evidence that the create, start and remove steps work and clean up."""
+    before = {c.id for c in docker_client.containers.list(all=True)}
+    result = gpu_container_facts(Engine(), ImageFacts("vLLM", "VLLM_IMAGE", images["base"], present=True))
+    check = check_gpu_container(result)
+    assert check.status == "fail" and "could not select device driver" in check.finding, check
+    assert {c.id for c in docker_client.containers.list(all=True)} == before
