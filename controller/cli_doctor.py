@@ -40,8 +40,8 @@ def run_doctor(site: SiteConfig, catalog: Catalog, model: str | None, *, as_json
 
     name, source = (model, "named") if model else default_model(site)
     profile = catalog.get(name)  # an unknown model is bad input (exit 2) before anything is read
-    # OFFLINE=true (images present, model in the HF cache): wire the setting here once it exists.
-    checks = diagnose(profile, gather(site, profile), catalog_profiles=catalog.profiles(), offline=False)
+    facts = gather(site, profile)
+    checks = diagnose(profile, facts, catalog_profiles=catalog.profiles(), offline=facts.env.offline)
     if as_json:
         print_json(as_dict(profile, checks, source))
     else:

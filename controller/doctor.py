@@ -97,6 +97,7 @@ class EnvFacts:
     missing_secrets: list[str] = field(default_factory=list)
     hf_token_set: bool = False
     gpu_memory_gib: float | None = None
+    offline: bool = False  # OFFLINE=true in the settings
     settings_error: str | None = None
     settings_hint: str | None = None
 
@@ -380,16 +381,18 @@ def check_settings(profile: Profile, env: EnvFacts) -> list[Check]:
 def offline_checks(profile: Profile, facts: Facts, *, offline: bool) -> list[Check]:
     """With OFFLINE=true nothing may be downloaded: every image and the weights must be here.
 
-    The OFFLINE setting is wired by the caller (controller.cli_doctor); until it is, `offline`
-    is False and this adds nothing.
+    The fixes name the bundle commands (controller.offline), the one verified way to bring both.
     """
+    from controller.offline import BUNDLE_HINT
+
+    hint = BUNDLE_HINT.format(profile=profile.name)
     if not offline:
         return []
     checks = []
     missing = [i.image for i in facts.images if not i.present]
     if missing:
         checks.append(Check("offline: images", FAIL, f"OFFLINE=true and not on this machine: {', '.join(missing)}",
-                            "load them (`docker save` on a connected machine, `docker load` here)"))  # fmt: skip
+                            hint))  # fmt: skip
     else:
         checks.append(Check("offline: images", OK, "every image is on this machine"))
     if profile.local_path is not None:
@@ -399,8 +402,7 @@ def offline_checks(profile: Profile, facts: Facts, *, offline: bool) -> list[Che
     else:
         checks.append(Check(
             "offline: weights", FAIL, f"OFFLINE=true and {profile.model} is not in the HF cache",
-            "download it on a connected machine (`huggingface-cli download`) into HF_CACHE_DIR, "
-            "or serve a local directory",
+            hint,
         ))  # fmt: skip
     return checks
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from controller import hf_cache
 from controller.catalog import Profile
 from controller.compose import PROJECT_LABEL, Engine, compose_v2_version
 from controller.doctor import (
@@ -146,9 +147,8 @@ def disk_facts(settings: Settings, profile: Profile) -> DiskFacts:
 
 
 def model_in_cache(cache: Path, model: str) -> bool:
-    """Hugging Face's cache layout: hub/models--ORG--NAME/snapshots/REVISION/."""
-    snapshots = cache / "hub" / f"models--{model.replace('/', '--')}" / "snapshots"
-    return snapshots.is_dir() and any(snapshots.iterdir())
+    """The revision in use is in Hugging Face's cache layout (the same test `up` makes offline)."""
+    return hf_cache.find_snapshot(cache, model) is not None
 
 
 def env_facts(site: SiteConfig) -> tuple[EnvFacts, Settings | None]:
@@ -163,7 +163,9 @@ def env_facts(site: SiteConfig) -> tuple[EnvFacts, Settings | None]:
         return EnvFacts(path, exists, mode, settings_error=_one_line(exc), settings_hint=exc.hint), None
     settings = loaded.settings
     missing = [key for key in GENERATED_SECRETS if not values.get(key)]
-    return EnvFacts(path, exists, mode, missing, settings.hf_token is not None, settings.gpu_memory_gib), settings
+    facts = EnvFacts(path, exists, mode, missing, settings.hf_token is not None, settings.gpu_memory_gib,
+                     offline=settings.offline)
+    return facts, settings
 
 
 def _first_line(text: str) -> str:

@@ -328,6 +328,27 @@ def test_offline_checks_need_images_and_cached_weights():
                    disk=DiskFacts(Path("/srv/hf"), Path("/srv/hf"), GIB, model_cached=True))  # fmt: skip
     checks = {c.name: c for c in offline_checks(profile, gone, offline=True)}
     assert checks["offline: images"].status == FAIL and checks["offline: weights"].status == OK
+    assert "controller bundle create deepseek-1.5b" in checks["offline: images"].fix
+
+
+def test_offline_setting_reaches_the_checks(tmp_path):
+    from controller.doctor_facts import env_facts, model_in_cache
+    from controller.settings import SiteConfig
+
+    env = tmp_path / ".env"
+    env.write_text("OFFLINE=true\nHF_CACHE_DIR=" + str(tmp_path / "hf") + "\n")
+    facts, settings = env_facts(SiteConfig(root=tmp_path, env_file=env))
+    assert facts.offline and settings.offline
+    env.write_text("OFFLINE=false\n")
+    assert not env_facts(SiteConfig(root=tmp_path, env_file=env))[0].offline
+    # A snapshot directory without config.json is not a model `up` could serve offline.
+    snapshot = tmp_path / "hf" / "hub" / "models--org--m" / "snapshots" / "abc"
+    snapshot.mkdir(parents=True)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("abc")
+    assert not model_in_cache(tmp_path / "hf", "org/m")
+    (snapshot / "config.json").write_text("{}")
+    assert model_in_cache(tmp_path / "hf", "org/m")
 
 
 def test_summary_counts_and_verdict():
