@@ -52,7 +52,7 @@ tiny-model: images ## A tiny random-weight model for the CPU test profiles (cach
 	$(PYTHON) scripts/build_images.py tiny-model
 
 test: install engine browser ## Unit, real-stack and browser tests
-	$(BIN)/python -m pytest tests; rc=$$?; \
+	$(BIN)/python -m pytest tests --durations=25; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 test-unit: install ## Fast tests; no Docker needed

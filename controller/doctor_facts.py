@@ -163,8 +163,9 @@ def env_facts(site: SiteConfig) -> tuple[EnvFacts, Settings | None]:
         return EnvFacts(path, exists, mode, settings_error=_one_line(exc), settings_hint=exc.hint), None
     settings = loaded.settings
     missing = [key for key in GENERATED_SECRETS if not values.get(key)]
-    facts = EnvFacts(path, exists, mode, missing, settings.hf_token is not None, settings.gpu_memory_gib,
-                     offline=settings.offline)
+    facts = EnvFacts(
+        path, exists, mode, missing, settings.hf_token is not None, settings.gpu_memory_gib, offline=settings.offline
+    )
     return facts, settings
 
 
