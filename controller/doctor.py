@@ -307,7 +307,8 @@ def check_image(image: ImageFacts) -> Check:
     why = f" ({image.error.rsplit(': ', 1)[-1]})" if image.error else ""
     return Check(
         name, FAIL, f"{image.image} is not on this machine and its registry does not answer{why}",
-        f"load it (`docker load`), or set {image.setting} in .env to an image on this machine", details,
+        f"bring it with `controller bundle load` (or `docker load`), or set {image.setting} in .env to an "
+        "image on this machine", details,
     )  # fmt: skip
 
 
