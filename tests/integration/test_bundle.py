@@ -63,19 +63,25 @@ def offline_run(tmp_path_factory, docker_client, images, tiny_model):
             leftover.unlink(missing_ok=True)
 
 
-def test_bundle_holds_images_model_revision_and_catalog(offline_run, images):
+def _model_files(tiny_model) -> int:
+    """The files the hub-layout cache holds for HF_ID (bundle_sites.connected_site: the top level)."""
+    return sum(1 for path in tiny_model.iterdir() if path.is_file())
+
+
+def test_bundle_holds_images_model_revision_and_catalog(offline_run, images, tiny_model):
     created = offline_run["created"]
     assert {i["reference"]: i["id"] for i in created["images"]} == {
         images["vllm"]: offline_run["ids"]["vllm"], images["webui"]: offline_run["ids"]["webui"],
     }  # fmt: skip
-    assert created["models"] == [{"model": HF_ID, "revision": REVISION, "files": 7}]
+    assert created["models"] == [{"model": HF_ID, "revision": REVISION, "files": _model_files(tiny_model)}]
     assert created["catalog"] is True and created["profiles"] == ["tiny-a-hf", "tiny-b-hf"]
 
 
-def test_load_restores_images_cache_and_catalog_and_sets_offline(offline_run, docker_client, images):
+def test_load_restores_images_cache_and_catalog_and_sets_offline(offline_run, docker_client, images, tiny_model):
     loaded, site = offline_run["loaded"], offline_run["site"]
     assert sorted(loaded["images_loaded"]) == sorted([images["vllm"], images["webui"]])
-    assert loaded["model_files_written"] == 7 and loaded["env_written"] == ["CONTROLLER_CATALOG", "OFFLINE"]
+    assert loaded["model_files_written"] == _model_files(tiny_model)
+    assert loaded["env_written"] == ["CONTROLLER_CATALOG", "OFFLINE"]
     for key in ("vllm", "webui"):
         assert docker_client.images.get(images[key]).id == offline_run["ids"][key]
     snapshot = site.root / "hf-cache" / "hub" / "models--ctest-org--tiny-llama" / "snapshots" / REVISION
