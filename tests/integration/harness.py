@@ -64,6 +64,13 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def container_processes(container) -> dict:
+    """`docker top` with each process's whole command line. The engine runs `ps` itself, and plain
+    `ps -ef` cuts the line at COLUMNS when dockerd was started with it set (measured: 80 columns,
+    which hides e.g. `python3 -c <script>` past its first line)."""
+    return container.top(ps_args="-ww -ef")
+
+
 def remove_project(client: docker.DockerClient, project: str) -> None:
     """Remove a compose project's containers, networks and volumes, whatever state it is in."""
     labels = {"label": f"{PROJECT_LABEL}={project}"}

@@ -93,7 +93,7 @@ def _lock_owner(site) -> str:
 
 def _processes(container) -> list:
     try:
-        return container.top().get("Processes") or []
+        return harness.container_processes(container).get("Processes") or []
     except docker.errors.APIError:  # listed, then stopped: the old instance of a blue-green switch
         return []
 

@@ -239,7 +239,7 @@ def test_no_secret_in_inspect_top_logs_output_compose_or_journal(stack, docker_c
         attrs = json.loads(json.dumps(container.attrs))
         environments += "\n".join(attrs["Config"].pop("Env"))
         places[f"docker inspect {container.name} (all but Config.Env)"] = json.dumps(attrs)
-        places[f"docker top {container.name}"] = json.dumps(container.top())
+        places[f"docker top {container.name}"] = json.dumps(harness.container_processes(container))
         places[f"logs of {container.name}"] = container.logs().decode(errors="replace")
     for run in stack.runs:
         places[f"output of `controller {' '.join(run.args)}`"] = run.stdout + run.stderr
