@@ -44,7 +44,7 @@ def _switches(root: Path, strategy: str, count: int, current: str) -> tuple[list
 
 
 def _report(strategy: str, windows: list[dict], data: dict) -> dict:
-    seen = [summarise(data, w["start"], w["end"], w["old"], w["new"]) for w in windows]
+    seen = [summarise(data, w["start"], w["end"]) for w in windows]
     latencies = sorted(
         c["latency_s"] for w in windows for c in data["chats"] if c["ok"] and w["start"] <= c["start"] <= w["end"]
     )

@@ -38,9 +38,9 @@ class ProberProcess:
         return json.loads(self.out.read_text(encoding="utf-8"))
 
 
-def summarise(data: dict, start: float, end: float, old: str = "", new: str = "") -> dict:
+def summarise(data: dict, start: float, end: float) -> dict:
     """What the prober saw for requests started in [start, end]. A stream "across the cut-over"
-    started on the old model and ended after the first chat with the new model began."""
+    read the old model and ended after a chat read the new one, at any cut-over in the window."""
     chats = [c for c in data["chats"] if start <= c["start"] <= end]
     streams = [s for s in data["streams"] if s["end"] >= start and s["start"] <= end]
     ok_times = sorted(c["start"] + c["latency_s"] for c in data["chats"] if c["ok"])
@@ -54,15 +54,16 @@ def summarise(data: dict, start: float, end: float, old: str = "", new: str = ""
         "streams": len(streams),
         "truncated": sum(not s["ok"] for s in streams),
         "stream_errors": sorted({str(s["error"]) for s in streams if not s["ok"]})[:5],
-        "streams_across_cut_over": _across(streams, chats, old, new),
+        "streams_across_cut_over": _across(streams, chats),
         "longest_gap_s": round(max(b - a for a, b in zip(edges, edges[1:], strict=False)), 2),
         "p50_s": round(statistics.median(latencies), 3) if latencies else None,
         "p99_s": round(latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 3) if latencies else None,
     }
 
 
-def _across(streams: list[dict], chats: list[dict], old: str, new: str) -> int:
-    first_new = min((c["start"] for c in chats if c["model"] == new), default=None)
-    if first_new is None:
-        return 0
-    return sum(s["model"] == old and s["start"] < first_new < s["end"] for s in streams)
+def _across(streams: list[dict], chats: list[dict]) -> int:
+    """Streams that read the old default before a cut-over and were still open after a chat read
+    the new one: they were served by the old instance while the new one took new chats."""
+    chosen = sorted((c["chosen"], c["model"]) for c in chats if c["model"])
+    cut_overs = [(old, new, at) for (_, old), (at, new) in zip(chosen, chosen[1:], strict=False) if old != new]
+    return sum(s["model"] == old and s["chosen"] < at < s["end"] for old, _, at in cut_overs for s in streams)

@@ -1,6 +1,7 @@
 """An independent chat prober: its own process and its own Open WebUI session. One thread sends
 chats without pause to the model a new chat would use (Open WebUI's default, read before every
-chat); another keeps a streaming response open at all times. Both record every outcome.
+chat); two more keep streaming responses open at all times, half a stream apart. All record every
+outcome.
 
     python -m tests.integration.prober URL EMAIL OUT.json   (password in PROBER_PASSWORD; stop with SIGTERM)
 """
@@ -16,7 +17,9 @@ import time
 
 import httpx
 
-STREAM_TOKENS = 96
+# Long enough (about 4 s on the tiny CPU models) that a stream is almost surely open on the old model
+# when the default moves: at 96 tokens (1.5 s) a blue-green switch once saw none across the cut-over.
+STREAM_TOKENS = 256
 
 
 class Prober:
@@ -25,8 +28,10 @@ class Prober:
         body = self.http.post("/api/v1/auths/signin", json={"email": email, "password": password}).json()
         self.headers = {"Authorization": f"Bearer {body['token']}"}
         self.stop = threading.Event()
-        self.chats: list[dict] = []  # {start, latency_s, ok, model, error}
-        self.streams: list[dict] = []  # {start, end, ok, chunks, model, error}
+        # "chosen": when the model was read from Open WebUI's default, so the cut-over lies between
+        # the last chat that read the old model and the first that read the new one.
+        self.chats: list[dict] = []  # {start, chosen, latency_s, ok, model, error}
+        self.streams: list[dict] = []  # {start, chosen, end, ok, chunks, model, error}
 
     def default_model(self) -> str:
         config = self.http.get("/api/config", headers=self.headers).json()
@@ -40,21 +45,27 @@ class Prober:
     def chat_loop(self) -> None:
         while not self.stop.is_set():
             start, model, error = time.time(), "", None
+            chosen = start
             try:
                 model = self.default_model()
+                chosen = time.time()
                 response = self.http.send(self._request(False, model))
                 choices = response.json().get("choices") if response.status_code == 200 else None
                 error = None if choices else f"{response.status_code}: {response.text[:200]}"
             except (httpx.HTTPError, ValueError) as exc:
                 error = f"{type(exc).__name__}: {exc}"
-            self.chats.append({"start": start, "latency_s": time.time() - start, "ok": error is None,
+            self.chats.append({"start": start, "chosen": chosen, "latency_s": time.time() - start, "ok": error is None,
                                "model": model, "error": error})  # fmt: skip
 
-    def stream_loop(self) -> None:
+    def stream_loop(self, halfway: threading.Event) -> None:
+        """Streams back to back; sets `halfway` once its first stream is half done (or over), so a
+        second loop started on it keeps a stream open while this one is between two."""
         while not self.stop.is_set():
             start, model, chunks, done, error = time.time(), "", 0, False, None
+            chosen = start
             try:
                 model = self.default_model()
+                chosen = time.time()
                 with self.http.stream("POST", "/api/chat/completions", headers=self.headers,
                                       json=json.loads(self._request(True, model).content)) as response:  # fmt: skip
                     if response.status_code != 200:
@@ -64,22 +75,35 @@ class Prober:
                             done = True
                         elif line.startswith("data: "):
                             chunks += 1
+                            if chunks >= STREAM_TOKENS // 2:
+                                halfway.set()
                             if '"error"' in line:
                                 error = line[:200]
             except httpx.HTTPError as exc:
                 error = f"{type(exc).__name__}: {exc}"
+            halfway.set()
             ok = done and error is None
-            self.streams.append({"start": start, "end": time.time(), "ok": ok, "chunks": chunks, "model": model,
-                                 "error": error if not ok else None})  # fmt: skip
+            self.streams.append({"start": start, "chosen": chosen, "end": time.time(), "ok": ok, "chunks": chunks,
+                                 "model": model, "error": error if not ok else None})  # fmt: skip
 
 
 def main() -> int:
     url, email, out = sys.argv[1:4]
     prober = Prober(url, email, os.environ["PROBER_PASSWORD"])
     signal.signal(signal.SIGTERM, lambda *_: prober.stop.set())
-    threads = [threading.Thread(target=prober.chat_loop), threading.Thread(target=prober.stream_loop)]
+    first_halfway, second_halfway = threading.Event(), threading.Event()
+    threads = [
+        threading.Thread(target=prober.chat_loop),
+        threading.Thread(target=prober.stream_loop, args=[first_halfway]),
+    ]
     for thread in threads:
         thread.start()
+    # Two stream loops half a stream apart: a stream is open on the old model at a cut-over even when
+    # one ends just then (the old instance speeds up once the new one has loaded, the moment the
+    # cut-over follows; one loop once saw no stream across either of two cut-overs).
+    first_halfway.wait(timeout=120)
+    threads.append(threading.Thread(target=prober.stream_loop, args=[second_halfway]))
+    threads[-1].start()
     print("probing", flush=True)
     while not prober.stop.wait(0.5):
         pass

@@ -63,7 +63,7 @@ def test_blue_green_switch_serves_every_chat_and_stream_and_leaves_one_instance(
         back = _switch(test_site, "tiny-a")  # auto: both fit on this machine
     finally:
         end = time.time()
-        seen = summarise(prober.finish(), start, end, "tiny-a", "tiny-b")
+        seen = summarise(prober.finish(), start, end)
     print(json.dumps(seen))
     assert (summary["strategy"], summary["instance"], summary["downtime_s"]) == ("blue-green", "vllm-b", 0.0)
     assert back["strategy"] == "blue-green" and "both instances fit" in back["strategy_reason"]
