@@ -13,7 +13,7 @@ and the controller's own time: its wall time minus the sum of vLLM's benchmark d
 the same for the hand runs.
 
     .venv/bin/python benchmarks/bench_bench_overhead.py [--rounds 3] [--levels 1,4] [--input-len 128]
-        [--output-len 64] [--prompts 16]
+        [--output-len 256] [--prompts 64]
 
 The figures are CPU figures of a random-weight tiny model: they say whether the controller adds
 anything to vLLM's own benchmark, not how fast any real model is.
@@ -95,14 +95,16 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--levels", default="1,4")
     parser.add_argument("--input-len", default="128")
-    parser.add_argument("--output-len", default="64")
-    parser.add_argument("--prompts", default="16")
+    parser.add_argument("--output-len", default="256")
+    # Runs of about 1 s (16 prompts of 64 tokens) gave ratios of 0.38-2.15: noise on 2 shared cores.
+    parser.add_argument("--prompts", default="64")
     args = parser.parse_args()
     settings = ["--levels", args.levels, "--input-len", args.input_len, "--output-len", args.output_len,
                 "--prompts", args.prompts]  # fmt: skip
     client = docker.from_env()
     images = harness.images_and_tiny_model()
     ratios: dict[int, list[float]] = {}
+    throughputs: dict[tuple[str, int], list[float]] = {}  # (who, level) -> output tok/s per round
     overheads, hand_overheads = [], []
     with harness.scratch_site(client, images) as (root, project, _port):
         up = harness.controller(root, "up", "tiny-a")
@@ -141,17 +143,23 @@ def main() -> int:
                     print(f"round {round_no} by hand:    {seconds:.1f} s wall, {vllm_s:.1f} s in vLLM's "
                           f"benchmark, {seconds - vllm_s:.1f} s other", flush=True)  # fmt: skip
             for level, controller_tok_s in figures["controller"].items():
+                for who in ("hand", "controller"):
+                    throughputs.setdefault((who, level), []).append(figures[who][level])
                 ratio = figures["hand"][level] / controller_tok_s
                 ratios.setdefault(level, []).append(ratio)
                 print(f"round {round_no} c={level}: output tok/s by hand {figures['hand'][level]:.1f}, "
                       f"controller {controller_tok_s:.1f}, ratio {ratio:.3f}", flush=True)  # fmt: skip
     print("\nsummary (CPU figures of a random-weight tiny model)")
     for level, values in sorted(ratios.items()):
-        print(f"  c={level}: output-throughput ratio by hand / controller: mean {statistics.mean(values):.3f}, "
+        print(f"  c={level}: output-throughput ratio by hand / controller: median {statistics.median(values):.3f}, "
               f"range {min(values):.3f}-{max(values):.3f} (goal 0.95-1.05)")  # fmt: skip
-    print(f"  time outside vLLM's benchmark: controller {statistics.mean(overheads):.1f} s per run "
+        for who in ("hand", "controller"):  # each side's own spread between rounds: the box's noise
+            tok_s = throughputs[(who, level)]
+            print(f"        {who:>10}: median {statistics.median(tok_s):.1f} output tok/s, "
+                  f"range {min(tok_s):.1f}-{max(tok_s):.1f}")  # fmt: skip
+    print(f"  time outside vLLM's benchmark, median: controller {statistics.median(overheads):.1f} s per run "
           f"(includes its start, facts, one vLLM import, reading results), by hand "
-          f"{statistics.mean(hand_overheads):.1f} s (one vLLM import per level)")  # fmt: skip
+          f"{statistics.median(hand_overheads):.1f} s (one vLLM import per level)")  # fmt: skip
     return 0
 
 
