@@ -119,9 +119,12 @@ def _vllm_container(spec: ServingSpec, k8s: K8sSettings, load_timeout_s: float, 
     if spec.accelerator == "cpu":
         env.append({"name": "VLLM_CPU_KVCACHE_SPACE", "value": str(spec.cpu_kv_cache_gib)})
     mounts = [{"name": "dshm", "mountPath": "/dev/shm"}, {"name": "model-cache", "mountPath": HF_CACHE_TARGET}]
-    if spec.local_model_dir:
+    if spec.local_model_dir or spec.offline:  # OFFLINE=true: the weights come from the cache volume only
         env += [{"name": "HF_HUB_OFFLINE", "value": "1"}, {"name": "TRANSFORMERS_OFFLINE", "value": "1"}]
+    if spec.local_model_dir:
         mounts.append({"name": "local-model", "mountPath": spec.container_model, "readOnly": True})
+    for index, (_, mount_path) in enumerate(spec.lora_mounts):
+        mounts.append({"name": f"lora-{index}", "mountPath": mount_path, "readOnly": True})
     container: dict[str, Any] = {
         "name": "vllm",
         "image": spec.vllm_image,
@@ -154,6 +157,9 @@ def _vllm_pod(spec: ServingSpec, k8s: K8sSettings, load_timeout_s: float, gpus: 
     elif spec.local_model_dir:
         # The same directory must exist on every node that can run vLLM (or set K8S_LOCAL_MODEL_CLAIM).
         volumes.append({"name": "local-model", "hostPath": {"path": spec.local_model_dir, "type": "Directory"}})
+    # Local LoRA adapter directories, like a local model: the same path on every node that can run vLLM.
+    for index, (host_path, _) in enumerate(spec.lora_mounts):
+        volumes.append({"name": f"lora-{index}", "hostPath": {"path": host_path, "type": "Directory"}})
     pod: dict[str, Any] = {
         # Without this, a Service named `vllm` injects VLLM_PORT=tcp://..., which vLLM reads as its own setting.
         "enableServiceLinks": False,
@@ -170,7 +176,8 @@ def _vllm_pod(spec: ServingSpec, k8s: K8sSettings, load_timeout_s: float, gpus: 
 
 
 def _network_policy(spec: ServingSpec, k8s: K8sSettings) -> dict:
-    """Only Open WebUI's pods reach vLLM's port; a local model also gets no way out (as on Compose)."""
+    """Only Open WebUI's pods reach vLLM's port. vLLM gets no way out when it needs none: a local
+    model with local adapters, or OFFLINE=true (the Compose file's internal backend network)."""
     body: dict[str, Any] = {
         "podSelector": {"matchLabels": selector(spec, "vllm")},
         "policyTypes": ["Ingress"],
@@ -181,7 +188,7 @@ def _network_policy(spec: ServingSpec, k8s: K8sSettings) -> dict:
             }
         ],
     }
-    if spec.local_model_dir:
+    if spec.backend_internal:
         body["policyTypes"].append("Egress")
         body["egress"] = []
     return {
@@ -215,6 +222,8 @@ def webui_objects(spec: ServingSpec, k8s: K8sSettings) -> list[dict]:
         _secret_env("WEBUI_ADMIN_PASSWORD", "WEBUI_ADMIN_PASSWORD", k8s),
         {"name": "ENABLE_SIGNUP", "value": "false"},
     ]
+    if spec.offline:  # Open WebUI does not fetch its embedding models or check for updates
+        env += [{"name": "OFFLINE_MODE", "value": "true"}, {"name": "HF_HUB_OFFLINE", "value": "1"}]
     container = {
         "name": "webui",
         "image": spec.webui_image,

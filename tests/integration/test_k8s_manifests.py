@@ -7,6 +7,7 @@ a cluster"). Nothing is mocked and nothing skips: a missing tool fails and says 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
 import subprocess
@@ -125,16 +126,25 @@ def test_every_option_at_once_validates_strictly(tmp_path, versions):
         assert done.returncode == 0, f"against Kubernetes {version}:\n{done.stdout}{done.stderr}"
 
 
-def test_local_model_and_existing_secret_validate_strictly(tmp_path, versions):
+def test_local_model_adapter_offline_and_existing_secret_validate_strictly(tmp_path, versions):
+    adapter = tmp_path / "adapters" / "zh"
+    adapter.mkdir(parents=True)
+    config = {"peft_type": "LORA", "r": 8, "base_model_name_or_path": "tiny", "target_modules": ["q_proj"]}
+    (adapter / "adapter_config.json").write_text(json.dumps(config), encoding="utf-8")
     profile = {
         "model": "/srv/models/tiny",
         "served_model_name": "tiny",
         "max_model_len": 2048,
         "architecture": TINY_ARCH,
+        "lora_adapters": {"zh": str(adapter)},
     }
     catalog = load_catalog(write_catalog(tmp_path / "c.yaml", {"tiny-local": profile}))
-    documents, built = _build(tmp_path, "tiny-local", {"K8S_EXISTING_SECRET": "team-secrets"}, catalog)
+    env = {"K8S_EXISTING_SECRET": "team-secrets", "OFFLINE": "true"}
+    documents, built = _build(tmp_path, "tiny-local", env, catalog)
     assert not any(d["kind"] == "Secret" for d in documents)
+    pods = {d["metadata"]["name"]: d["spec"]["template"]["spec"] for d in documents if d["kind"] == "Deployment"}
+    assert {"path": str(adapter), "type": "Directory"} in [v.get("hostPath") for v in pods["vllm"]["volumes"]]
+    assert {"name": "OFFLINE_MODE", "value": "true"} in pods["webui"]["containers"][0]["env"]
     for version in versions:
         done = validate(built, version)
         assert done.returncode == 0, f"against Kubernetes {version}:\n{done.stdout}{done.stderr}"

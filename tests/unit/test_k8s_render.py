@@ -37,9 +37,9 @@ GOLDEN_FILES = ["kustomization.yaml", "namespace.yaml", "vllm.yaml", "webui.yaml
 HF_TOKEN = "hf_dummyTokenValue0004"
 
 
-def manifests(name: str, catalog=None, load_timeout_s: float = 1800, **k8s: str) -> dict[str, str]:
+def manifests(name: str, catalog=None, load_timeout_s: float = 1800, settings=None, **k8s: str) -> dict[str, str]:
     profile = (catalog or load_catalog()).get(name)
-    spec = build_spec(profile, fixed_settings(), None)
+    spec = build_spec(profile, settings or fixed_settings(), None)
     settings = parse_k8s_settings(k8s, {}, "test")
     return render_manifests(
         spec, settings, load_timeout_s=load_timeout_s, gpus=gpu_count(spec, profile.tensor_parallel_size)
@@ -102,11 +102,14 @@ def test_deployment_args_equal_the_compose_command_for_the_same_profile(name, ca
     assert container(files)["args"] == compose["services"]["vllm"]["command"]
 
 
-def test_webui_gets_the_compose_environment_with_secrets_as_secret_references():
-    compose_env = yaml.safe_load(render_compose(load_catalog().get("deepseek-1.5b"), fixed_settings()))["services"][
-        "webui"
-    ]["environment"]
-    env = {e["name"]: e for e in container(manifests("deepseek-1.5b"), "webui")["env"]}
+@pytest.mark.parametrize("offline", ["false", "true"])
+def test_webui_gets_the_compose_environment_with_secrets_as_secret_references(offline):
+    settings = fixed_settings(OFFLINE=offline)
+    compose_env = yaml.safe_load(render_compose(load_catalog().get("deepseek-1.5b"), settings))["services"]["webui"][
+        "environment"
+    ]
+    env = {e["name"]: e for e in container(manifests("deepseek-1.5b", settings=settings), "webui")["env"]}
+    assert ("OFFLINE_MODE" in env) == (offline == "true")
     # Neither sets DEFAULT_MODELS: the default model goes through the admin API, so a switch leaves webui alone.
     # Compose lists both blue-green slots; a cluster runs one vLLM Service.
     key = "${VLLM_API_KEY:?set VLLM_API_KEY in .env}"
@@ -260,6 +263,47 @@ def test_local_model_is_a_read_only_host_path_or_claim_offline_without_egress(tm
         "name": "local-model",
         "persistentVolumeClaim": {"claimName": "models", "readOnly": True},
     }
+
+
+def test_offline_tells_vllm_never_to_reach_out_and_gives_it_no_egress():
+    online = manifests("deepseek-1.5b")
+    assert "HF_HUB_OFFLINE" not in {e["name"] for e in container(online)["env"]}
+    assert "egress" not in objects(online)[("NetworkPolicy", "vllm-from-webui-only")]["spec"]
+    offline = manifests("deepseek-1.5b", settings=fixed_settings(OFFLINE="true"))
+    env = {e["name"]: e.get("value") for e in container(offline)["env"]}
+    assert env["HF_HUB_OFFLINE"] == "1" and env["TRANSFORMERS_OFFLINE"] == "1"
+    policy = objects(offline)[("NetworkPolicy", "vllm-from-webui-only")]["spec"]
+    assert policy["egress"] == [] and policy["policyTypes"] == ["Ingress", "Egress"]
+
+
+def _adapter(directory: Path, r: int = 8) -> None:
+    directory.mkdir(parents=True)
+    config = {"peft_type": "LORA", "r": r, "base_model_name_or_path": "tiny", "target_modules": ["q_proj"]}
+    (directory / "adapter_config.json").write_text(json.dumps(config), encoding="utf-8")
+
+
+def test_local_lora_adapters_are_read_only_host_paths_where_vllm_looks_for_them(tmp_path):
+    _adapter(tmp_path / "adapters" / "zh")
+    (tmp_path / "models" / "tiny").mkdir(parents=True)
+    local = {"model": "./models/tiny", "served_model_name": "tiny", "max_model_len": 2048, "architecture": TINY_ARCH}
+    profiles = {
+        "tiny-zh": {**local, "lora_adapters": {"zh": "./adapters/zh"}},
+        "tiny-hub": {**local, "lora_adapters": {"zh": "someone/tiny-zh-lora"}, "max_lora_rank": 8},
+    }
+    catalog = load_catalog(write_catalog(tmp_path / "c.yaml", profiles))
+    files = manifests("tiny-zh", catalog)
+    vllm = container(files)
+    modules = vllm["args"][vllm["args"].index("--lora-modules") + 1 :]
+    assert modules == ["zh=/adapters/zh"]
+    mounts = {m["mountPath"]: m for m in vllm["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod(files)["volumes"]}
+    mount = mounts["/adapters/zh"]
+    assert mount["readOnly"] is True
+    assert volumes[mount["name"]]["hostPath"] == {"path": str(tmp_path / "adapters" / "zh"), "type": "Directory"}
+    # a local model and local adapters: vLLM needs no way out; an adapter from the Hub keeps egress
+    assert objects(files)[("NetworkPolicy", "vllm-from-webui-only")]["spec"]["egress"] == []
+    hub = objects(manifests("tiny-hub", catalog))[("NetworkPolicy", "vllm-from-webui-only")]["spec"]
+    assert "egress" not in hub
 
 
 def test_cpu_profile_requests_no_gpu_and_sets_kv_space(tmp_path):
