@@ -21,7 +21,6 @@ from controller.console import (
     print_history,
     print_json,
     print_models,
-    print_plan,
     print_status,
     print_summary,
 )
@@ -373,21 +372,6 @@ def logs(
     _stack(ctx, quiet=True).logs(service, follow=follow)
 
 
-def _detect_gpus() -> list:
-    from controller.gpu import detect_gpus  # only when asked to detect: NVML and nvidia-smi are slow
-
-    return detect_gpus()
-
-
-def _gpu_memory_option(text: str) -> float:
-    from controller.values import parse_memory_gib
-
-    try:
-        return parse_memory_gib(text)
-    except ValueError as exc:
-        raise InputError(f"--gpu-memory {exc}") from None
-
-
 @app.command("plan")
 def plan_command(
     ctx: typer.Context,
@@ -410,73 +394,13 @@ def plan_command(
     as_json: JsonOption = False,
 ) -> None:
     """Tell whether MODEL fits the GPU, and how many full-length chats it serves at once."""
-    from controller.catalog import local_weights_bytes
-    from controller.engine_memory import parse_version
-    from controller.plan import plan, resolve_gpu_memory
-    from controller.settings import gpu_memory_setting
+    from controller.cli_plan import run_plan
 
     c = _ctx(ctx)
-    catalog = c.catalog()
-    profile = catalog.get(model)
-    if max_model_len is not None and max_model_len > profile.scaled_context:
-        raise InputError(
-            f"--max-model-len {max_model_len} is above the context of '{profile.name}' "
-            f"({profile.scaled_context} tokens{' with its RoPE scaling' if profile.rope_scaling else ''})",
-            hint="plan for a shorter context, or add (or raise) rope_scaling in the profile in your catalog",
-        )
-    if vllm_version is not None:
-        parse_version(vllm_version)  # a bad version is an InputError before any detection
-    flag = _gpu_memory_option(gpu_memory) if gpu_memory is not None else None
-    gpus = _detect_gpus() if profile.accelerator == "gpu" and flag is None else []
-    memory, source = resolve_gpu_memory(flag, gpus, gpu_memory_setting(c.site.env_file))
-    if profile.accelerator == "gpu" and memory is None:
-        raise InputError(
-            "no GPU detected to plan for",
-            hint="pass --gpu-memory 12GiB (or set GPU_MEMORY_GIB in .env)",
-        )
-    result = plan(
-        profile,
-        gpu_memory_gib=memory,
-        max_model_len=max_model_len,
-        gpu_memory_utilization=utilization,
-        weights_bytes_override=local_weights_bytes(profile),
-        alternatives=catalog.profiles(),
-        vllm_version=vllm_version,
-        capability=gpus[0].capability if gpus else None,
-        gpu_name=gpus[0].name if gpus else "",
-    )
-    data = {**result.as_dict(), "memory_source": source}
-    if as_json:
-        print_json(data)
-    else:
-        print_plan(profile.name, memory, source, result, explain=explain)
-    if not result.fits:
+    fits = run_plan(c.site, c.catalog(), model, gpu_memory=gpu_memory, max_model_len=max_model_len,
+                    utilization=utilization, vllm_version=vllm_version, explain=explain, as_json=as_json)  # fmt: skip
+    if not fits:
         raise typer.Exit(1)
-
-
-def _saved_run(ctx: typer.Context, name: str):
-    """A saved bench run: a path, or a name in .controller/bench/ (with or without .json)."""
-    import json
-
-    from controller.bench import BenchRun
-    from controller.files import read_text_file
-
-    directory = _ctx(ctx).site.state_dir / "bench"
-    candidates = [Path(name), directory / name, directory / f"{name}.json"]
-    path = next((p for p in candidates if p.is_file()), None)
-    if path is None:
-        saved = sorted(p.stem for p in directory.glob("*.json")) if directory.is_dir() else []
-        raise InputError(
-            f"--compare: no saved bench run '{name}'",
-            hint=f"saved runs in {directory}: {', '.join(saved[-5:])}" if saved else "run `controller bench` first",
-        )
-    try:
-        data = json.loads(read_text_file(path, InputError, what="bench run", max_bytes=16 * 1024 * 1024))
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not JSON ({exc})") from None
-    run = BenchRun.from_dict(data, str(path))
-    run.json_path = str(path)
-    return run
 
 
 @app.command()
@@ -510,18 +434,14 @@ def bench(
     """Measure the running model, or each MODEL in turn, with vLLM's own benchmark: speed, latency,
     concurrency under an SLO, load time and memory. Switches to each MODEL and back to the running one
     at the end (also after a failure or Ctrl-C). Saves the run and a picture in .controller/bench/."""
-    from controller.bench import bench_settings, compare_rows, parse_levels
+    from controller.bench import bench_settings, parse_levels
 
     if compare is not None:
         if models:
             raise InputError("--compare prints two saved runs; it measures nothing, so name no MODEL")
-        a, b = (_saved_run(ctx, name) for name in compare)
-        if as_json:
-            print_json({"a": a.as_dict(), "b": b.as_dict()})
-            return
-        from controller.console import print_bench_compare
+        from controller.cli_bench import print_comparison
 
-        print_bench_compare(*compare_rows(a, b))
+        print_comparison(_ctx(ctx).site, compare, as_json=as_json)
         return
     settings = bench_settings(levels=parse_levels(levels), input_len=input_len, output_len=output_len,
                               prompts=prompts, slo_ttft_ms=slo_ttft_ms)  # fmt: skip
