@@ -5,6 +5,7 @@ reasoning parser, and vLLM's prefix cache counted in `controller status`."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 from controller.settings import SiteConfig, load_settings
 from controller.webui import WebUI
 from tests.integration import harness
+from tests.integration import webui_page as ui
 
 pytestmark = [pytest.mark.integration, pytest.mark.stack]
 
@@ -123,6 +125,32 @@ def test_reasoning_arrives_apart_from_the_answer(study):
     through_webui = response.json()["choices"][0]["message"]
     # Open WebUI passes vLLM's answer through its API unchanged: the reasoning stays apart.
     assert through_webui.get("reasoning"), through_webui
+
+
+def test_a_person_sees_the_reasoning_folded_above_the_answer(study):
+    """In the browser, Open WebUI 0.12.4 gathers the streamed `reasoning` into a folded block
+    headed "Thought for ..." (its own output item in the saved chat), which opens on a click."""
+    url, settings = f"http://127.0.0.1:{study.port}", study.settings
+    with ui.chromium() as browser:
+        page = ui.new_page(browser)
+        ui.sign_in(page, url, settings.webui_admin_email, settings.webui_admin_password.get_secret_value())
+        assert ui.selected_model(page) == PROFILE
+        chat_id = ui.send_message(page, "hello")
+        reply = ui.assistant_reply(url, ui.token(page), chat_id, "hello")
+        assert not reply.get("error"), reply
+        reasoning = [item for item in reply.get("output") or [] if item.get("type") == "reasoning"]
+        assert reasoning, reply
+        thought = " ".join(part.get("text", "") for item in reasoning for part in item.get("content") or [])
+        heading = page.get_by_text(re.compile(r"^Thought for")).first
+        heading.wait_for(state="visible")
+        ui.screenshot(page, "reasoning-folded")
+        # Words of the reasoning that the folded page does not show: a click brings them into view.
+        shown = page.inner_text("body")
+        hidden = [word for word in re.findall(r"[A-Za-z]{5,}", thought) if word not in shown]
+        assert hidden, (thought, shown)
+        heading.click()
+        page.get_by_text(hidden[0]).first.wait_for(state="visible")
+        ui.screenshot(page, "reasoning-open")
 
 
 def test_prefix_cache_hits_rise_for_a_repeated_prompt_and_status_shows_them(study):
