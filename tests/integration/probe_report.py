@@ -65,5 +65,5 @@ def _across(streams: list[dict], chats: list[dict]) -> int:
     """Streams that read the old default before a cut-over and were still open after a chat read
     the new one: they were served by the old instance while the new one took new chats."""
     chosen = sorted((c["chosen"], c["model"]) for c in chats if c["model"])
-    cut_overs = [(old, new, at) for (_, old), (at, new) in zip(chosen, chosen[1:], strict=False) if old != new]
-    return sum(s["model"] == old and s["chosen"] < at < s["end"] for old, _, at in cut_overs for s in streams)
+    cut_overs = [(old, at) for (_, old), (at, new) in zip(chosen, chosen[1:], strict=False) if old != new]
+    return sum(s["model"] == old and s["chosen"] < at < s["end"] for old, at in cut_overs for s in streams)

@@ -57,9 +57,10 @@ class Prober:
             self.chats.append({"start": start, "chosen": chosen, "latency_s": time.time() - start, "ok": error is None,
                                "model": model, "error": error})  # fmt: skip
 
-    def stream_loop(self, halfway: threading.Event) -> None:
-        """Streams back to back; sets `halfway` once its first stream is half done (or over), so a
-        second loop started on it keeps a stream open while this one is between two."""
+    def stream_loop(self, halfway: threading.Event | None = None) -> None:
+        """Streams back to back; sets `halfway` (if given) once its first stream is half done (or
+        over), so a second loop started on it keeps a stream open while this one is between two."""
+        halfway = halfway or threading.Event()
         while not self.stop.is_set():
             start, model, chunks, done, error = time.time(), "", 0, False, None
             chosen = start
@@ -91,7 +92,7 @@ def main() -> int:
     url, email, out = sys.argv[1:4]
     prober = Prober(url, email, os.environ["PROBER_PASSWORD"])
     signal.signal(signal.SIGTERM, lambda *_: prober.stop.set())
-    first_halfway, second_halfway = threading.Event(), threading.Event()
+    first_halfway = threading.Event()
     threads = [
         threading.Thread(target=prober.chat_loop),
         threading.Thread(target=prober.stream_loop, args=[first_halfway]),
@@ -102,7 +103,7 @@ def main() -> int:
     # one ends just then (the old instance speeds up once the new one has loaded, the moment the
     # cut-over follows; one loop once saw no stream across either of two cut-overs).
     first_halfway.wait(timeout=120)
-    threads.append(threading.Thread(target=prober.stream_loop, args=[second_halfway]))
+    threads.append(threading.Thread(target=prober.stream_loop))
     threads[-1].start()
     print("probing", flush=True)
     while not prober.stop.wait(0.5):
