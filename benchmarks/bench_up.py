@@ -19,7 +19,7 @@ import docker
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from controller.compose import ComposeProject  # noqa: E402
+from controller.runtime.docker import ComposeProject  # noqa: E402
 from tests.integration import harness  # noqa: E402
 
 

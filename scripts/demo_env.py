@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from controller.envfile import write_env_values
+from controller.config.envfile import write_env_values
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import docker.errors
 import yaml
 
-from controller.bundle import IMAGES_MEMBER, open_bundle, read_chunks
+from controller.bundle.format import IMAGES_MEMBER, open_bundle, read_chunks
 from tests.integration import harness
 from tests.unit._support import make_hub_cache
 
@@ -47,7 +47,7 @@ class OfflineSite:
         return f"http://127.0.0.1:{self.port}"
 
     def settings(self):
-        from controller.settings import SiteConfig, load_settings
+        from controller.config.settings import SiteConfig, load_settings
 
         return load_settings(SiteConfig(root=self.root, env_file=self.root / ".env"), generate=False)
 

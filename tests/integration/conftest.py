@@ -13,8 +13,8 @@ from pathlib import Path
 import docker
 import pytest
 
+from controller.config.settings import SiteConfig, load_settings
 from controller.errors import ControllerError
-from controller.settings import SiteConfig, load_settings
 from tests.integration import harness
 
 # Ryuk, testcontainers' reaper, is an image from a registry this machine cannot reach; every
@@ -24,7 +24,7 @@ os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 
 @pytest.fixture(scope="session")
 def docker_client() -> docker.DockerClient:
-    from controller.compose import compose_v2_version, run_command
+    from controller.runtime.docker import compose_v2_version, run_command
 
     try:
         run_command(["docker", "info", "--format", "{{.ServerVersion}}"], timeout=30)

@@ -17,7 +17,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from controller.bench import BenchRun, table_rows
+from controller.bench.results import BenchRun, table_rows
 from controller.errors import NotReady
 from controller.phases import wait_for
 from tests.integration import harness

@@ -12,10 +12,10 @@ import time
 
 import pytest
 
-from controller.envfile import write_env_values
+from controller.config.envfile import write_env_values
 from controller.errors import NotReady
 from controller.phases import wait_for
-from controller.webui import WebUI
+from controller.runtime.webui_client import WebUI
 from tests.integration import harness
 from tests.integration.probe_report import ProberProcess, summarise
 from tests.integration.test_lifecycle import _admin_session, _chat_title, _create_chat

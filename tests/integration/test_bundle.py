@@ -15,7 +15,7 @@ import time
 import docker.errors
 import pytest
 
-from controller.webui import WebUI
+from controller.runtime.webui_client import WebUI
 from tests.integration import harness
 from tests.integration.bundle_sites import HF_ID, REVISION, OfflineSite, connected_site, restore_images
 from tests.integration.test_lifecycle import _admin_session

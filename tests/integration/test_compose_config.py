@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from controller.catalog import load_catalog
-from controller.compose import ComposeProject
-from controller.render import render_compose
-from controller.settings import SiteConfig, load_settings
+from controller.config.catalog import load_catalog
+from controller.config.settings import SiteConfig, load_settings
+from controller.deploy.compose_file import render_compose
+from controller.runtime.docker import ComposeProject
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.envfile import read_env_file
+from controller.config.envfile import read_env_file
 from tests.integration import harness
 
 pytestmark = [pytest.mark.integration]

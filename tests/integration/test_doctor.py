@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from controller.compose import PROJECT_LABEL, Engine, compose_v2_version
-from controller.doctor import ImageFacts, check_gpu_container
-from controller.doctor_facts import gpu_container_facts
-from controller.settings import SiteConfig, load_settings
+from controller.config.settings import SiteConfig, load_settings
+from controller.doctor.checks import ImageFacts, check_gpu_container
+from controller.doctor.facts import gpu_container_facts
+from controller.runtime.docker import PROJECT_LABEL, Engine, compose_v2_version
 from tests.integration import harness
 
 pytestmark = pytest.mark.integration

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from controller import vllm_text
+from controller.config.settings import SiteConfig
+from controller.deploy.spec import PROFILE_LABEL
 from controller.journal import JournalStore
 from controller.phases import wait_for
-from controller.settings import SiteConfig
-from controller.spec import PROFILE_LABEL
-from controller.webui import NotReady, WebUI
+from controller.runtime import vllm_log as vllm_text
+from controller.runtime.webui_client import NotReady, WebUI
 from tests.integration import conftest, harness
 from tests.integration.test_lifecycle import _admin_session, _chat_title, _create_chat
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from controller.catalog import load_catalog
-from controller.settings import SiteConfig
-from controller.targets.k8s import render_k8s
+from controller.config.catalog import load_catalog
+from controller.config.settings import SiteConfig
+from controller.deploy.k8s import render_k8s
 from tests.unit._support import BUILTIN_NAMES, TINY_ARCH, write_catalog
 
 pytestmark = pytest.mark.integration

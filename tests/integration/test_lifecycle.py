@@ -10,10 +10,10 @@ from datetime import datetime
 import httpx
 import pytest
 
-from controller.catalog import load_catalog
-from controller.envfile import write_env_values
-from controller.plan import kv_bytes_per_token
-from controller.webui import WebUI
+from controller.config.catalog import load_catalog
+from controller.config.envfile import write_env_values
+from controller.planner.fit import kv_bytes_per_token
+from controller.runtime.webui_client import WebUI
 from tests.integration import harness
 
 pytestmark = [pytest.mark.integration, pytest.mark.stack]

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import pytest
 
-from controller.envfile import read_env_file
+from controller.config.envfile import read_env_file
+from controller.config.settings import SECRET_KEYS, SiteConfig
 from controller.errors import NotReady
 from controller.journal import JournalStore
 from controller.phases import wait_for
-from controller.settings import SECRET_KEYS, SiteConfig
-from controller.webui import WebUI
+from controller.runtime.webui_client import WebUI
 from tests.integration import conftest, harness
 from tests.integration.soak import ControllerRun, Soak, changed_counts, dockerd_pid, run_controller
 from tests.integration.test_lifecycle import _admin_session, _chat_title, _create_chat

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from controller.compose import ComposeProject
-from controller.webui import WebUI
+from controller.runtime.docker import ComposeProject
+from controller.runtime.webui_client import WebUI
 from tests.integration import harness
 
 pytestmark = [pytest.mark.integration, pytest.mark.stack]

@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from controller.settings import SiteConfig, load_settings
-from controller.webui import WebUI
+from controller.config.settings import SiteConfig, load_settings
+from controller.runtime.webui_client import WebUI
 from tests.integration import harness
 from tests.integration import webui_page as ui
 

@@ -9,10 +9,10 @@ import subprocess
 import pytest
 import yaml
 
-from controller.envfile import write_env_values
+from controller.config.envfile import write_env_values
 from controller.journal import JournalStore
 from controller.phases import wait_for
-from controller.webui import NotReady, WebUI
+from controller.runtime.webui_client import NotReady, WebUI
 from tests.integration import harness
 from tests.integration.test_lifecycle import _admin_session, _chat_title, _create_chat
 

@@ -8,7 +8,7 @@ import pytest
 from testcontainers.core.container import DockerContainer
 
 from controller.phases import wait_for
-from controller.webui import NotReady, WebUI
+from controller.runtime.webui_client import NotReady, WebUI
 
 pytestmark = pytest.mark.integration
 

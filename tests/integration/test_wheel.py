@@ -49,7 +49,7 @@ class Installed:
 
 def _env(venv: Path | None = None) -> dict[str, str]:
     """The caller's environment without controller settings or anything that points back at the checkout."""
-    from controller.settings import Settings
+    from controller.config.settings import Settings
 
     settings = {field.alias for field in Settings.model_fields.values()}
     env = {
@@ -194,7 +194,7 @@ def test_every_builtin_profile_renders_from_the_installed_package(installed):
 @pytest.mark.stack
 def test_the_installed_wheel_brings_up_the_cpu_demo_and_a_browser_shaped_chat_answers(installed, test_site):
     """The same real CPU stack the demo runs, started by the wheel's `controller`, from outside the checkout."""
-    from controller.webui import WebUI
+    from controller.runtime.webui_client import WebUI
 
     done = _run(
         [installed.controller, "--project-dir", test_site.root, "up", "tiny-a", "--json"],

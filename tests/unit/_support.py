@@ -6,8 +6,8 @@ from pathlib import Path
 
 import yaml
 
-from controller.catalog import Profile
-from controller.settings import Settings, parse_settings
+from controller.config.catalog import Profile
+from controller.config.settings import Settings, parse_settings
 
 # Fixed, recognisable dummy secrets: a rendered file must contain none of them.
 DUMMY_SECRETS = {

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from controller.deploy.spec import PROFILE_LABEL, SLOTS, vllm_url
 from controller.errors import ChatRefused, RuntimeFailure, StartupFailed
 from controller.phases import WEIGHTS_LOAD, PhaseRunner
-from controller.spec import PROFILE_LABEL, SLOTS, vllm_url
-from controller.webui import Session
+from controller.runtime.webui_client import Session
 
 
 def _profiles(text: str) -> dict[str, str]:

@@ -8,9 +8,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from controller.catalog import load_catalog
-from controller.engine_memory import GPU_BLOCK_TOKENS, EngineSettings
-from controller.plan import plan
+from controller.config.catalog import load_catalog
+from controller.planner.engine import GPU_BLOCK_TOKENS, EngineSettings
+from controller.planner.fit import plan
 
 DATA = Path(__file__).parent / "data" / "vllm-startup-logs.csv"
 CATALOG = Path(__file__).parents[1] / "catalog" / "planner.yaml"

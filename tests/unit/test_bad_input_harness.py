@@ -1,6 +1,6 @@
 """The harness of the bad-input suite (test_bad_input_*.py), and proof that it can see success.
 
-Each bad-input case runs the real command line in-process through `controller.cli.main` (the
+Each bad-input case runs the real command line in-process through `controller.cli.main.main` (the
 function behind the `controller` script, which turns errors into messages and exit codes) in a
 project directory that already holds a `.env` and a rendered `compose/`. A case passes when:
 exit code 2, the message names the field or file, no traceback or "internal error", and `.env`
@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from controller import cli
-from controller.settings import Settings
+from controller.cli import main as cli
+from controller.config.settings import Settings
 from tests.unit._support import TINY_ARCH
 
 SETTING_KEYS = {field.alias for field in Settings.model_fields.values()}

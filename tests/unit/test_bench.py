@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.bench import (
+from controller.bench.results import (
     BenchRun,
     BenchSettings,
     LevelResult,
@@ -98,7 +98,7 @@ def test_the_argument_list_carries_the_settings_and_never_the_api_key():
 
 
 def test_the_launcher_takes_the_key_from_the_container_environment():
-    from controller.bench import LAUNCHER
+    from controller.bench.results import LAUNCHER
 
     assert 'os.environ.get("VLLM_API_KEY"' in LAUNCHER and "OPENAI_API_KEY" in LAUNCHER
     assert "add_cli_args" in LAUNCHER and "vllm.benchmarks.serve" in LAUNCHER
@@ -191,7 +191,7 @@ def test_a_file_that_is_not_a_saved_run_is_refused():
 
 
 def test_the_weights_vllm_logged_are_read_from_its_start_up_log():
-    from controller.vllm_text import weights_gib
+    from controller.runtime.vllm_log import weights_gib
 
     # vLLM 0.32 v1/worker/gpu_model_runner.py: "Model loading took %s GiB memory and %.6f seconds".
     log = "INFO 11-25 10:00:01 [gpu_model_runner.py:5150] Model loading took 5.6234 GiB memory and 12.5 seconds\n"

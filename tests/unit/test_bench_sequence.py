@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from controller.bench import BenchSettings
-from controller.bench_report import render_report
+from controller.bench.report import render_report
+from controller.bench.results import BenchSettings
 from controller.errors import CatalogError, InputError, PreflightError, RuntimeFailure, SwitchFailed
 from controller.journal import JournalStore
 from tests.unit.fakes import FakeTarget
@@ -188,7 +188,7 @@ def test_cli_bad_bench_input_exits_2_before_anything(project, args, named):
 
 
 def test_cli_no_running_stack_exits_2(project, monkeypatch):
-    from controller.stack import Stack
+    from controller.lifecycle.stack import Stack
 
     monkeypatch.setattr(Stack, "target", lambda self, settings: FakeTarget())
     result = project.refused("bench", names=["no running stack"])
@@ -196,7 +196,7 @@ def test_cli_no_running_stack_exits_2(project, monkeypatch):
 
 
 def test_cli_prints_the_table_and_the_paths_and_compares_two_runs(project, monkeypatch, site, target):  # noqa: F811
-    from controller.stack import Stack
+    from controller.lifecycle.stack import Stack
 
     stack = make_stack(site, target)
     stack.up("tiny-a")

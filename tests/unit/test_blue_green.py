@@ -8,10 +8,10 @@ from dataclasses import replace
 import pytest
 import yaml
 
+from controller.deploy.spec import vllm_url
 from controller.errors import PreflightError, RenderError, SwitchFailed
 from controller.journal import Deployment
-from controller.pairing import pair_decision, pair_text
-from controller.spec import vllm_url
+from controller.lifecycle.pair_fit import pair_decision, pair_text
 from tests.unit._support import TINY_ARCH, make_profile
 from tests.unit.fakes import FakeTarget
 from tests.unit.test_sequencing import journal, make_stack, site  # noqa: F401 - the fixture

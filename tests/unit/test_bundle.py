@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from controller import hf_cache
-from controller.bundle import (
+from controller.bundle.format import (
     CATALOG_MEMBER,
     FORMAT_VERSION,
     IMAGES_MEMBER,
@@ -26,9 +25,10 @@ from controller.bundle import (
     verify_bundle,
     writer_for,
 )
-from controller.bundle_ops import BundleUI, load_bundle
+from controller.bundle.transfer import BundleUI, load_bundle
+from controller.config.settings import SiteConfig
 from controller.errors import InputError
-from controller.settings import SiteConfig
+from controller.runtime import hf_cache
 from tests.unit._support import make_hub_cache
 from tests.unit.test_cli import _flat, run
 

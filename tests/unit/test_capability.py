@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from controller.capability import effective_dtype, effective_quantization, parse_capability
-from controller.catalog import load_catalog
+from controller.config.catalog import load_catalog
+from controller.planner.capability import effective_dtype, effective_quantization, parse_capability
 from tests.unit._support import make_profile
 
 CATALOG = load_catalog()

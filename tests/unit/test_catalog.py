@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from controller.catalog import CatalogError, check_local_model, load_catalog
+from controller.config.catalog import CatalogError, check_local_model, load_catalog
+from controller.deploy.spec import vllm_args
 from controller.errors import EXIT_BAD_INPUT
-from controller.spec import vllm_args
 from tests.unit._support import BUILTIN_NAMES, CPU_PROFILE, TINY_ARCH, cpu_catalog, write_catalog
 
 HF_IDS = {

@@ -16,9 +16,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from controller.cli import app
-from controller.envfile import read_env_file
-from controller.settings import Settings
+from controller.cli.main import app
+from controller.config.envfile import read_env_file
+from controller.config.settings import Settings
 from tests.unit._support import BUILTIN_NAMES, TINY_ARCH, write_catalog
 
 SETTING_KEYS = {field.alias for field in Settings.model_fields.values()}

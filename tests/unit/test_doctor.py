@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from controller.catalog import build_profile, load_catalog
-from controller.cli_doctor import DEFAULT_MODEL, default_model
-from controller.doctor import (
+from controller.cli.doctor import DEFAULT_MODEL, default_model
+from controller.config.catalog import build_profile, load_catalog
+from controller.config.settings import SiteConfig
+from controller.doctor.checks import (
     FAIL,
     OK,
     WARN,
@@ -28,10 +29,9 @@ from controller.doctor import (
     failed,
     offline_checks,
 )
-from controller.gpu import parse_nvidia_smi, parse_nvidia_smi_banner
 from controller.journal import Deployment, Event, JournalStore
-from controller.plan import GIB
-from controller.settings import SiteConfig
+from controller.planner.fit import GIB
+from controller.runtime.gpu import parse_nvidia_smi, parse_nvidia_smi_banner
 from tests.unit._support import CPU_PROFILE
 
 DATA = Path(__file__).parent / "data" / "nvidia-smi"
@@ -332,8 +332,8 @@ def test_offline_checks_need_images_and_cached_weights():
 
 
 def test_offline_setting_reaches_the_checks(tmp_path):
-    from controller.doctor_facts import env_facts, model_in_cache
-    from controller.settings import SiteConfig
+    from controller.config.settings import SiteConfig
+    from controller.doctor.facts import env_facts, model_in_cache
 
     env = tmp_path / ".env"
     env.write_text("OFFLINE=true\nHF_CACHE_DIR=" + str(tmp_path / "hf") + "\n")

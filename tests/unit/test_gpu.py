@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from controller.gpu import docker_has_nvidia_runtime, from_nvml, parse_nvidia_smi
+from controller.runtime.gpu import docker_has_nvidia_runtime, from_nvml, parse_nvidia_smi
 
 MIB = 1024**2
 # Recorded: nvidia-smi --query-gpu=index,name,memory.total,memory.free,compute_cap --format=csv,noheader,nounits

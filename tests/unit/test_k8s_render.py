@@ -16,12 +16,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from controller.catalog import load_catalog
-from controller.errors import PreflightError, SettingsError
-from controller.render import render_compose
-from controller.settings import SiteConfig
-from controller.spec import build_spec
-from controller.targets.k8s import (
+from controller.config.catalog import load_catalog
+from controller.config.settings import SiteConfig
+from controller.deploy.compose_file import render_compose
+from controller.deploy.k8s import (
     GITIGNORE,
     SECRET_ENV_FILE,
     gpu_count,
@@ -29,7 +27,9 @@ from controller.targets.k8s import (
     render_manifests,
     write_k8s_dir,
 )
-from controller.targets.k8s_settings import K8sSettings, load_k8s_settings, parse_k8s_settings
+from controller.deploy.k8s_settings import K8sSettings, load_k8s_settings, parse_k8s_settings
+from controller.deploy.spec import build_spec
+from controller.errors import PreflightError, SettingsError
 from tests.unit._support import BUILTIN_NAMES, DUMMY_SECRETS, TINY_ARCH, fixed_settings, write_catalog
 
 GOLDEN = Path(__file__).parent / "golden" / "k8s"

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from controller.catalog import load_catalog
+from controller.config.catalog import load_catalog
+from controller.config.lora import check_adapters, lora_buffer_bytes
+from controller.deploy.compose_file import render_compose
 from controller.errors import EXIT_BAD_INPUT, CatalogError
-from controller.lora import check_adapters, lora_buffer_bytes
-from controller.plan import plan
-from controller.render import render_compose
+from controller.planner.fit import plan
 from tests.unit._support import CPU_PROFILE, fixed_settings, make_profile, write_catalog
 
 

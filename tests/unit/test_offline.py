@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from controller.catalog import load_catalog
+from controller.config.catalog import load_catalog
+from controller.config.settings import SiteConfig
+from controller.deploy.compose_file import render_compose
 from controller.errors import PreflightError
 from controller.journal import JournalStore
-from controller.render import render_compose
-from controller.settings import SiteConfig
-from controller.stack import Options, Stack
+from controller.lifecycle.stack import Options, Stack
 from tests.unit._support import CPU_PROFILE, fixed_settings, make_hub_cache, write_catalog
 from tests.unit.fakes import FakeTarget
 

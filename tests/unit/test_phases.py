@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import pytest
 
 from controller.errors import NotReady, SettingsError, StartupFailed
-from controller.health import VllmProbe
 from controller.phases import PHASES, VLLM_PHASES, VLLM_STARTED, WEIGHTS_LOAD, Deadlines, PhaseRunner, Reporter
+from controller.runtime.vllm_probe import VllmProbe
 
 
 class FakeEngine:

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from controller.catalog import load_catalog
-from controller.plan import GB, GIB, KV_BLOCK_TOKENS, kv_bytes_per_token, plan, weight_bytes
+from controller.config.catalog import load_catalog
+from controller.planner.fit import GB, GIB, KV_BLOCK_TOKENS, kv_bytes_per_token, plan, weight_bytes
 from tests.unit._support import TINY_ARCH, make_profile
 
 CATALOG = load_catalog()
@@ -145,9 +145,9 @@ def test_as_dict_has_the_documented_keys():
 
 
 def test_batch_fields_default_render_and_validate():
-    from controller.catalog import build_profile
+    from controller.config.catalog import build_profile
+    from controller.deploy.spec import vllm_args
     from controller.errors import CatalogError
-    from controller.spec import vllm_args
 
     args = vllm_args(_p("deepseek-1.5b"))
     assert args[args.index("--max-num-batched-tokens") + 1] == "2048"

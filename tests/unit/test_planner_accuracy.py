@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from controller.catalog import load_catalog
-from controller.engine_memory import EngineSettings, kv_tokens
-from controller.plan import kv_bytes_per_token, plan, planned_kv_tokens
-from controller.vllm_text import kv_capacity
+from controller.config.catalog import load_catalog
+from controller.planner.engine import EngineSettings, kv_tokens
+from controller.planner.fit import kv_bytes_per_token, plan, planned_kv_tokens
+from controller.runtime.vllm_log import kv_capacity
 from tests.unit.planner_rows import CATALOG, rows
 
 ROWS = rows()

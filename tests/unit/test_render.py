@@ -5,11 +5,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from controller import render
-from controller.catalog import load_catalog
+from controller.config.catalog import load_catalog
+from controller.deploy import compose_file as render
+from controller.deploy.compose_file import render_compose, render_template
+from controller.deploy.spec import build_spec, vllm_args
 from controller.errors import RenderError
-from controller.render import render_compose, render_template
-from controller.spec import build_spec, vllm_args
 from tests.unit._support import DUMMY_SECRETS, cpu_catalog, fixed_settings
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -24,11 +24,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from controller.catalog import build_profile
+from controller.config.catalog import build_profile
+from controller.config.settings import SiteConfig, parse_settings, read_settings
+from controller.deploy.compose_file import render_compose
+from controller.deploy.spec import vllm_args
 from controller.errors import CatalogError, SettingsError
-from controller.render import render_compose
-from controller.settings import SiteConfig, parse_settings, read_settings
-from controller.spec import vllm_args
 from tests.unit._support import TINY_ARCH
 
 EXAMPLES = 40

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from controller.catalog import load_catalog
+from controller.config.catalog import load_catalog
+from controller.config.settings import SiteConfig
 from controller.errors import ChatRefused, DockerUnavailable, PreflightError, RuntimeFailure, SwitchFailed
 from controller.journal import JournalStore, Pending
-from controller.settings import SiteConfig
-from controller.stack import Options, Stack
+from controller.lifecycle.stack import Options, Stack
 from tests.unit._support import CPU_PROFILE, write_catalog
 from tests.unit.fakes import FakeTarget
 

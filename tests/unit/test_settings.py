@@ -4,8 +4,8 @@ import stat
 
 import pytest
 
-from controller.envfile import read_env_entries, read_env_file, write_env_values
-from controller.settings import (
+from controller.config.envfile import read_env_entries, read_env_file, write_env_values
+from controller.config.settings import (
     Settings,
     SettingsError,
     SiteConfig,

@@ -20,12 +20,18 @@ ROOT = Path(__file__).resolve().parents[2]
 # Top-level packages that only `up`, `switch`, `down`, `status`, `logs` and `render` need.
 HEAVY = {"docker", "httpx", "requests", "tenacity", "filelock", "pynvml", "jinja2"}
 # The controller's own modules that pull them in.
-HEAVY_CONTROLLER = {"controller.stack", "controller.health", "controller.webui", "controller.compose", "controller.gpu"}
+HEAVY_CONTROLLER = {
+    "controller.lifecycle.stack",
+    "controller.runtime.vllm_probe",
+    "controller.runtime.webui_client",
+    "controller.runtime.docker",
+    "controller.runtime.gpu",
+}
 
 # Runs the command line in-process and reports sys.modules on stderr's last line, after the command.
 _RUN_COMMAND = """
 import json, sys
-from controller.cli import main
+from controller.cli.main import main
 sys.argv = ["controller", *sys.argv[1:]]
 try:
     main()
@@ -61,13 +67,13 @@ def _heavy(modules: set[str]) -> list[str]:
 
 def test_importing_the_command_line_loads_no_heavy_library(tmp_path):
     modules = _loaded(
-        "import json, sys, controller.cli; sys.stderr.write('MODULES ' + json.dumps(sorted(sys.modules)))",
+        "import json, sys, controller.cli.main; sys.stderr.write('MODULES ' + json.dumps(sorted(sys.modules)))",
         cwd=tmp_path,
     )
-    assert "controller.cli" in modules
+    assert "controller.cli.main" in modules
     assert not _heavy(modules), (
-        f"`import controller.cli` loads {_heavy(modules)}; import them inside the commands that use them "
-        "(measure with: python -X importtime -c 'import controller.cli')"
+        f"`import controller.cli.main` loads {_heavy(modules)}; import them inside the commands that use them "
+        "(measure with: python -X importtime -c 'import controller.cli.main')"
     )
 
 
@@ -84,7 +90,7 @@ def test_importing_the_command_line_loads_no_heavy_library(tmp_path):
 )
 def test_quick_commands_load_no_heavy_library(tmp_path, args):
     modules = _loaded(_RUN_COMMAND, "--project-dir", str(tmp_path), *args, cwd=tmp_path)
-    assert "controller.cli" in modules
+    assert "controller.cli.main" in modules
     assert not _heavy(modules), f"`controller {' '.join(args)}` loads {_heavy(modules)}"
 
 
@@ -93,5 +99,5 @@ def test_quick_commands_load_no_heavy_library(tmp_path, args):
 )
 def test_json_output_loads_no_rich(tmp_path, args):
     modules = _loaded(_RUN_COMMAND, "--project-dir", str(tmp_path), *args, cwd=tmp_path)
-    assert "controller.cli" in modules
+    assert "controller.cli.main" in modules
     assert "rich" not in modules, f"`controller {' '.join(args)}` imports rich, which only printed output needs"

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from controller.catalog import load_catalog
+from controller.config.catalog import load_catalog
+from controller.deploy.compose_file import render_compose
+from controller.deploy.spec import vllm_args
 from controller.errors import CatalogError
-from controller.render import render_compose
-from controller.spec import vllm_args
 from tests.unit._support import BUILTIN_NAMES, fixed_settings, make_profile, write_catalog
 
 TOOL_FLAGS = {"--enable-auto-tool-choice", "--tool-call-parser", "--chat-template"}

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller.vllm_text import (
+from controller.runtime.vllm_log import (
     find_fatal,
     kv_cache_tokens,
     last_progress,
@@ -215,7 +215,7 @@ def test_parse_metrics_without_labels_and_with_spaces_in_labels():
     ],
 )
 def test_kv_capacity(text, device, tokens, length, x):
-    from controller.vllm_text import kv_capacity
+    from controller.runtime.vllm_log import kv_capacity
 
     found = kv_capacity(START + text + "\n")
     assert (found.device, found.tokens, found.max_concurrency) == (device, tokens, x)
@@ -224,7 +224,7 @@ def test_kv_capacity(text, device, tokens, length, x):
 
 
 def test_kv_capacity_none_before_the_line():
-    from controller.vllm_text import kv_capacity
+    from controller.runtime.vllm_log import kv_capacity
 
     assert kv_capacity(START) is None
 

@@ -1,0 +1,1 @@
+"""Air-gapped bundles: the file format (pure) and the create and load operations."""

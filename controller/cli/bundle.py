@@ -1,0 +1,132 @@
+"""`controller bundle create|load`: carry images, weights and the catalog to a box without internet."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from controller.errors import InputError
+
+app = typer.Typer(
+    help="Air-gapped sites: carry images, model weights and the catalog to a box without internet.",
+    no_args_is_help=True,
+)
+
+
+def _ui(*, quiet: bool, yes: bool = False):
+    from controller.bundle.transfer import BundleUI
+    from controller.cli.console import err
+
+    if quiet:
+        return BundleUI(confirm=lambda question: yes)
+
+    @contextmanager
+    def progress(description: str, total: int) -> Iterator:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TransferSpeedColumn,
+        )
+
+        columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                   TransferSpeedColumn(), TimeElapsedColumn()] if total else [SpinnerColumn(),
+                   TextColumn("{task.description}"), TimeElapsedColumn()]  # fmt: skip
+        with Progress(*columns, console=err.get(), transient=False) as bar:
+            task = bar.add_task(description, total=total or None)
+            yield lambda n: bar.advance(task, n)
+
+    def confirm(question: str) -> bool:
+        if yes:
+            return True
+        if not sys.stdin.isatty():
+            raise InputError(f"{question} Add --yes to confirm in a script; nothing was loaded")
+        return typer.confirm(question)
+
+    return BundleUI(say=lambda text: err.print(text, markup=False, highlight=False), progress=progress,
+                    confirm=confirm)  # fmt: skip
+
+
+@app.command("create")
+def create(
+    ctx: typer.Context,
+    models: Annotated[
+        list[str], typer.Argument(help="Profiles to carry (see `controller models`).", show_default=False)
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The bundle to write (must not exist).", show_default=False)],
+    directory: Annotated[
+        bool,
+        typer.Option(
+            "--directory",
+            help="Write a directory of members instead of one tar file (media with "
+            "file-size limits; needs no temporary copy of the images).",
+        ),  # fmt: skip
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")] = False,
+) -> None:
+    """Write a bundle of MODELS' images, weights and the catalog (on a connected machine).
+
+    Holds the images the profiles need (docker save), their snapshots from the Hugging Face cache (only the
+    revision in use), the user catalog, and a manifest with every member's size and sha256. Says how large
+    the bundle will be before writing."""
+    from controller.bundle.transfer import create_bundle
+    from controller.cli.console import err, print_json
+    from controller.cli.main import _ctx
+
+    c = _ctx(ctx)
+    result = create_bundle(c.site, c.catalog(), c.catalog_path, models, out.absolute(), directory=directory,
+                           ui=_ui(quiet=as_json))  # fmt: skip
+    if as_json:
+        print_json(result)
+        return
+    seconds = sum(result["timings"].values())
+    err.print(
+        f"[green]bundle written:[/] {result['bundle']} ({result['bytes'] / 1e9:.2f} GB, {result['members']} members, "
+        f"{seconds:.0f} s); on the offline box: controller bundle load {Path(result['bundle']).name}",
+        highlight=False,
+    )
+
+
+@app.command("load")
+def load(
+    ctx: typer.Context,
+    bundle: Annotated[
+        Path, typer.Argument(help="A bundle file or directory from `bundle create`.", show_default=False)
+    ],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before setting OFFLINE=true in .env.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")] = False,
+) -> None:
+    """Verify a bundle, then load it and set OFFLINE=true (on the offline box).
+
+    Verifies the manifest, every member's sha256 and the free disk first; then docker loads the images, puts
+    the snapshots into HF_CACHE_DIR and the catalog next to .env, and sets OFFLINE=true (asks first). Nothing
+    is loaded when a check fails; what is already here is skipped, so a second load changes nothing."""
+    from controller.bundle.transfer import load_bundle
+    from controller.cli.console import err, print_json
+    from controller.cli.main import _ctx
+
+    result = load_bundle(_ctx(ctx).site, bundle.absolute(), ui=_ui(quiet=as_json, yes=yes))
+    if as_json:
+        print_json(result)
+        return
+    if not result["changed"]:
+        err.print("[green]bundle already loaded:[/] nothing changed", highlight=False)
+        return
+    present = result["already_present"]
+    err.print(
+        f"[green]bundle loaded:[/] images {', '.join(result['images_loaded']) or '-'} "
+        f"({present['images']} already here), {result['model_files_written']} model files "
+        f"({present['model_files']} already here)"
+        + (f", catalog {result['catalog_written']}" if result["catalog_written"] else "")
+        + (f"; set {', '.join(result['env_written'])} in .env" if result["env_written"] else ""),
+        highlight=False,
+    )
+    err.print(f"next: controller up {result['profiles'][0]}", highlight=False, markup=False)

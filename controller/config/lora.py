@@ -1,0 +1,115 @@
+"""LoRA adapters of a profile: their PEFT configs checked against the profile before anything
+starts, where vLLM sees them, and the memory vLLM reserves for them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path, PurePosixPath
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from controller.config.catalog import DTYPE_BYTES, LORA_MOUNT, VLLM_LORA_RANKS, Profile
+from controller.errors import CatalogError
+
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+class AdapterConfig(BaseModel):
+    """The fields of a PEFT adapter_config.json that serving depends on (peft writes many more)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    peft_type: str = "LORA"
+    r: int = Field(gt=0)
+    base_model_name_or_path: str | None = None
+
+
+def local_adapters(profile: Profile) -> dict[str, Path]:
+    """The adapters that are host directories, by name."""
+    return {
+        name: Path(ref).expanduser()
+        for name, ref in profile.lora_adapters.items()
+        if ref.startswith(("/", "./", "../", "~"))
+    }
+
+
+def container_path(profile: Profile, name: str) -> str:
+    """Where vLLM reads adapter `name`: its mount for a local directory, else its HF id."""
+    return str(PurePosixPath(LORA_MOUNT) / name) if name in local_adapters(profile) else profile.lora_adapters[name]
+
+
+def _same_model(declared: str, profile: Profile) -> bool:
+    """An adapter's base matches when it names the profile's model: the same HF id or path, or the
+    same last path part (trained on `org/Model`, served from a local copy `/models/Model`)."""
+    wanted = {profile.model.rstrip("/"), PurePosixPath(profile.model.rstrip("/")).name}
+    return declared.rstrip("/") in wanted or PurePosixPath(declared.rstrip("/")).name in wanted
+
+
+def read_adapter_config(profile: Profile, name: str, directory: Path) -> AdapterConfig:
+    where = f"catalog {profile.source}: profile '{profile.name}': adapter '{name}'"
+    path = directory / ADAPTER_CONFIG
+    if not path.is_file():
+        raise CatalogError(
+            f"{where}: {path} does not exist",
+            hint="point lora_adapters at a directory written by peft or Llama-Factory (adapter_config.json "
+            "next to adapter_model.safetensors)",
+        )
+    try:
+        config = AdapterConfig.model_validate(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, ValidationError) as exc:
+        first = exc.errors()[0] if isinstance(exc, ValidationError) else None
+        reason = f"field '{first['loc'][0]}': {first['msg']}" if first else str(exc).splitlines()[0]
+        raise CatalogError(f"{where}: {path} is not a PEFT adapter config ({reason})") from None
+    if config.peft_type.upper() != "LORA":
+        raise CatalogError(f"{where}: peft_type is {config.peft_type!r}; vLLM serves LORA adapters only")
+    return config
+
+
+def check_adapters(profile: Profile) -> Profile:
+    """Read each local adapter's config: its base model must be the profile's and its rank within
+    --max-lora-rank. Returns the profile with max_lora_rank set (derived when the catalog left it
+    unset). Raises CatalogError naming the profile and the adapter; nothing is started before."""
+    if not profile.lora_adapters:
+        return profile
+    ranks = {}
+    for name, directory in local_adapters(profile).items():
+        config = read_adapter_config(profile, name, directory)
+        where = f"catalog {profile.source}: profile '{profile.name}': adapter '{name}'"
+        if config.base_model_name_or_path and not _same_model(config.base_model_name_or_path, profile):
+            raise CatalogError(
+                f"{where}: trained on '{config.base_model_name_or_path}', but the profile serves '{profile.model}'",
+                hint="an adapter only works on the base model it was trained on; use a profile of that model",
+            )
+        if profile.max_lora_rank is not None and config.r > profile.max_lora_rank:
+            raise CatalogError(
+                f"{where}: rank {config.r} is above the profile's max_lora_rank {profile.max_lora_rank}",
+                hint=f"raise max_lora_rank to at least {config.r}, or leave it unset to derive it",
+            )
+        if config.r > VLLM_LORA_RANKS[-1]:
+            raise CatalogError(f"{where}: rank {config.r} is above vLLM's largest ({VLLM_LORA_RANKS[-1]})")
+        ranks[name] = config.r
+    if profile.max_lora_rank is not None:
+        return profile
+    rank = min(r for r in VLLM_LORA_RANKS if r >= max(ranks.values()))
+    return profile.model_copy(update={"max_lora_rank": rank})
+
+
+def max_loras(profile: Profile) -> int:
+    return profile.max_loras or len(profile.lora_adapters)
+
+
+def lora_buffer_bytes(profile: Profile) -> int:
+    """The LoRA weights vLLM allocates at model load (vLLM 0.32 lora/layers/base_linear.py
+    create_lora_weights): for every adapted linear layer, `max_loras` slots of A (rank x input)
+    and B (output x rank) in the model dtype, whatever the adapters' own ranks. Without
+    --lora-target-modules a Llama-style decoder adapts all four per layer: qkv_proj (q, k and v
+    slices), o_proj, gate_up_proj (two slices) and down_proj; summed over their slices,
+    in + out = 7 hidden + 2 (heads + KV heads) head_dim + 3 intermediate."""
+    if not profile.lora_adapters:
+        return 0
+    arch = profile.architecture
+    intermediate = arch.intermediate_size or 4 * arch.hidden_size
+    per_layer = 7 * arch.hidden_size + 2 * (arch.attention_heads + arch.kv_heads) * arch.head_dim + 3 * intermediate
+    rank = profile.max_lora_rank or 16  # vLLM's default --max-lora-rank
+    width = 4 if profile.dtype in ("float", "float32") else DTYPE_BYTES.get(profile.dtype, 2)
+    return max_loras(profile) * rank * arch.layers * per_layer * width
