@@ -10,9 +10,11 @@ from typing import Annotated
 
 import typer
 
+from controller.cli.context import JsonOption, context
+from controller.cli.output import emit
 from controller.errors import InputError
 
-app = typer.Typer(
+group = typer.Typer(
     help="Air-gapped sites: carry images, model weights and the catalog to a box without internet.",
     no_args_is_help=True,
 )
@@ -55,7 +57,7 @@ def _ui(*, quiet: bool, yes: bool = False):
                     confirm=confirm)  # fmt: skip
 
 
-@app.command("create")
+@group.command("create")
 def create(
     ctx: typer.Context,
     models: Annotated[
@@ -70,7 +72,7 @@ def create(
             "file-size limits; needs no temporary copy of the images).",
         ),  # fmt: skip
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Write a bundle of MODELS' images, weights and the catalog (on a connected machine).
 
@@ -78,15 +80,16 @@ def create(
     revision in use), the user catalog, and a manifest with every member's size and sha256. Says how large
     the bundle will be before writing."""
     from controller.bundle.transfer import create_bundle
-    from controller.cli.console import err, print_json
-    from controller.cli.main import _ctx
 
-    c = _ctx(ctx)
+    c = context(ctx)
     result = create_bundle(c.site, c.catalog(), c.catalog_path, models, out.absolute(), directory=directory,
                            ui=_ui(quiet=as_json))  # fmt: skip
-    if as_json:
-        print_json(result)
-        return
+    emit(result, as_json=as_json, text=_print_created)
+
+
+def _print_created(result: dict) -> None:
+    from controller.cli.console import err
+
     seconds = sum(result["timings"].values())
     err.print(
         f"[green]bundle written:[/] {result['bundle']} ({result['bytes'] / 1e9:.2f} GB, {result['members']} members, "
@@ -95,14 +98,14 @@ def create(
     )
 
 
-@app.command("load")
+@group.command("load")
 def load(
     ctx: typer.Context,
     bundle: Annotated[
         Path, typer.Argument(help="A bundle file or directory from `bundle create`.", show_default=False)
     ],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before setting OFFLINE=true in .env.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Verify a bundle, then load it and set OFFLINE=true (on the offline box).
 
@@ -110,13 +113,14 @@ def load(
     the snapshots into HF_CACHE_DIR and the catalog next to .env, and sets OFFLINE=true (asks first). Nothing
     is loaded when a check fails; what is already here is skipped, so a second load changes nothing."""
     from controller.bundle.transfer import load_bundle
-    from controller.cli.console import err, print_json
-    from controller.cli.main import _ctx
 
-    result = load_bundle(_ctx(ctx).site, bundle.absolute(), ui=_ui(quiet=as_json, yes=yes))
-    if as_json:
-        print_json(result)
-        return
+    result = load_bundle(context(ctx).site, bundle.absolute(), ui=_ui(quiet=as_json, yes=yes))
+    emit(result, as_json=as_json, text=_print_loaded)
+
+
+def _print_loaded(result: dict) -> None:
+    from controller.cli.console import err
+
     if not result["changed"]:
         err.print("[green]bundle already loaded:[/] nothing changed", highlight=False)
         return
@@ -130,3 +134,7 @@ def load(
         highlight=False,
     )
     err.print(f"next: controller up {result['profiles'][0]}", highlight=False, markup=False)
+
+
+def add_commands(app: typer.Typer) -> None:
+    app.add_typer(group, name="bundle")

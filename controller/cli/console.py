@@ -42,7 +42,6 @@ def make_table(*headers: str, **options: object) -> Table:
 # Piped output (no terminal) gets wide tables instead of truncated columns.
 out = _LazyConsole(width=None if sys.stdout.isatty() else 200)
 err = _LazyConsole(stderr=True, width=None if sys.stderr.isatty() else 200)
-_debug = False
 
 
 def print_json(data: object) -> None:

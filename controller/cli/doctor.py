@@ -1,11 +1,15 @@
-"""`controller doctor [MODEL] [--json]` (declared in controller.cli.main): which model to check, and the
-checks printed for a person or as JSON. Reads only."""
+"""`controller doctor [MODEL] [--json]`: which model to check, and the checks printed for a person or
+as JSON. Reads only."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
-from controller.cli.console import out, print_json
+import typer
+
+from controller.cli.console import out
+from controller.cli.context import JsonOption, context
+from controller.cli.output import emit
 
 if TYPE_CHECKING:
     from controller.config.catalog import Catalog
@@ -42,10 +46,8 @@ def run_doctor(site: SiteConfig, catalog: Catalog, model: str | None, *, as_json
     profile = catalog.get(name)  # an unknown model is bad input (exit 2) before anything is read
     facts = gather(site, profile)
     checks = diagnose(profile, facts, catalog_profiles=catalog.profiles(), offline=facts.env.offline)
-    if as_json:
-        print_json(as_dict(profile, checks, source))
-    else:
-        print_checks(profile.name, profile.accelerator, source, checks)
+    emit(checks, as_json=as_json, json_of=lambda c: as_dict(profile, c, source),
+         text=lambda c: print_checks(profile.name, profile.accelerator, source, c))  # fmt: skip
     return not failed(checks)
 
 
@@ -66,3 +68,26 @@ def print_checks(name: str, accelerator: str, source: str, checks: list) -> None
         else f"[green]nothing stops `controller up {escape(name)}`[/]"
     )
     out.print(f"{counts['ok']} ok, {counts['warn']} warn, {counts['fail']} fail: {verdict}", highlight=False)
+
+
+def doctor(
+    ctx: typer.Context,
+    model: Annotated[
+        str | None,
+        typer.Argument(
+            help="Profile to check (default: the running model, else the last started, else deepseek-1.5b).",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Check what would stop `up MODEL` on this machine: GPU and driver, Docker and the NVIDIA runtime,
+    Compose, images, disk, the Web UI port, .env. Each check says ok, warn or fail, with a fix.
+    Writes nothing. Exit 0 when nothing fails, 1 otherwise."""
+    c = context(ctx)
+    if not run_doctor(c.site, c.catalog(), model, as_json=as_json):
+        raise typer.Exit(1)
+
+
+def add_commands(app: typer.Typer) -> None:
+    app.command("doctor")(doctor)

@@ -1,11 +1,15 @@
-"""`controller plan MODEL` (declared in controller.cli.main): the GPU memory to plan for, and the plan
-printed for a person or as JSON. Reads only; detects GPUs only when no memory is given."""
+"""`controller models` and `controller plan MODEL`: the profiles, and whether one fits the GPU (the
+GPU memory to plan for, and the plan). Reads only; detects GPUs only when no memory is given."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
-from controller.cli.console import print_json, print_plan
+import typer
+
+from controller.cli.console import print_models, print_plan
+from controller.cli.context import JsonOption, ModelArg, context, finite
+from controller.cli.output import emit
 from controller.errors import InputError
 
 if TYPE_CHECKING:
@@ -64,8 +68,64 @@ def run_plan(site: SiteConfig, catalog: Catalog, model: str, *, gpu_memory: str 
         capability=gpus[0].capability if gpus else None,
         gpu_name=gpus[0].name if gpus else "",
     )
-    if as_json:
-        print_json({**result.as_dict(), "memory_source": source})
-    else:
-        print_plan(profile.name, memory, source, result, explain=explain)
+    emit(result, as_json=as_json, json_of=lambda r: {**r.as_dict(), "memory_source": source},
+         text=lambda r: print_plan(profile.name, memory, source, r, explain=explain))  # fmt: skip
     return result.fits
+
+
+def models(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """List the model profiles (built-in and from your catalog)."""
+    from controller.planner.fit import GB, GIB, weight_bytes
+
+    rows = []
+    for profile in context(ctx).catalog().profiles():
+        weights = weight_bytes(profile)
+        rows.append(
+            {
+                "name": profile.name,
+                "model": profile.model,
+                "served_model_name": profile.served_model_name,
+                "dtype": profile.dtype,
+                "quantization": profile.quantization,
+                "max_model_len": profile.max_model_len,
+                "accelerator": profile.accelerator,
+                "gated": profile.gated,
+                "weights_gb": round(weights / GB, 2),
+                "weights_gib": round(weights / GIB, 2),
+                "source": profile.source,
+            }
+        )
+    emit(rows, as_json=as_json, text=print_models)
+
+
+def plan_command(
+    ctx: typer.Context,
+    model: ModelArg,
+    gpu_memory: Annotated[
+        str | None, typer.Option("--gpu-memory", help="GPU memory, e.g. 12GiB [default: detected, or GPU_MEMORY_GIB].")
+    ] = None,
+    max_model_len: Annotated[
+        int | None, typer.Option("--max-model-len", min=1, max=10_000_000, help="Context to plan for.")
+    ] = None,
+    utilization: Annotated[
+        float | None,
+        typer.Option("--gpu-memory-utilization", min=0.01, max=1.0, callback=finite, help="Fraction vLLM may use."),
+    ] = None,
+    vllm_version: Annotated[
+        str | None,
+        typer.Option("--vllm-version", help="Plan for this vLLM version, e.g. 0.10 [default: the image's, 0.32]."),
+    ] = None,
+    explain: Annotated[bool, typer.Option("--explain", help="Show each term of the KV budget and its source.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Tell whether MODEL fits the GPU, and how many full-length chats it serves at once."""
+    c = context(ctx)
+    fits = run_plan(c.site, c.catalog(), model, gpu_memory=gpu_memory, max_model_len=max_model_len,
+                    utilization=utilization, vllm_version=vllm_version, explain=explain, as_json=as_json)  # fmt: skip
+    if not fits:
+        raise typer.Exit(1)
+
+
+def add_commands(app: typer.Typer) -> None:
+    app.command("models")(models)
+    app.command("plan")(plan_command)

@@ -98,7 +98,7 @@ class BlueGreenStrategy:
         except ControllerError as exc:  # the drain deadline: streams still open are cut, not rolled back
             self.ctx.webui.warn(f"the drain of '{restore.profile}' did not finish ({exc.message}); removing it anyway")
         target.remove_vllm(restore.service)
-        target.slot = self.new_service
+        target.use_slot(self.new_service)
         try:
             self.ctx.webui.unlisted(self.ctx.runner, restore.served_model_name)
         except ControllerError as exc:  # the new model serves: worth a warning, not a rollback

@@ -162,7 +162,7 @@ def restore_deployment(ctx: SwitchContext, deployment: Deployment) -> None:
     runner = ctx.runner.child("rollback: ")
     target = ctx.target
     target.write(deployment.text)
-    target.slot = deployment.service
+    target.use_slot(deployment.service)
     target.recreate_vllm(runner)
     try:
         target.wait_vllm(runner, deployment.served_model_name)

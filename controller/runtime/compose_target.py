@@ -65,9 +65,12 @@ class ComposeTarget:
         self.site = site
         self.settings = settings
         self.project = ComposeProject(settings.compose_project_name, site.compose_file, site.env_file)
-        # The slot (service) of the active vLLM; the stack sets it from the journal.
+        # The slot (service) of the active vLLM: changed only through use_slot.
         self.slot = SLOTS[0]
         self._probes: dict = {}
+
+    def use_slot(self, service: str) -> None:
+        self.slot = service
 
     @cached_property
     def engine(self) -> Engine:

@@ -108,6 +108,9 @@ class FakeTarget:
     bench_interrupt: set[str] = field(default_factory=set)
     bench_runs: list[list[list[str]]] = field(default_factory=list)
 
+    def use_slot(self, service: str) -> None:
+        self.slot = service
+
     def __post_init__(self) -> None:
         self.ui = FakeWebUI(self)
 

@@ -8,8 +8,10 @@ import json
 
 import pytest
 
+from controller.bench import run as bench_run
 from controller.bench.report import render_report
 from controller.bench.results import BenchSettings
+from controller.bench.run import bench
 from controller.errors import CatalogError, InputError, PreflightError, RuntimeFailure, SwitchFailed
 from controller.journal import JournalStore
 from tests.unit.fakes import FakeTarget
@@ -40,7 +42,7 @@ def test_bench_without_models_measures_the_running_one_and_switches_nothing(stac
     # The fake target waits in no phase; the journal's `up` gets the phases a real one times.
     phases = {"compose up": 3.0, "vllm started": 1.0, "weights load": 20.0, "engine ready": 2.5, "admin": 4.0}
     JournalStore(site.state_dir).update(lambda journal: journal.history[-1].phases.update(phases))
-    run = stack.bench([], SMALL)
+    run = bench(stack, [], SMALL)
     assert _switches(target) == ["bench tiny-a 1,2"]
     [model] = run.models
     assert model.model == "tiny-a" and [r.level for r in model.levels] == [1, 2]
@@ -53,7 +55,7 @@ def test_bench_without_models_measures_the_running_one_and_switches_nothing(stac
 
 
 def test_bench_of_two_models_switches_to_each_and_back(stack, target, site):  # noqa: F811
-    run = stack.bench(["tiny-b", "tiny-a"], SMALL)
+    run = bench(stack, ["tiny-b", "tiny-a"], SMALL)
     assert _switches(target) == [
         "recreate tiny-b", "wait vllm tiny-b", "bench tiny-b 1,2",
         "recreate tiny-a", "wait vllm tiny-a", "bench tiny-a 1,2",
@@ -64,7 +66,7 @@ def test_bench_of_two_models_switches_to_each_and_back(stack, target, site):  # 
 
 
 def test_bench_of_another_model_switches_back_at_the_end(stack, target, site):  # noqa: F811
-    stack.bench(["tiny-b"], SMALL)
+    bench(stack, ["tiny-b"], SMALL)
     assert _switches(target)[-3:] == ["bench tiny-b 1,2", "recreate tiny-a", "wait vllm tiny-a"]
     assert target.running == "tiny-a"
 
@@ -72,7 +74,7 @@ def test_bench_of_another_model_switches_back_at_the_end(stack, target, site):  
 def test_a_failed_benchmark_switches_back_and_reports_the_failure(stack, target, site):  # noqa: F811
     target.bench_broken = {"tiny-b"}
     with pytest.raises(RuntimeFailure, match="benchmark failed for tiny-b"):
-        stack.bench(["tiny-b"], SMALL)
+        bench(stack, ["tiny-b"], SMALL)
     assert _switches(target)[-2:] == ["recreate tiny-a", "wait vllm tiny-a"]
     assert target.running == "tiny-a"
     assert not (site.state_dir / "bench").exists()  # nothing saved from a failed run
@@ -81,7 +83,7 @@ def test_a_failed_benchmark_switches_back_and_reports_the_failure(stack, target,
 def test_ctrl_c_during_the_second_model_switches_back_to_the_original(stack, target, site):  # noqa: F811
     target.bench_interrupt = {"tiny-b"}
     with pytest.raises(RuntimeFailure, match="interrupted; 'tiny-a' is serving again"):
-        stack.bench(["tiny-a", "tiny-b"], SMALL)
+        bench(stack, ["tiny-a", "tiny-b"], SMALL)
     assert target.calls[-2:] == ["webui default tiny-a legacy", "chat tiny-a as ui"]
     assert target.running == "tiny-a" and target.serving == "tiny-a"
     assert JournalStore(site.state_dir).load().active.profile == "tiny-a"
@@ -90,28 +92,28 @@ def test_ctrl_c_during_the_second_model_switches_back_to_the_original(stack, tar
 def test_ctrl_c_while_switching_to_a_model_rolls_back_and_stays_on_the_original(stack, target, site):  # noqa: F811
     target.interrupt_on = {"tiny-b"}
     with pytest.raises(SwitchFailed, match="interrupted"):
-        stack.bench(["tiny-b"], SMALL)
+        bench(stack, ["tiny-b"], SMALL)
     assert target.running == "tiny-a" and not any(c.startswith("bench ") for c in target.calls)
 
 
 def test_a_model_that_does_not_start_is_rolled_back_and_the_run_ends(stack, target, site):  # noqa: F811
     with pytest.raises(SwitchFailed, match="rolled back"):
-        stack.bench(["tiny-broken", "tiny-b"], SMALL)
+        bench(stack, ["tiny-broken", "tiny-b"], SMALL)
     assert target.running == "tiny-a" and not any(c.startswith("bench ") for c in target.calls)
 
 
-def test_a_failed_switch_back_says_so_and_keeps_the_cause(stack, target, site):  # noqa: F811
+def test_a_failed_switch_back_says_so_and_keeps_the_cause(stack, target, site, monkeypatch):  # noqa: F811
     target.bench_broken = {"tiny-b"}
-    original = stack.switch
+    original = bench_run.switch
 
-    def switch(model, strategy=None):
+    def switch(stack, model, strategy=None):
         if model == "tiny-a":
             raise SwitchFailed("tiny-a did not start")
-        return original(model, strategy)
+        return original(stack, model, strategy)
 
-    stack.switch = switch
+    monkeypatch.setattr(bench_run, "switch", switch)
     with pytest.raises(SwitchFailed, match="switching back to 'tiny-a' after the failed benchmark failed") as caught:
-        stack.bench(["tiny-b"], SMALL)
+        bench(stack, ["tiny-b"], SMALL)
     assert isinstance(caught.value.__cause__, RuntimeFailure)
 
 
@@ -125,7 +127,7 @@ def test_a_failed_switch_back_says_so_and_keeps_the_cause(stack, target, site): 
 )
 def test_bad_input_switches_nothing(stack, target, site, models, settings, error, text):  # noqa: F811
     with pytest.raises(error, match=text) as caught:
-        stack.bench(models, settings)
+        bench(stack, models, settings)
     assert caught.value.exit_code == 2
     assert target.calls == [] and target.running == "tiny-a"
 
@@ -133,12 +135,12 @@ def test_bad_input_switches_nothing(stack, target, site, models, settings, error
 def test_no_running_stack_is_bad_input(site, target):  # noqa: F811
     stack = make_stack(site, target)
     with pytest.raises(PreflightError, match="no running stack to benchmark") as caught:
-        stack.bench(["tiny-a"], SMALL)
+        bench(stack, ["tiny-a"], SMALL)
     assert caught.value.exit_code == 2 and not any(c.startswith(("bench", "recreate")) for c in target.calls)
 
 
 def test_every_run_is_saved_with_its_picture(stack, target, site):  # noqa: F811
-    run = stack.bench(["tiny-b"], SMALL)
+    run = bench(stack, ["tiny-b"], SMALL)
     saved = json.loads((site.state_dir / "bench").joinpath(run.json_path.rsplit("/", 1)[1]).read_text())
     assert saved["kind"] == "controller-bench" and saved["settings"]["levels"] == [1, 2]
     assert saved["models"][0]["levels"][1]["ttft_p99_ms"] == 200.0
@@ -148,12 +150,12 @@ def test_every_run_is_saved_with_its_picture(stack, target, site):  # noqa: F811
     assert "tiny-b" in html
     assert "<script" not in html and "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
     # Two runs in the same second get two files.
-    again = stack.bench(["tiny-b"], SMALL)
+    again = bench(stack, ["tiny-b"], SMALL)
     assert again.json_path != run.json_path
 
 
 def test_the_report_escapes_names_and_shows_the_slo_line(stack, target):
-    run = stack.bench([], SMALL)
+    run = bench(stack, [], SMALL)
     run.models[0].model = "<b>evil</b>"
     html = render_report(run)
     assert "<b>evil</b>" not in html and "&lt;b&gt;evil&lt;/b&gt;" in html
@@ -196,12 +198,10 @@ def test_cli_no_running_stack_exits_2(project, monkeypatch):
 
 
 def test_cli_prints_the_table_and_the_paths_and_compares_two_runs(project, monkeypatch, site, target):  # noqa: F811
-    from controller.lifecycle.stack import Stack
-
     stack = make_stack(site, target)
     stack.up("tiny-a")
-    original = Stack.bench
-    monkeypatch.setattr(Stack, "bench", lambda self, models, settings: original(stack, models, SMALL))
+    original = bench_run.bench
+    monkeypatch.setattr(bench_run, "bench", lambda _stack, models, settings: original(stack, models, SMALL))
     first = project.run("bench")
     assert first.code == 0, first.stderr
     assert "speed: single-stream output" in first.stdout and "20.0 tok/s" in first.stdout

@@ -12,6 +12,8 @@ from controller.deploy.spec import vllm_url
 from controller.errors import PreflightError, RenderError, SwitchFailed
 from controller.journal import Deployment
 from controller.lifecycle.pair_fit import pair_decision, pair_text
+from controller.lifecycle.prepare import respec
+from controller.lifecycle.switch_command import switch
 from tests.unit._support import TINY_ARCH, make_profile
 from tests.unit.fakes import FakeTarget
 from tests.unit.test_sequencing import journal, make_stack, site  # noqa: F401 - the fixture
@@ -34,7 +36,7 @@ def _running(site, target, strategy="blue-green"):  # noqa: F811
 def test_blue_green_starts_beside_moves_webui_drains_then_removes_the_old(site, target):  # noqa: F811
     stack = _running(site, target)
     target.in_flight["vllm"] = [(2, 0), (1, 1), (0, 2)]
-    result = stack.switch("tiny-b")
+    result = switch(stack, "tiny-b")
     assert (result["strategy"], result["downtime_s"], result["instance"]) == ("blue-green", 0.0, "vllm-b")
     assert "old model unlisted" in result["phases"]  # a stale tab now gets "Model not found"
     assert target.calls == [
@@ -51,19 +53,19 @@ def test_blue_green_starts_beside_moves_webui_drains_then_removes_the_old(site, 
 
 def test_the_next_blue_green_switch_goes_back_to_the_first_slot(site, target):  # noqa: F811
     stack = _running(site, target)
-    stack.switch("tiny-b")
+    switch(stack, "tiny-b")
     stack = make_stack(site, target, "blue-green")  # a new run reads the active slot from the journal
-    assert stack.switch("tiny-a")["instance"] == "vllm"
+    assert switch(stack, "tiny-a")["instance"] == "vllm"
     assert target.runs == {"vllm": "tiny-a"} and journal(site).active.service == "vllm"
-    assert stack.switch("tiny-a")["noop"] is True
+    assert switch(stack, "tiny-a")["noop"] is True
 
 
 def test_a_recreate_after_a_blue_green_switch_recreates_the_active_slot(site, target):  # noqa: F811
     stack = _running(site, target)
-    stack.switch("tiny-b")
+    switch(stack, "tiny-b")
     stack = make_stack(site, target, "recreate")
     target.calls.clear()
-    assert stack.switch("tiny-a")["strategy"] == "recreate"
+    assert switch(stack, "tiny-a")["strategy"] == "recreate"
     assert target.calls[2:5] == ["write tiny-a", "pull", "recreate tiny-a"]
     assert target.runs == {"vllm-b": "tiny-a"} and list(yaml.safe_load(target.text)["services"])[0] == "vllm-b"
 
@@ -72,7 +74,7 @@ def test_a_new_model_failing_before_the_cut_over_leaves_the_old_one_untouched(si
     stack = _running(site, target)
     before = target.text
     with pytest.raises(SwitchFailed, match="'tiny-broken' did not start beside 'tiny-a', which kept serving") as e:
-        stack.switch("tiny-broken")
+        switch(stack, "tiny-broken")
     assert "vLLM failed to start tiny-broken" in e.value.message
     assert target.text == before and target.runs == {"vllm": "tiny-a"} and target.serving == "tiny-a"
     assert not any(c in target.calls for c in ("stop vllm", "remove vllm", "recreate tiny-a"))
@@ -85,7 +87,7 @@ def test_a_failure_after_the_cut_over_points_webui_back_at_the_old_instance(site
     stack = _running(site, target)
     target.ui.refuse_chat_for.add("tiny-b")
     with pytest.raises(SwitchFailed, match="rolled back, 'tiny-a' is serving again"):
-        stack.switch("tiny-b")
+        switch(stack, "tiny-b")
     after = target.calls[target.calls.index("chat tiny-b as ui") + 1 :]
     # The old instance never stopped: Compose keeps it, only Open WebUI moves back.
     assert after == ["write tiny-a", "keep tiny-a", "wait vllm tiny-a", "webui default tiny-a legacy",
@@ -98,13 +100,13 @@ def test_a_failure_after_the_cut_over_points_webui_back_at_the_old_instance(site
 def test_auto_chooses_recreate_with_the_reason_when_the_pair_does_not_fit(site, target):  # noqa: F811
     stack = _running(site, target, "auto")
     target.host_memory = 4 * GIB
-    result = stack.switch("tiny-b")
+    result = switch(stack, "tiny-b")
     assert result["strategy"] == "recreate" and "recreate tiny-b" in target.calls
     assert "do not fit" in result["strategy_reason"] and "Docker reports 4.0 GiB" in result["strategy_reason"]
 
 
 def test_auto_chooses_blue_green_when_both_fit(site, target):  # noqa: F811
-    result = _running(site, target, "auto").switch("tiny-b")
+    result = switch(_running(site, target, "auto"), "tiny-b")
     assert result["strategy"] == "blue-green" and "both instances fit" in result["strategy_reason"]
 
 
@@ -113,14 +115,14 @@ def test_blue_green_asked_for_but_not_fitting_is_refused_before_anything_changes
     target.host_memory = 4 * GIB
     before = target.text
     with pytest.raises(PreflightError, match="runs both models side by side, and both instances do not fit"):
-        stack.switch("tiny-b")
+        switch(stack, "tiny-b")
     assert target.text == before and target.calls == ["preflight"]
 
 
 def test_pair_file_holds_the_old_block_byte_for_byte_and_refuses_one_slot_twice(site, target):  # noqa: F811
     stack = _running(site, target)
     old = target.text
-    new = stack.prepare("tiny-b", slot="vllm-b").compose_text
+    new = respec(stack.catalog, stack.prepare("tiny-b"), slot="vllm-b", gpu_memory_utilization=None).compose_text
     pair = pair_text(new, old)
     assert list(yaml.safe_load(pair)["services"]) == ["vllm-b", "vllm", "webui"]
     old_block = old[old.index("\nservices:\n") + 10 : old.index("\n  webui:\n")]
@@ -166,7 +168,7 @@ def test_the_drain_waits_for_a_quiet_spell_not_one_idle_sample(site, target):  #
     stack = _running(site, target)
     stack.options = replace(stack.options, drain_quiet_s=0.3)
     target.in_flight["vllm"] = [(0, 1), (0, 2), (0, 2)]
-    result = stack.switch("tiny-b")
+    result = switch(stack, "tiny-b")
     checks = [c for c in target.calls if c.startswith("in flight vllm")]
     assert len(checks) >= 3 and target.calls.index("remove vllm") > target.calls.index(checks[-1])
     assert result["phases"]["drain"] >= 0.3

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from controller.lifecycle.status import stack_status
+from controller.lifecycle.switch_command import switch
 from controller.planner.fit import kv_check
 from tests.unit.fakes import FakeTarget
 from tests.unit.test_sequencing import journal, make_stack, site  # noqa: F401 - the fixture
@@ -29,7 +31,7 @@ def test_up_keeps_the_plan_and_vllms_figure_and_status_shows_them(site, target):
     expected = {"planned": PLANNED, "logged": PLANNED, "difference_pct": 0.0, "within_tolerance": True}
     assert result["kv_tokens"] == expected
     assert journal(site).active.kv_tokens == expected
-    assert stack.status()["kv_tokens"] == expected
+    assert stack_status(stack)["kv_tokens"] == expected
     assert not [w for w in warnings if "KV cache" in w]
     # A no-op `up` sees no start-up log; the figure from the start still serving stays.
     target.kv_cache_tokens = None
@@ -43,7 +45,7 @@ def test_a_switch_more_than_5_percent_off_the_plan_warns_and_records_it(site, ta
     warnings: list[str] = []
     stack.reporter.warn = warnings.append
     target.kv_cache_tokens = int(PLANNED / 1.06)
-    result = stack.switch("tiny-b")
+    result = switch(stack, "tiny-b")
     assert result["kv_tokens"]["within_tolerance"] is False
     assert journal(site).active.kv_tokens["logged"] == int(PLANNED / 1.06)
     assert any(f"holds {int(PLANNED / 1.06)} tokens, the plan said {PLANNED}" in w for w in warnings), warnings

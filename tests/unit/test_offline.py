@@ -12,6 +12,7 @@ from controller.deploy.compose_file import render_compose
 from controller.errors import PreflightError
 from controller.journal import JournalStore
 from controller.lifecycle.stack import Options, Stack
+from controller.lifecycle.status import stack_status
 from tests.unit._support import CPU_PROFILE, fixed_settings, make_hub_cache, write_catalog
 from tests.unit.fakes import FakeTarget
 
@@ -84,4 +85,4 @@ def test_offline_up_with_everything_cached_starts(site):
     target = FakeTarget()
     _stack(site, target).up("tiny-hf")
     assert yaml.safe_load(target.text)["networks"]["backend"]["internal"] is True
-    assert _stack(site, target).status()["offline"] is True
+    assert stack_status(_stack(site, target))["offline"] is True

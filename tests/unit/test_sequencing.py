@@ -11,6 +11,8 @@ from controller.config.settings import SiteConfig
 from controller.errors import ChatRefused, DockerUnavailable, PreflightError, RuntimeFailure, SwitchFailed
 from controller.journal import JournalStore, Pending
 from controller.lifecycle.stack import Options, Stack
+from controller.lifecycle.status import stack_status
+from controller.lifecycle.switch_command import switch
 from tests.unit._support import CPU_PROFILE, write_catalog
 from tests.unit.fakes import FakeTarget
 
@@ -84,7 +86,7 @@ def test_switch_recreates_vllm_and_records_the_new_active_model(site, target):
     stack = make_stack(site, target)
     stack.up("tiny-a")
     target.calls.clear()
-    result = stack.switch("tiny-b")
+    result = switch(stack, "tiny-b")
     assert result["previous"] == "tiny-a" and result["strategy"] == "recreate"
     assert target.calls == [
         "preflight", "signin", "write tiny-b", "pull", "recreate tiny-b", "wait vllm tiny-b",
@@ -102,7 +104,7 @@ def test_open_webui_killed_while_vllm_loads_is_started_again_and_the_switch_fini
     stack.reporter.warn = warnings.append
     stack.up("tiny-a")
     target.kill_webui_on.add("tiny-b")
-    result = stack.switch("tiny-b")
+    result = switch(stack, "tiny-b")
     assert result["strategy"] == strategy and target.serving == "tiny-b"
     after_load = target.calls[target.calls.index("wait vllm tiny-b") + 1 :]
     assert after_load[0] == "start webui" and "chat tiny-b as ui" in after_load
@@ -115,7 +117,7 @@ def test_failed_switch_rolls_back_to_the_previous_deployment(site, target):
     stack.up("tiny-a")
     before = target.text
     with pytest.raises(SwitchFailed, match="rolled back, 'tiny-a' is serving again"):
-        stack.switch("tiny-broken")
+        switch(stack, "tiny-broken")
     assert target.text == before and target.serving == "tiny-a"
     # Open WebUI's default never left tiny-a (the switch failed before it), so it is not written again.
     after_failure = target.calls[target.calls.index("wait vllm tiny-broken") + 1 :]
@@ -130,7 +132,7 @@ def test_ctrl_c_during_a_switch_rolls_back_and_records_it(site, target):
     stack.up("tiny-a")
     target.interrupt_on.add("tiny-b")
     with pytest.raises(SwitchFailed, match="was interrupted"):
-        stack.switch("tiny-b")
+        switch(stack, "tiny-b")
     assert target.serving == "tiny-a"
     assert journal(site).history[-1].outcome == "rolled_back"
 
@@ -141,7 +143,7 @@ def test_failed_pull_restores_the_file_touches_no_container_and_is_recorded(site
     before = target.text
     target.fail_pull = True
     with pytest.raises(RuntimeFailure, match="could not be pulled"):
-        stack.switch("tiny-b")
+        switch(stack, "tiny-b")
     assert target.text == before and not any(c.startswith("recreate") for c in target.calls)
     recorded = journal(site)
     assert recorded.history[-1].outcome == "failed" and recorded.active.profile == "tiny-a"
@@ -152,7 +154,7 @@ def test_failed_rollback_reports_both_causes_and_clears_the_active_model(site, t
     stack.up("tiny-a")
     target.broken.add("tiny-a")  # the old model cannot come back either
     with pytest.raises(SwitchFailed) as caught:
-        stack.switch("tiny-broken")
+        switch(stack, "tiny-broken")
     assert "tiny-broken" in caught.value.message and "rollback" in caught.value.message
     recorded = journal(site)
     assert recorded.history[-1].outcome == "rollback_failed" and recorded.active is None and recorded.pending is None
@@ -169,7 +171,7 @@ def test_a_switch_killed_mid_way_is_reported_and_rolled_back_by_the_next_run(sit
     store.update(lambda j: setattr(j, "pending", Pending("switch", tiny_b.name, "t0", 2**22 + 12345, active)))
     target.write(stack.prepare("tiny-b").compose_text)
     target.recreate_vllm(None)
-    status = make_stack(site, target).status()
+    status = stack_status(make_stack(site, target))
     assert status["pending"]["target"] == "tiny-b" and status["pending"]["in_progress"] is False
 
     target.calls.clear()
@@ -183,7 +185,7 @@ def test_a_switch_killed_mid_way_is_reported_and_rolled_back_by_the_next_run(sit
 
 def test_switch_without_a_running_stack_is_refused(site, target):
     with pytest.raises(PreflightError, match="no running stack"):
-        make_stack(site, target).switch("tiny-b")
+        switch(make_stack(site, target), "tiny-b")
 
 
 def test_a_first_up_that_fails_after_vllm_started_does_not_trap_the_operator(site, target):
@@ -199,7 +201,7 @@ def test_a_first_up_that_fails_after_vllm_started_does_not_trap_the_operator(sit
 def test_switch_adopts_a_running_model_the_journal_does_not_know(site, target):
     make_stack(site, target).up("tiny-a")
     JournalStore(site.state_dir).path.unlink()  # e.g. state from before the journal, not migrated
-    result = make_stack(site, target).switch("tiny-b")
+    result = switch(make_stack(site, target), "tiny-b")
     assert result["previous"] == "tiny-a" and journal(site).active.profile == "tiny-b"
 
 
@@ -209,7 +211,7 @@ def test_a_failed_admin_sign_in_during_a_switch_is_recorded_and_touches_nothing(
     before = target.text
     target.ui.signin = lambda email, password: (_ for _ in ()).throw(RuntimeFailure("Open WebUI is down"))
     with pytest.raises(RuntimeFailure):
-        stack.switch("tiny-b")
+        switch(stack, "tiny-b")
     recorded = journal(site)
     assert target.text == before and recorded.pending is None
     assert (recorded.history[-1].profile, recorded.history[-1].outcome) == ("tiny-b", "failed")
@@ -238,7 +240,7 @@ def test_status_without_docker_still_reports_the_unfinished_change(site, target)
         raise DockerUnavailable("cannot reach the Docker engine")
 
     target.services = no_docker
-    status = make_stack(site, target).status()
+    status = stack_status(make_stack(site, target))
     assert status["services"]["vllm"]["state"] == "unknown" and status["pending"]["target"] == "tiny-b"
 
 
@@ -247,5 +249,5 @@ def test_a_failed_rollback_stops_the_crash_looping_vllm(site, target):
     stack.up("tiny-a")
     target.broken.add("tiny-a")
     with pytest.raises(SwitchFailed):
-        stack.switch("tiny-broken")
+        switch(stack, "tiny-broken")
     assert target.calls[-1] == "stop vllm"

@@ -1,0 +1,60 @@
+"""`controller status`: the services, the active model, vLLM's load and the journal's unfinished
+change. Reads only; with Docker down the journal still tells what was running."""
+
+from __future__ import annotations
+
+import os
+
+from controller.config.settings import read_settings
+from controller.errors import DockerUnavailable
+from controller.journal import Pending
+from controller.lifecycle.stack import Stack
+
+
+def stack_status(stack: Stack) -> dict:
+    settings = read_settings(stack.site).settings
+    journal = stack.store.load()
+    target = stack.target(settings)
+    try:
+        services = target.services()
+        active = target.running_profile()
+        metrics = target.metrics() if services["vllm"]["state"] == "running" else {}
+    except DockerUnavailable as exc:  # the journal still tells what was running and what is unfinished
+        unknown = {"state": "unknown", "health": None, "uptime_s": None, "image": None, "error": exc.message}
+        services, active, metrics = {name: dict(unknown) for name in ("vllm", "webui")}, None, {}
+    deployment = journal.active
+    served = deployment.served_model_name if deployment and deployment.profile == active else None
+    return {
+        "project": settings.compose_project_name,
+        "offline": settings.offline,
+        "model": active,
+        "served_model_name": served,
+        "url": settings.webui_url,
+        "services": services,
+        "metrics": metrics,
+        "capacity": deployment.capacity if deployment and served else None,
+        "kv_tokens": deployment.kv_tokens if deployment and served else None,
+        "pending": _pending_status(journal.pending),
+        "history": [vars(event) for event in journal.history[-10:]],
+    }
+
+
+def _pending_status(pending: Pending | None) -> dict | None:
+    if pending is None:
+        return None
+    alive = _process_alive(pending.pid)
+    return {
+        "action": pending.action, "target": pending.target, "started": pending.started, "pid": pending.pid,
+        "in_progress": alive,
+        "resolve": "in progress" if alive else "the next `controller up` or `controller switch` rolls it back",
+    }  # fmt: skip
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
