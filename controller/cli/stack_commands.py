@@ -64,9 +64,8 @@ def render(
 
 def _print_rendered(result: dict) -> None:
     state = "written" if result["changed"] else "unchanged"
-    err.print(
-        f"{result['compose_file']} {state} for [bold]{result['model']}[/] (served as {result['served_model_name']})"
-    )
+    served = result["served_model_name"]
+    err.print(f"{result['compose_file']} {state} for [bold]{result['model']}[/] (served as {served})")
     if result["generated_secrets"]:
         err.print(f"generated {', '.join(result['generated_secrets'])} into {result['env_file']} (mode 0600)")
 

@@ -1,4 +1,5 @@
-"""Where a serving spec runs. `Target` is the seam; `controller.runtime.compose_target.ComposeTarget` runs it on one Docker host."""
+"""Where a serving spec runs. `Target` is the seam; `controller.runtime.compose_target.ComposeTarget`
+runs it on one Docker host."""
 
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ class WebUIClient(Protocol):
 class Target(Protocol):
     """One running deployment of the stack: render target, runner and prober in one place.
 
-    The sequencing (up, switch, rollback, recovery) lives in controller.lifecycle and talks to a target only through these methods, so it runs the same against Compose, a
-    Kubernetes target later, or an in-memory target in unit tests.
+    The sequencing (up, switch, rollback, recovery) lives in controller.lifecycle and talks to a
+    target only through these methods, so it runs the same against Compose, a Kubernetes target
+    later, or an in-memory target in unit tests.
     """
 
     slot: str  # the service the active vLLM runs as (controller.deploy.spec.SLOTS); set only by use_slot
