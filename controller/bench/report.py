@@ -8,7 +8,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from controller.bench.results import BenchRun, hardware_text, settings_text, table_rows
+from controller.bench.results import BenchRun
+from controller.bench.tables import hardware_text, settings_text, table_rows
 
 TEMPLATE = "bench_report.html.j2"
 WIDTH, HEIGHT = 560, 320

@@ -15,15 +15,8 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from controller.bench.results import (
-    RESULT_DIR,
-    BenchRun,
-    BenchSettings,
-    ModelBench,
-    bench_argv,
-    check_fits,
-    parse_result_text,
-)
+from controller.bench.results import BenchRun, ModelBench, parse_result_text
+from controller.bench.settings import BenchSettings, bench_argv, check_fits
 from controller.config.catalog import Profile, local_weights_bytes
 from controller.config.settings import read_settings
 from controller.errors import ControllerError, PreflightError, RuntimeFailure, SwitchFailed
@@ -34,6 +27,7 @@ from controller.lifecycle.switch_command import switch
 from controller.phases import BENCHMARK, ENGINE_READY, VLLM_STARTED, WEIGHTS_LOAD
 from controller.planner.fit import GIB, weight_bytes
 from controller.runtime.target import Target
+from controller.runtime.vllm_bench import RESULT_DIR
 
 # What "load time" means in the table: container start to /health 200, as `up` and `switch` time it.
 LOAD_PHASES = (VLLM_STARTED.name, WEIGHTS_LOAD.name, ENGINE_READY.name)

@@ -44,7 +44,7 @@ def saved_run(site: SiteConfig, name: str) -> BenchRun:
 
 
 def print_comparison(site: SiteConfig, names: tuple[str, str], *, as_json: bool) -> None:
-    from controller.bench.results import compare_rows
+    from controller.bench.tables import compare_rows
 
     def text(runs: tuple[BenchRun, BenchRun]) -> None:
         from controller.cli.console import print_bench_compare
@@ -85,7 +85,7 @@ def bench(
     """Measure the running model, or each MODEL in turn, with vLLM's own benchmark: speed, latency,
     concurrency under an SLO, load time and memory. Switches to each MODEL and back to the running one
     at the end (also after a failure or Ctrl-C). Saves the run and a picture in .controller/bench/."""
-    from controller.bench.results import bench_settings, parse_levels
+    from controller.bench.settings import bench_settings, parse_levels
 
     if compare is not None:
         if models:

@@ -235,7 +235,7 @@ def _print_terms(terms: list[dict]) -> None:
 
 def print_bench(run) -> None:
     """The model-selection table of a `controller bench` run (controller.bench.results.BenchRun)."""
-    from controller.bench.results import settings_text, table_rows
+    from controller.bench.tables import settings_text, table_rows
 
     table_ = make_table("", *[m.model for m in run.models], title="controller bench", title_justify="left")
     for label, cells in table_rows(run.models, run.settings):

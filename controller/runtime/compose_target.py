@@ -13,7 +13,6 @@ import time
 from functools import cached_property
 from pathlib import Path
 
-from controller.bench.results import LAUNCHER
 from controller.config.settings import Settings, SiteConfig
 from controller.deploy.spec import PROFILE_LABEL, SLOTS, VLLM_PORT
 from controller.errors import CommandError, NotReady, PreflightError, RuntimeFailure, StartupFailed
@@ -32,6 +31,7 @@ from controller.phases import (
 )
 from controller.runtime import vllm_log as vllm_text
 from controller.runtime.docker import PROJECT_LABEL, ComposeProject, Engine, compose_v2_version, docker_timestamp
+from controller.runtime.vllm_bench import LAUNCHER
 
 GIB = 1024**3
 # Free disk wanted beyond the weights' own size (the download's temporary files, rounding).
@@ -350,7 +350,7 @@ class ComposeTarget:
         stops the benchmark inside the container too (`docker exec` does not forward signals)."""
         import json
 
-        from controller.bench.results import result_filename
+        from controller.runtime.vllm_bench import result_filename
 
         service = self.slot
         args = [result_dir, f"{timeout_s:.0f}", json.dumps(runs)]

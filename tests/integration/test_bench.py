@@ -17,7 +17,8 @@ from pathlib import Path
 import docker
 import pytest
 
-from controller.bench.results import BenchRun, table_rows
+from controller.bench.results import BenchRun
+from controller.bench.tables import table_rows
 from controller.errors import NotReady
 from controller.phases import wait_for
 from tests.integration import harness

@@ -10,21 +10,15 @@ import pytest
 
 from controller.bench.results import (
     BenchRun,
-    BenchSettings,
     LevelResult,
     ModelBench,
-    bench_argv,
-    bench_settings,
-    check_fits,
-    compare_rows,
-    hardware_text,
     max_concurrency_under_slo,
-    parse_levels,
     parse_result,
     parse_result_text,
     single_stream_tok_s,
-    table_rows,
 )
+from controller.bench.settings import BenchSettings, bench_argv, bench_settings, check_fits, parse_levels
+from controller.bench.tables import compare_rows, hardware_text, table_rows
 from controller.errors import InputError, RuntimeFailure
 from tests.unit.fakes import vllm_result
 
@@ -98,7 +92,7 @@ def test_the_argument_list_carries_the_settings_and_never_the_api_key():
 
 
 def test_the_launcher_takes_the_key_from_the_container_environment():
-    from controller.bench.results import LAUNCHER
+    from controller.runtime.vllm_bench import LAUNCHER
 
     assert 'os.environ.get("VLLM_API_KEY"' in LAUNCHER and "OPENAI_API_KEY" in LAUNCHER
     assert "add_cli_args" in LAUNCHER and "vllm.benchmarks.serve" in LAUNCHER

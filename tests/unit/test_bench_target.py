@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from controller.bench.results import LAUNCHER, BenchSettings, bench_argv
+from controller.bench.settings import BenchSettings, bench_argv
 from controller.config.settings import SiteConfig
 from controller.errors import CommandError, RuntimeFailure
 from controller.runtime import compose_target
 from controller.runtime.compose_target import ComposeTarget
+from controller.runtime.vllm_bench import LAUNCHER
 from tests.unit._support import DUMMY_SECRETS, fixed_settings
 
 # A stand-in for the two functions `vllm bench serve` calls, with the same names and modules:
