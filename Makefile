@@ -63,6 +63,7 @@ test-integration: install engine browser
 
 lint: install
 	$(BIN)/ruff check controller tests scripts
+	$(BIN)/lint-imports
 	$(BIN)/ruff format --check controller tests scripts
 
 demo: install tiny-model ## The real stack on a CPU-only machine: tiny-a, then `controller switch tiny-b` works
