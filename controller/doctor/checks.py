@@ -14,8 +14,8 @@ from pathlib import Path
 from controller.config.catalog import Profile
 from controller.planner.capability import AMPERE, effective_dtype, effective_quantization
 from controller.planner.fit import GIB, plan, resolve_gpu_memory, weight_bytes
-from controller.runtime.compose_target import DISK_MARGIN
 from controller.runtime.gpu import Gpu
+from controller.runtime.host import weights_fit
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 
@@ -327,7 +327,7 @@ def check_disk(profile: Profile, disk: DiskFacts) -> Check:
     free = f"{disk.free_bytes / GIB:.1f} GiB free at {disk.checked_at}"
     if disk.model_cached:
         return Check(name, OK, f"{profile.model} is in the HF cache ({disk.cache_dir}); {free}", details=details)
-    if disk.free_bytes < need * DISK_MARGIN:
+    if not weights_fit(disk.free_bytes, need):
         return Check(name, FAIL, f"{free}; the weights of {profile.model} need about {need / GIB:.1f} GiB",
                      "free disk space, or set HF_CACHE_DIR in .env to a larger disk", details)  # fmt: skip
     return Check(name, OK, f"{free}; the weights need about {need / GIB:.1f} GiB", details=details)
