@@ -11,7 +11,7 @@ from pathlib import Path
 from controller.config.catalog import Profile
 from controller.config.settings import GENERATED_SECRETS, Settings, SiteConfig, collect_values, read_settings
 from controller.deploy.spec import build_spec
-from controller.doctor.checks import (
+from controller.doctor.records import (
     ContainerGpuFacts,
     DiskFacts,
     DockerFacts,
