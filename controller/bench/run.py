@@ -26,8 +26,8 @@ from controller.lifecycle.stack import Stack
 from controller.lifecycle.switch_command import switch
 from controller.phases import BENCHMARK, ENGINE_READY, VLLM_STARTED, WEIGHTS_LOAD
 from controller.planner.fit import GIB, weight_bytes
+from controller.runtime.bench_exec import RESULT_DIR
 from controller.runtime.target import Target
-from controller.runtime.vllm_bench import RESULT_DIR
 
 # What "load time" means in the table: container start to /health 200, as `up` and `switch` time it.
 LOAD_PHASES = (VLLM_STARTED.name, WEIGHTS_LOAD.name, ENGINE_READY.name)

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from controller.errors import InputError
-from controller.runtime.vllm_bench import result_filename
+from controller.runtime.bench_exec import result_filename
 
 DEFAULT_LEVELS = (1, 4, 16, 64)
 DEFAULT_INPUT_LEN = 512

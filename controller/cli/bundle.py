@@ -21,7 +21,7 @@ group = typer.Typer(
 
 
 def _ui(*, quiet: bool, yes: bool = False):
-    from controller.bundle.transfer import BundleUI
+    from controller.bundle.ui import BundleUI
     from controller.cli.console import err
 
     if quiet:
@@ -79,7 +79,7 @@ def create(
     Holds the images the profiles need (docker save), their snapshots from the Hugging Face cache (only the
     revision in use), the user catalog, and a manifest with every member's size and sha256. Says how large
     the bundle will be before writing."""
-    from controller.bundle.transfer import create_bundle
+    from controller.bundle.create import create_bundle
 
     c = context(ctx)
     result = create_bundle(c.site, c.catalog(), c.catalog_path, models, out.absolute(), directory=directory,
@@ -112,7 +112,7 @@ def load(
     Verifies the manifest, every member's sha256 and the free disk first; then docker loads the images, puts
     the snapshots into HF_CACHE_DIR and the catalog next to .env, and sets OFFLINE=true (asks first). Nothing
     is loaded when a check fails; what is already here is skipped, so a second load changes nothing."""
-    from controller.bundle.transfer import load_bundle
+    from controller.bundle.load import load_bundle
 
     result = load_bundle(context(ctx).site, bundle.absolute(), ui=_ui(quiet=as_json, yes=yes))
     emit(result, as_json=as_json, text=_print_loaded)

@@ -11,7 +11,7 @@ from pathlib import Path
 from controller.config.catalog import Profile
 from controller.config.settings import GENERATED_SECRETS, Settings, SiteConfig, collect_values, read_settings
 from controller.deploy.spec import build_spec
-from controller.doctor.checks import (
+from controller.doctor.records import (
     ContainerGpuFacts,
     DiskFacts,
     DockerFacts,
@@ -23,9 +23,9 @@ from controller.doctor.checks import (
 )
 from controller.errors import ControllerError, DockerUnavailable
 from controller.runtime import hf_cache
-from controller.runtime.compose_target import free_disk_bytes, host_port_in_use
 from controller.runtime.docker import PROJECT_LABEL, Engine, compose_v2_version
 from controller.runtime.gpu import docker_has_nvidia_runtime, parse_nvidia_smi_banner, query_nvidia_smi
+from controller.runtime.host import free_disk_bytes, host_port_in_use
 
 # A container that only runs nvidia-smi -L; a slow first start of a large image included.
 GPU_CONTAINER_TIMEOUT_S = 120

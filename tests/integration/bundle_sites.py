@@ -12,7 +12,8 @@ from pathlib import Path
 import docker.errors
 import yaml
 
-from controller.bundle.format import IMAGES_MEMBER, open_bundle, read_chunks
+from controller.bundle.format import IMAGES_MEMBER, read_chunks
+from controller.bundle.reader import open_bundle
 from tests.integration import harness
 from tests.unit._support import make_hub_cache
 

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from controller.config.settings import SiteConfig, load_settings
-from controller.doctor.checks import ImageFacts, check_gpu_container
 from controller.doctor.facts import gpu_container_facts
+from controller.doctor.gpu_checks import check_gpu_container
+from controller.doctor.records import ImageFacts
 from controller.runtime.docker import PROJECT_LABEL, Engine, compose_v2_version
 from tests.integration import harness
 

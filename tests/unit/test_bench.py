@@ -92,7 +92,7 @@ def test_the_argument_list_carries_the_settings_and_never_the_api_key():
 
 
 def test_the_launcher_takes_the_key_from_the_container_environment():
-    from controller.runtime.vllm_bench import LAUNCHER
+    from controller.runtime.bench_exec import LAUNCHER
 
     assert 'os.environ.get("VLLM_API_KEY"' in LAUNCHER and "OPENAI_API_KEY" in LAUNCHER
     assert "add_cli_args" in LAUNCHER and "vllm.benchmarks.serve" in LAUNCHER

@@ -16,9 +16,9 @@ import pytest
 from controller.bench.settings import BenchSettings, bench_argv
 from controller.config.settings import SiteConfig
 from controller.errors import CommandError, RuntimeFailure
-from controller.runtime import compose_target
+from controller.runtime import bench_exec
+from controller.runtime.bench_exec import LAUNCHER
 from controller.runtime.compose_target import ComposeTarget
-from controller.runtime.vllm_bench import LAUNCHER
 from tests.unit._support import DUMMY_SECRETS, fixed_settings
 
 # A stand-in for the two functions `vllm bench serve` calls, with the same names and modules:
@@ -113,7 +113,7 @@ def test_a_failed_or_interrupted_benchmark_is_stopped_inside_the_container(tmp_p
     expected = RuntimeFailure if isinstance(failure, CommandError) else KeyboardInterrupt
     with pytest.raises(expected) as caught:
         _target(tmp_path, project).bench_serve(_runs(), result_dir="/tmp/r/m", timeout_s=100)
-    assert project.calls[-1] == ("vllm-b", ("python3", "-c", compose_target._STOP, "/tmp/r/m/launcher.pid"))
+    assert project.calls[-1] == ("vllm-b", ("python3", "-c", bench_exec._STOP, "/tmp/r/m/launcher.pid"))
     if expected is RuntimeFailure:
         assert "ValueError: boom" in caught.value.details
 
@@ -121,14 +121,14 @@ def test_a_failed_or_interrupted_benchmark_is_stopped_inside_the_container(tmp_p
 def test_the_stop_script_ends_the_launcher_by_its_pid(tmp_path):
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     (tmp_path / "launcher.pid").write_text(str(sleeper.pid))
-    subprocess.run([sys.executable, "-c", compose_target._STOP, str(tmp_path / "launcher.pid")], check=True, timeout=30)
+    subprocess.run([sys.executable, "-c", bench_exec._STOP, str(tmp_path / "launcher.pid")], check=True, timeout=30)
     assert sleeper.wait(timeout=10) != 0
     # No pid file (the launcher never started): nothing to stop, no error.
-    subprocess.run([sys.executable, "-c", compose_target._STOP, str(tmp_path / "absent.pid")], check=True, timeout=30)
+    subprocess.run([sys.executable, "-c", bench_exec._STOP, str(tmp_path / "absent.pid")], check=True, timeout=30)
 
 
 def test_the_facts_script_reads_the_machine_without_vllm():
-    done = subprocess.run([sys.executable, "-c", compose_target._FACTS], capture_output=True, text=True, timeout=60,
+    done = subprocess.run([sys.executable, "-c", bench_exec._FACTS], capture_output=True, text=True, timeout=60,
                           check=True)  # fmt: skip
     facts = json.loads(done.stdout.strip().splitlines()[-1])
     assert set(facts) == {"vllm_version", "cpu", "cpu_count", "memory_gib", "gpus"}

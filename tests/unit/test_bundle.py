@@ -21,11 +21,12 @@ from controller.bundle.format import (
     ModelEntry,
     ModelFile,
     model_member,
-    open_bundle,
     verify_bundle,
-    writer_for,
 )
-from controller.bundle.transfer import BundleUI, load_bundle
+from controller.bundle.load import load_bundle
+from controller.bundle.reader import open_bundle
+from controller.bundle.ui import BundleUI
+from controller.bundle.writer import writer_for
 from controller.config.settings import SiteConfig
 from controller.errors import InputError
 from controller.runtime import hf_cache

@@ -12,7 +12,9 @@ import pytest
 from controller.cli.doctor import DEFAULT_MODEL, default_model
 from controller.config.catalog import build_profile, load_catalog
 from controller.config.settings import SiteConfig
-from controller.doctor.checks import (
+from controller.doctor.checks import as_dict, diagnose, failed
+from controller.doctor.host_checks import offline_checks
+from controller.doctor.records import (
     FAIL,
     OK,
     WARN,
@@ -24,10 +26,6 @@ from controller.doctor.checks import (
     ImageFacts,
     NvidiaFacts,
     PortFacts,
-    as_dict,
-    diagnose,
-    failed,
-    offline_checks,
 )
 from controller.journal import Deployment, Event, JournalStore
 from controller.planner.fit import GIB

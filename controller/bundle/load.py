@@ -1,10 +1,9 @@
-"""`controller bundle create` and `bundle load`: the sequencing around the bundle format
-(controller.bundle.format), with the side effects: `docker save`, `docker load`, the HF cache and .env.
+"""`controller bundle load`: a bundle (controller.bundle.format) onto this machine: `docker load`
+of its images, its models into the HF cache, its catalog beside .env, and OFFLINE=true.
 
-Both check everything they can before writing anything: create refuses a missing image or an
-uncached model before `docker save`; load verifies every member's sha256, the format version and
-the free disk before loading anything, and skips what is already on the machine (a second load of
-the same bundle changes nothing).
+Every member's sha256, the format version and the free disk are verified before anything is
+loaded, and what is already on the machine is skipped (a second load of the same bundle changes
+nothing).
 """
 
 from __future__ import annotations
@@ -12,17 +11,11 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 
-from controller import __version__
+from controller.bundle.disk_space import require_room
 from controller.bundle.format import (
-    CATALOG_MEMBER,
-    FORMAT_VERSION,
     IMAGES_MEMBER,
     Advance,
     BundleReader,
@@ -31,190 +24,20 @@ from controller.bundle.format import (
     Member,
     ModelEntry,
     ModelFile,
-    model_member,
-    open_bundle,
     parse_manifest,
     read_chunks,
     sha256_of,
     verify_bundle,
-    writer_for,
 )
-from controller.config.catalog import Catalog, Profile
+from controller.bundle.reader import open_bundle
+from controller.bundle.ui import BundleUI, human_size
 from controller.config.settings import Settings, SiteConfig, read_settings
 from controller.errors import InputError, RuntimeFailure
 from controller.runtime import hf_cache
-from controller.runtime.docker import Engine, run_command
+from controller.runtime.docker import Engine
+from controller.runtime.host import free_disk_bytes
 
 LOADED_CATALOG_NAME = "catalog.yaml"
-# Free space kept beyond what a bundle needs: a full disk breaks Docker and the journal alike.
-DISK_MARGIN = 1.05
-SAVE_TIMEOUT_S = 3 * 3600
-
-
-@dataclass
-class BundleUI:
-    """How the commands talk to the operator; the defaults stay silent and answer no."""
-
-    say: Callable[[str], None] = lambda text: None
-    progress: Callable[[str, int], AbstractContextManager[Advance | None]] = lambda description, total: nullcontext()
-    confirm: Callable[[str], bool] = lambda question: False
-    timings: dict[str, float] = field(default_factory=dict)
-
-    def timed(self, name: str, action: Callable[[], object]) -> object:
-        start = time.monotonic()
-        result = action()
-        self.timings[name] = round(time.monotonic() - start, 2)
-        return result
-
-
-def _size(n: int) -> str:
-    if n >= 1e8:
-        return f"{n / 1e9:.2f} GB"
-    return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
-
-
-def _free_bytes(path: Path) -> tuple[Path, int]:
-    existing = next(p for p in [path, *path.parents] if p.exists())
-    return existing, shutil.disk_usage(existing).free
-
-
-# ----- create ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CreatePlan:
-    profiles: list[Profile]
-    images: list[ImageEntry]
-    images_bytes: int  # at most: layers shared between the images are saved once
-    snapshots: list[tuple[hf_cache.Snapshot, list[str]]]
-    catalog_file: Path | None
-
-    @property
-    def models_bytes(self) -> int:
-        return sum(snapshot.size for snapshot, _ in self.snapshots)
-
-
-def _bundle_images(profiles: list[Profile], settings: Settings) -> list[str]:
-    vllm = [settings.vllm_cpu_image if p.accelerator == "cpu" else settings.vllm_image for p in profiles]
-    return list(dict.fromkeys([*vllm, settings.webui_image]))
-
-
-def plan_create(settings: Settings, catalog: Catalog, catalog_file: Path | None, names: list[str],
-                engine_factory: Callable[[], Engine] = Engine) -> CreatePlan:  # fmt: skip
-    """Check every input and find every member; raise InputError before anything is written. The
-    profiles and the cache are checked before the Docker engine is reached."""
-    from docker.errors import ImageNotFound
-
-    profiles = [catalog.get(name) for name in dict.fromkeys(names)]
-    for profile in profiles:
-        if profile.local_path is not None:
-            raise InputError(
-                f"profile '{profile.name}' serves the local directory {profile.local_path}; bundles carry models "
-                "from the Hugging Face cache",
-                hint="copy that directory to the offline box yourself, or use a profile with a Hugging Face id",
-            )
-    snapshots: dict[str, tuple[hf_cache.Snapshot, list[str]]] = {}
-    for profile in profiles:
-        if profile.model in snapshots:
-            snapshots[profile.model][1].append(profile.name)
-            continue
-        snapshot = hf_cache.find_snapshot(settings.hf_cache_path, profile.model)
-        if snapshot is None:
-            raise InputError(
-                f"model {profile.model} (profile '{profile.name}') is not in the Hugging Face cache "
-                f"{settings.hf_cache_path} (no refs/main with a snapshot holding config.json)",
-                hint=f"download it first: `controller up {profile.name}` (or `huggingface-cli download "
-                f"{profile.model}`); a gated model needs HF_TOKEN and its licence accepted",
-            )
-        snapshots[profile.model] = (snapshot, [profile.name])
-    images, images_bytes = [], 0
-    engine = engine_factory()
-    for reference in _bundle_images(profiles, settings):
-        try:
-            image = engine.client.images.get(reference)
-        except ImageNotFound:
-            raise InputError(
-                f"image {reference} is not on this machine",
-                hint="pull or build it first (docker pull), or set VLLM_IMAGE / VLLM_CPU_IMAGE / WEBUI_IMAGE in .env",
-            ) from None
-        images.append(ImageEntry(reference=reference, id=image.id))
-        images_bytes += int(image.attrs.get("Size") or 0)
-    return CreatePlan(profiles, images, images_bytes, list(snapshots.values()), catalog_file)
-
-
-def create_bundle(site: SiteConfig, catalog: Catalog, catalog_file: Path | None, names: list[str], out: Path, *,
-                  directory: bool, ui: BundleUI) -> dict:  # fmt: skip
-    if out.exists() or out.with_name(out.name + ".partial").exists():
-        raise InputError(f"{out} already exists", hint="choose another -o path, or delete it first")
-    if not out.parent.is_dir():
-        raise InputError(f"-o {out}: the directory {out.parent} does not exist")
-    settings = read_settings(site).settings
-    plan = plan_create(settings, catalog, catalog_file, names)
-    catalog_bytes = catalog_file.stat().st_size if catalog_file else 0
-    estimate = plan.images_bytes + plan.models_bytes + catalog_bytes
-    # A single file holds the saved images twice while it is written (the save, then its copy).
-    need = estimate + (0 if directory else plan.images_bytes)
-    where, free = _free_bytes(out.parent)
-    if free < need * DISK_MARGIN:
-        raise InputError(
-            f"{where} has {_size(free)} free; writing this bundle needs about {_size(need)}",
-            hint="write it to a larger disk with -o, or use --directory (no temporary copy of the images)",
-        )
-    ui.say(
-        f"bundle of {', '.join(p.name for p in plan.profiles)}: at most {_size(estimate)} "
-        f"(images {_size(plan.images_bytes)}, models {_size(plan.models_bytes)}) to {out}"
-    )
-    members: list[Member] = []
-    models: list[ModelEntry] = []
-    with writer_for(out, directory=directory) as writer:
-        staging = out if directory else Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-        try:
-            saved = staging / IMAGES_MEMBER
-            references = [image.reference for image in plan.images]
-            with ui.progress(f"docker save {' '.join(references)}", 0):
-                ui.timed("docker save", lambda: run_command(["docker", "save", "-o", str(saved), *references],
-                                                             timeout=SAVE_TIMEOUT_S))  # fmt: skip
-            with ui.progress(f"checksum {IMAGES_MEMBER}", saved.stat().st_size) as advance:
-                members.append(ui.timed("images member", lambda: writer.add(IMAGES_MEMBER, saved, advance)))
-        finally:
-            if not directory:
-                shutil.rmtree(staging, ignore_errors=True)
-        with ui.progress("models", plan.models_bytes) as advance:
-            for snapshot, profile_names in plan.snapshots:
-                files = []
-                for item in snapshot.files:
-                    member = model_member(snapshot.model_id, snapshot.revision, item.path)
-                    members.append(writer.add(member, item.source, advance))
-                    files.append(ModelFile(path=item.path, member=member, blob=item.blob))
-                models.append(ModelEntry(model=snapshot.model_id, revision=snapshot.revision,
-                                         profiles=profile_names, files=files))  # fmt: skip
-        if catalog_file:
-            members.append(writer.add(CATALOG_MEMBER, catalog_file))
-        manifest = Manifest(
-            format_version=FORMAT_VERSION,
-            controller_version=__version__,
-            created=datetime.now(UTC).isoformat(timespec="seconds"),
-            profiles=[p.name for p in plan.profiles],
-            images=plan.images,
-            models=models,
-            catalog=CATALOG_MEMBER if catalog_file else None,
-            members=members,
-        )
-        writer.finish(manifest)
-    return {
-        "bundle": str(out),
-        "format": "directory" if directory else "file",
-        "bytes": manifest.total_bytes,
-        "profiles": manifest.profiles,
-        "images": [image.model_dump() for image in manifest.images],
-        "models": [{"model": m.model, "revision": m.revision, "files": len(m.files)} for m in manifest.models],
-        "catalog": catalog_file is not None,
-        "members": len(members),
-        "timings": ui.timings,
-    }
-
-
-# ----- load --------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -298,7 +121,7 @@ def _check_disk(plan: LoadPlan, manifest: Manifest, settings: Settings, engine: 
     needs: dict[int, tuple[Path, int, list[str]]] = {}
 
     def need(path: Path, amount: int, what: str) -> None:
-        where, _free = _free_bytes(path)
+        where, _free = free_disk_bytes(path)
         device = where.stat().st_dev
         prior = needs.get(device, (where, 0, []))
         needs[device] = (prior[0], prior[1] + amount, [*prior[2], what])
@@ -315,13 +138,11 @@ def _check_disk(plan: LoadPlan, manifest: Manifest, settings: Settings, engine: 
         need(settings.hf_cache_path, model_bytes, f"models in {settings.hf_cache_path}")
     for where, amount, what in needs.values():
         free = shutil.disk_usage(where).free
-        if free < amount * DISK_MARGIN:
-            raise InputError(
-                f"{where} has {_size(free)} free; loading {' and '.join(what)} needs about {_size(amount)}",
-                hint="free some space (docker image prune, old models in the HF cache) and load again; "
-                "nothing was loaded",
-            )
-        checked.append(f"free disk: {_size(free)} at {where} for {_size(amount)} ({' and '.join(what)})")
+        require_room(
+            where, free, amount, doing=f"loading {' and '.join(what)}",
+            hint="free some space (docker image prune, old models in the HF cache) and load again; nothing was loaded",
+        )  # fmt: skip
+        checked.append(f"free disk: {human_size(free)} at {where} for {human_size(amount)} ({' and '.join(what)})")
     return checked
 
 
@@ -394,7 +215,7 @@ def load_bundle(site: SiteConfig, path: Path, *, ui: BundleUI, lock_timeout_s: f
         with ui.progress(f"verify {len(manifest.members)} members (sha256)", manifest.total_bytes) as advance:
             manifest = ui.timed("verify", lambda: verify_bundle(reader, advance))
         verified = [
-            f"{len(manifest.members)} members, {_size(manifest.total_bytes)}: sizes and sha256 match the manifest "
+            f"{len(manifest.members)} members, {human_size(manifest.total_bytes)}: sizes and sha256 match the manifest "
             f"(format {manifest.format_version}, controller {manifest.controller_version})"
         ]
         engine = Engine() if manifest.images else None  # a models-only bundle needs no Docker
