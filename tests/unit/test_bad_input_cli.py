@@ -12,13 +12,7 @@ import sys
 
 import pytest
 
-from tests.unit.test_bad_input_harness import Project, snapshot
-
-
-@pytest.fixture
-def project(tmp_path, monkeypatch, capsys) -> Project:
-    return Project(tmp_path, monkeypatch, capsys)
-
+from tests.unit.bad_input_harness import snapshot
 
 CASES = {
     "up_timeout_negative": (["up", "deepseek-1.5b", "--timeout", "-1"], "--timeout"),

@@ -13,12 +13,7 @@ from pathlib import Path
 import pytest
 
 from controller import files
-from tests.unit.test_bad_input_harness import Project
-
-
-@pytest.fixture
-def project(tmp_path, monkeypatch, capsys) -> Project:
-    return Project(tmp_path, monkeypatch, capsys)
+from tests.unit.bad_input_harness import Project
 
 
 def _render(project: Project, *names: str, model: str = "deepseek-1.5b", env: dict[str, str] | None = None):

@@ -12,9 +12,8 @@ from controller.bench.report import render_report
 from controller.bench.results import BenchSettings
 from controller.errors import CatalogError, InputError, PreflightError, RuntimeFailure, SwitchFailed
 from controller.journal import JournalStore
+from tests.unit.fake_stack import make_stack
 from tests.unit.fakes import FakeTarget
-from tests.unit.test_bad_input_harness import Project
-from tests.unit.test_sequencing import make_stack, site  # noqa: F401 - the fixture
 
 SMALL = BenchSettings(levels=(1, 2), input_len=32, output_len=16, prompts=4)
 
@@ -25,7 +24,7 @@ def target() -> FakeTarget:
 
 
 @pytest.fixture
-def stack(site, target):  # noqa: F811
+def stack(site, target):
     stack = make_stack(site, target)
     stack.up("tiny-a")
     target.calls.clear()
@@ -36,7 +35,7 @@ def _switches(target: FakeTarget) -> list[str]:
     return [c for c in target.calls if c.startswith(("recreate", "bench tiny", "wait vllm"))]
 
 
-def test_bench_without_models_measures_the_running_one_and_switches_nothing(stack, target, site):  # noqa: F811
+def test_bench_without_models_measures_the_running_one_and_switches_nothing(stack, target, site):
     # The fake target waits in no phase; the journal's `up` gets the phases a real one times.
     phases = {"compose up": 3.0, "vllm started": 1.0, "weights load": 20.0, "engine ready": 2.5, "admin": 4.0}
     JournalStore(site.state_dir).update(lambda journal: journal.history[-1].phases.update(phases))
@@ -52,7 +51,7 @@ def test_bench_without_models_measures_the_running_one_and_switches_nothing(stac
     assert model.switch is None
 
 
-def test_bench_of_two_models_switches_to_each_and_back(stack, target, site):  # noqa: F811
+def test_bench_of_two_models_switches_to_each_and_back(stack, target, site):
     run = stack.bench(["tiny-b", "tiny-a"], SMALL)
     assert _switches(target) == [
         "recreate tiny-b", "wait vllm tiny-b", "bench tiny-b 1,2",
@@ -63,13 +62,13 @@ def test_bench_of_two_models_switches_to_each_and_back(stack, target, site):  # 
     assert target.running == "tiny-a" and JournalStore(site.state_dir).load().active.profile == "tiny-a"
 
 
-def test_bench_of_another_model_switches_back_at_the_end(stack, target, site):  # noqa: F811
+def test_bench_of_another_model_switches_back_at_the_end(stack, target, site):
     stack.bench(["tiny-b"], SMALL)
     assert _switches(target)[-3:] == ["bench tiny-b 1,2", "recreate tiny-a", "wait vllm tiny-a"]
     assert target.running == "tiny-a"
 
 
-def test_a_failed_benchmark_switches_back_and_reports_the_failure(stack, target, site):  # noqa: F811
+def test_a_failed_benchmark_switches_back_and_reports_the_failure(stack, target, site):
     target.bench_broken = {"tiny-b"}
     with pytest.raises(RuntimeFailure, match="benchmark failed for tiny-b"):
         stack.bench(["tiny-b"], SMALL)
@@ -78,7 +77,7 @@ def test_a_failed_benchmark_switches_back_and_reports_the_failure(stack, target,
     assert not (site.state_dir / "bench").exists()  # nothing saved from a failed run
 
 
-def test_ctrl_c_during_the_second_model_switches_back_to_the_original(stack, target, site):  # noqa: F811
+def test_ctrl_c_during_the_second_model_switches_back_to_the_original(stack, target, site):
     target.bench_interrupt = {"tiny-b"}
     with pytest.raises(RuntimeFailure, match="interrupted; 'tiny-a' is serving again"):
         stack.bench(["tiny-a", "tiny-b"], SMALL)
@@ -87,20 +86,20 @@ def test_ctrl_c_during_the_second_model_switches_back_to_the_original(stack, tar
     assert JournalStore(site.state_dir).load().active.profile == "tiny-a"
 
 
-def test_ctrl_c_while_switching_to_a_model_rolls_back_and_stays_on_the_original(stack, target, site):  # noqa: F811
+def test_ctrl_c_while_switching_to_a_model_rolls_back_and_stays_on_the_original(stack, target, site):
     target.interrupt_on = {"tiny-b"}
     with pytest.raises(SwitchFailed, match="interrupted"):
         stack.bench(["tiny-b"], SMALL)
     assert target.running == "tiny-a" and not any(c.startswith("bench ") for c in target.calls)
 
 
-def test_a_model_that_does_not_start_is_rolled_back_and_the_run_ends(stack, target, site):  # noqa: F811
+def test_a_model_that_does_not_start_is_rolled_back_and_the_run_ends(stack, target, site):
     with pytest.raises(SwitchFailed, match="rolled back"):
         stack.bench(["tiny-broken", "tiny-b"], SMALL)
     assert target.running == "tiny-a" and not any(c.startswith("bench ") for c in target.calls)
 
 
-def test_a_failed_switch_back_says_so_and_keeps_the_cause(stack, target, site):  # noqa: F811
+def test_a_failed_switch_back_says_so_and_keeps_the_cause(stack, target, site):
     target.bench_broken = {"tiny-b"}
     original = stack.switch
 
@@ -123,21 +122,21 @@ def test_a_failed_switch_back_says_so_and_keeps_the_cause(stack, target, site): 
         (["tiny-b"], BenchSettings(levels=(1,), input_len=2000, output_len=100), InputError, "context of 'tiny-b'"),
     ],
 )
-def test_bad_input_switches_nothing(stack, target, site, models, settings, error, text):  # noqa: F811
+def test_bad_input_switches_nothing(stack, target, site, models, settings, error, text):
     with pytest.raises(error, match=text) as caught:
         stack.bench(models, settings)
     assert caught.value.exit_code == 2
     assert target.calls == [] and target.running == "tiny-a"
 
 
-def test_no_running_stack_is_bad_input(site, target):  # noqa: F811
+def test_no_running_stack_is_bad_input(site, target):
     stack = make_stack(site, target)
     with pytest.raises(PreflightError, match="no running stack to benchmark") as caught:
         stack.bench(["tiny-a"], SMALL)
     assert caught.value.exit_code == 2 and not any(c.startswith(("bench", "recreate")) for c in target.calls)
 
 
-def test_every_run_is_saved_with_its_picture(stack, target, site):  # noqa: F811
+def test_every_run_is_saved_with_its_picture(stack, target, site):
     run = stack.bench(["tiny-b"], SMALL)
     saved = json.loads((site.state_dir / "bench").joinpath(run.json_path.rsplit("/", 1)[1]).read_text())
     assert saved["kind"] == "controller-bench" and saved["settings"]["levels"] == [1, 2]
@@ -162,11 +161,6 @@ def test_the_report_escapes_names_and_shows_the_slo_line(stack, target):
 
 
 # ----- the command line -----------------------------------------------------------------------
-
-
-@pytest.fixture
-def project(tmp_path, monkeypatch, capsys) -> Project:
-    return Project(tmp_path, monkeypatch, capsys)
 
 
 BAD = {
@@ -195,7 +189,7 @@ def test_cli_no_running_stack_exits_2(project, monkeypatch):
     assert "controller up" in result.stderr
 
 
-def test_cli_prints_the_table_and_the_paths_and_compares_two_runs(project, monkeypatch, site, target):  # noqa: F811
+def test_cli_prints_the_table_and_the_paths_and_compares_two_runs(project, monkeypatch, site, target):
     from controller.lifecycle.stack import Stack
 
     stack = make_stack(site, target)
