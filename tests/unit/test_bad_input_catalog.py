@@ -1,7 +1,7 @@
 """Bad input, class "catalog": hostile or careless user catalog files.
 
 Each case: exit 2, the message names the file and the profile or field, no traceback, and
-`.env` and `compose/` byte-identical afterwards (see test_bad_input_harness.py).
+`.env` and `compose/` byte-identical afterwards (see bad_input_harness.py).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Bad input, class "CLI options": values that can only cause an outage or a wrong answer.
 
 Each case: exit 2, the message names the option or argument, no traceback, and `.env` and
-`compose/` byte-identical afterwards (see test_bad_input_harness.py). `up` and `switch` are
+`compose/` byte-identical afterwards (see bad_input_harness.py). `up` and `switch` are
 refused while their options are parsed, before the lock, the settings or Docker are touched.
 """
 

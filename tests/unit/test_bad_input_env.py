@@ -2,7 +2,7 @@
 
 Each case: exit 2, the message names the key and its source (`.env line N` or "the environment
 variable X") or the file, no traceback, no secret in the output, and `.env` and `compose/`
-byte-identical afterwards (see test_bad_input_harness.py). GOOD_ENV has 4 lines, so a line
+byte-identical afterwards (see bad_input_harness.py). GOOD_ENV has 4 lines, so a line
 added by a case is line 5.
 """
 
