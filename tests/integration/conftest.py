@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import os
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import docker
 import pytest
 
-from controller.config.settings import SiteConfig, load_settings
+from controller.config.settings import SiteConfig
 from controller.errors import ControllerError
 from tests.integration import harness
 
@@ -52,36 +51,15 @@ def tiny_model(images) -> Path:
     return harness.build_tiny_model()
 
 
-@dataclass
-class TestSite:
-    site: SiteConfig
-    project: str
-    port: int
-
-    @property
-    def root(self) -> Path:
-        return self.site.root
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def settings(self):
-        return load_settings(self.site)
-
-    def controller(self, *args: str, timeout: float = 900):
-        return harness.controller(self.root, *args, timeout=timeout)
-
-
 @pytest.fixture
-def test_site(tmp_path, docker_client, images, tiny_model) -> TestSite:
+def test_site(tmp_path, docker_client, images, tiny_model) -> harness.TestSite:
     project = f"{harness.TEST_PROJECT_PREFIX}{uuid.uuid4().hex[:8]}"
     port = harness.free_port()
     # Not created here: the rendered compose file must create it on a fresh machine.
     hf_cache = tmp_path / "hf-cache"
     env_file = tmp_path / ".env"
     harness.write_site_env(env_file, project=project, port=port, images=images, hf_cache=hf_cache)
-    site = TestSite(SiteConfig(root=tmp_path, env_file=env_file), project, port)
+    site = harness.TestSite(SiteConfig(root=tmp_path, env_file=env_file), project, port)
     yield site
     harness.remove_project(docker_client, project)
 

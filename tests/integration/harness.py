@@ -12,9 +12,12 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import docker
+
+from controller.config.settings import SiteConfig, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 TEST_CATALOG = REPO / "tests" / "catalog" / "tiny.yaml"
@@ -159,3 +162,28 @@ def controller(root: Path, *args: str, timeout: float = 900, path: str | None = 
         [sys.executable, "-m", "controller", "--project-dir", str(root), *args],
         capture_output=True, text=True, timeout=timeout, env=env, cwd=root, check=False,
     )  # fmt: skip
+
+
+@dataclass
+class TestSite:
+    """A site of the real-stack tests: its directory and .env, Compose project and Open WebUI port."""
+
+    __test__ = False  # not a test class, though pytest would collect it by its name
+
+    site: SiteConfig
+    project: str
+    port: int
+
+    @property
+    def root(self) -> Path:
+        return self.site.root
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def settings(self):
+        return load_settings(self.site)
+
+    def controller(self, *args: str, timeout: float = 900):
+        return controller(self.root, *args, timeout=timeout)

@@ -22,7 +22,7 @@ from controller.bench.tables import table_rows
 from controller.errors import NotReady
 from controller.phases import wait_for
 from tests.integration import harness
-from tests.integration.test_switch import _serving
+from tests.integration.webui_api import assert_serving
 
 pytestmark = [pytest.mark.integration, pytest.mark.stack]
 
@@ -73,7 +73,7 @@ def test_bench_two_models_fills_the_table_saves_the_run_and_switches_back(test_s
 
     status = json.loads(test_site.controller("status", "--json").stdout)
     assert status["model"] == "tiny-a"
-    _serving(test_site, "tiny-a")
+    assert_serving(test_site, "tiny-a")
 
     # --compare reads the saved run back (the terminal table itself: tests/unit/test_bench_sequence.py).
     compared = test_site.controller("bench", "--compare", saved.stem, str(saved))
@@ -126,7 +126,7 @@ def test_interrupting_a_multi_model_bench_restores_the_original_model(test_site,
     assert "interrupted" in err and "'tiny-a' is serving again" in err, err
     status = json.loads(test_site.controller("status", "--json").stdout)
     assert status["model"] == "tiny-a" and status["pending"] is None
-    _serving(test_site, "tiny-a")
+    assert_serving(test_site, "tiny-a")
     assert not (test_site.site.state_dir / "bench").exists()  # an interrupted run saves nothing
     # No benchmark left running against the restored model.
     with pytest.raises(NotReady):

@@ -18,7 +18,7 @@ from controller.phases import wait_for
 from controller.runtime.webui_client import WebUI
 from tests.integration import harness
 from tests.integration.probe_report import ProberProcess, summarise
-from tests.integration.test_lifecycle import _admin_session, _chat_title, _create_chat
+from tests.integration.webui_api import admin_session, chat_title, create_chat
 
 pytestmark = [pytest.mark.integration, pytest.mark.stack]
 
@@ -53,8 +53,8 @@ def test_blue_green_switch_serves_every_chat_and_stream_and_leaves_one_instance(
     assert test_site.controller("up", "tiny-a").returncode == 0
     settings = test_site.settings()
     with WebUI(test_site.url) as webui:
-        session = _admin_session(test_site, webui)
-        chat_id = _create_chat(test_site.url, session.token, "before blue-green")
+        session = admin_session(test_site, webui)
+        chat_id = create_chat(test_site.url, session.token, "before blue-green")
     prober = ProberProcess.start(test_site.url, settings.webui_admin_email,
                                  settings.webui_admin_password.get_secret_value(), tmp_path / "probe.json")  # fmt: skip
     start = time.time()
@@ -86,10 +86,10 @@ def test_blue_green_switch_serves_every_chat_and_stream_and_leaves_one_instance(
     assert logged and kv["logged"] == logged[-1], (kv, logged)
     assert abs(kv["planned"] - kv["logged"]) <= 0.01 * kv["logged"], kv
     with WebUI(test_site.url) as webui:
-        session = _admin_session(test_site, webui)
+        session = admin_session(test_site, webui)
         assert webui.serving_config(session.token) == ("tiny-a", "native")
         assert webui.model_ids(session.token) == ["tiny-a"]
-        assert _chat_title(test_site.url, session.token, chat_id) == "before blue-green"
+        assert chat_title(test_site.url, session.token, chat_id) == "before blue-green"
 
 
 def test_a_new_model_that_fails_before_the_cut_over_leaves_the_old_one_serving(test_site, docker_client):
@@ -103,7 +103,7 @@ def test_a_new_model_that_fails_before_the_cut_over_leaves_the_old_one_serving(t
     # The old container is the same one, never restarted; the new one is gone.
     assert _containers(docker_client, test_site.project) == before
     with WebUI(test_site.url) as webui:
-        session = _admin_session(test_site, webui)
+        session = admin_session(test_site, webui)
         assert webui.model_ids(session.token) == ["tiny-a"]
         assert webui.chat(session.token, "tiny-a", "hello", max_tokens=2, as_ui=True)
     _hand_run_up_changes_nothing(test_site, docker_client)

@@ -18,7 +18,7 @@ import pytest
 from controller.runtime.webui_client import WebUI
 from tests.integration import harness
 from tests.integration.bundle_sites import HF_ID, REVISION, OfflineSite, connected_site, restore_images
-from tests.integration.test_lifecycle import _admin_session
+from tests.integration.webui_api import admin_session
 
 pytestmark = [pytest.mark.integration, pytest.mark.stack]
 
@@ -97,7 +97,7 @@ def test_offline_stack_chats_and_switches_without_a_pull_on_internal_networks(of
         time.monotonic() - offline_run["loaded_at"], 1
     )
     with WebUI(site.url) as webui:
-        session = _admin_session(site, webui)
+        session = admin_session(site, webui)
         assert "tiny-a-hf" in webui.model_ids(session.token)
         assert webui.chat(session.token, "tiny-a-hf", "hello", max_tokens=3)
 
@@ -121,7 +121,7 @@ def test_offline_stack_chats_and_switches_without_a_pull_on_internal_networks(of
     switched = site.controller("switch", "tiny-b-hf", "--json")
     assert switched.returncode == 0, switched.stderr
     with WebUI(site.url) as webui:
-        session = _admin_session(site, webui)
+        session = admin_session(site, webui)
         assert webui.chat(session.token, "tiny-b-hf", "hello", max_tokens=3)
     status = json.loads(site.controller("status", "--json").stdout)
     assert status["offline"] is True and status["model"] == "tiny-b-hf"

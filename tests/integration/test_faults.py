@@ -26,8 +26,8 @@ from controller.journal import JournalStore
 from controller.phases import wait_for
 from controller.runtime import vllm_log as vllm_text
 from controller.runtime.webui_client import NotReady, WebUI
-from tests.integration import conftest, harness
-from tests.integration.test_lifecycle import _admin_session, _chat_title, _create_chat
+from tests.integration import harness
+from tests.integration.webui_api import admin_session, chat_title, create_chat
 
 pytestmark = [pytest.mark.integration, pytest.mark.stack]
 
@@ -51,7 +51,7 @@ def site(tmp_path_factory, docker_client, images, tiny_model):
     port = harness.free_port()
     env_file = root / ".env"
     harness.write_site_env(env_file, project=project, port=port, images=images, hf_cache=root / "hf-cache")
-    yield conftest.TestSite(SiteConfig(root=root, env_file=env_file), project, port)
+    yield harness.TestSite(SiteConfig(root=root, env_file=env_file), project, port)
     harness.remove_project(docker_client, project)
 
 
@@ -60,22 +60,22 @@ def before(site) -> Before:
     up = site.controller("up", "tiny-a")
     assert up.returncode == 0, up.stderr
     with WebUI(site.url) as webui:
-        token = _admin_session(site, webui).token
+        token = admin_session(site, webui).token
         response = httpx.post(
             f"{site.url}/api/v1/auths/add", headers={"Authorization": f"Bearer {token}"}, timeout=30,
             json={"name": "User", "email": USER_EMAIL, "password": USER_PASSWORD, "role": "user"},
         )  # fmt: skip
         response.raise_for_status()
-        return Before(_create_chat(site.url, token, "made before the faults"), "made before the faults")
+        return Before(create_chat(site.url, token, "made before the faults"), "made before the faults")
 
 
-def _serving_with_data(site: conftest.TestSite, before: Before, served: str) -> None:
+def _serving_with_data(site: harness.TestSite, before: Before, served: str) -> None:
     """A person can use the stack again, and nothing made before the faults is lost."""
     with WebUI(site.url) as webui:
-        token = _admin_session(site, webui).token
+        token = admin_session(site, webui).token
         assert served in webui.model_ids(token)
         assert webui.chat(token, served, "hello", max_tokens=3, as_ui=True)["choices"]
-        assert _chat_title(site.url, token, before.chat_id) == before.chat_title
+        assert chat_title(site.url, token, before.chat_id) == before.chat_title
         assert webui.signin(USER_EMAIL, USER_PASSWORD) is not None, "the user made before the faults is gone"
 
 
@@ -98,7 +98,7 @@ def _loading_vllm(docker_client, project: str, profile: str):
 class Run:
     """The real CLI in the background, its progress on stderr read as it comes."""
 
-    def __init__(self, site: conftest.TestSite, *args: str):
+    def __init__(self, site: harness.TestSite, *args: str):
         self.process = harness.controller_process(site.root, *args)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=lambda: self.lines.extend(self.process.stderr), daemon=True)
@@ -117,7 +117,7 @@ class Run:
         return code, " ".join("".join(self.lines).split())
 
 
-def _wait_loading(docker_client, site: conftest.TestSite, run: Run, profile: str):
+def _wait_loading(docker_client, site: harness.TestSite, run: Run, profile: str):
     """The moment to inject a fault: the controller waits for the weights of `profile`, and vLLM
     is still loading them."""
 
@@ -147,7 +147,7 @@ def test_vllm_killed_while_up_waits_for_the_weights(site, before, docker_client)
     _serving_with_data(site, before, "tiny-a")
 
 
-def _active_and_other(site: conftest.TestSite) -> tuple[str, str]:
+def _active_and_other(site: harness.TestSite) -> tuple[str, str]:
     """The model serving now and the one to switch to (each test leaves either serving)."""
     active = JournalStore(site.site.state_dir).load().active_profile
     assert active in ("tiny-a", "tiny-b"), f"the previous test left {active!r} serving"
@@ -170,7 +170,7 @@ def test_vllm_killed_while_a_switch_waits_for_the_new_model_rolls_back(site, bef
     _serving_with_data(site, before, old)
 
 
-def _pending(site: conftest.TestSite) -> dict:
+def _pending(site: harness.TestSite) -> dict:
     pending = JournalStore(site.site.state_dir).load().pending
     if pending is None:
         raise NotReady("no pending change in the journal yet")

@@ -7,7 +7,6 @@ import socket
 import time
 from datetime import datetime
 
-import httpx
 import pytest
 
 from controller.config.catalog import load_catalog
@@ -15,31 +14,9 @@ from controller.config.envfile import write_env_values
 from controller.planner.fit import kv_bytes_per_token
 from controller.runtime.webui_client import WebUI
 from tests.integration import harness
+from tests.integration.webui_api import admin_session, chat_title, create_chat
 
 pytestmark = [pytest.mark.integration, pytest.mark.stack]
-
-
-def _admin_session(site, webui: WebUI):
-    settings = site.settings()
-    session = webui.signin(settings.webui_admin_email, settings.webui_admin_password.get_secret_value())
-    assert session is not None and session.role == "admin"
-    return session
-
-
-def _create_chat(url: str, token: str, title: str) -> str:
-    response = httpx.post(
-        f"{url}/api/v1/chats/new",
-        headers={"Authorization": f"Bearer {token}"},
-        json={"chat": {"title": title, "models": ["tiny-a"], "messages": []}},
-        timeout=30,
-    )
-    response.raise_for_status()
-    return response.json()["id"]
-
-
-def _chat_title(url: str, token: str, chat_id: str) -> str | None:
-    response = httpx.get(f"{url}/api/v1/chats/{chat_id}", headers={"Authorization": f"Bearer {token}"}, timeout=30)
-    return response.json()["title"] if response.status_code == 200 else None
 
 
 def test_up_serves_chats_is_idempotent_and_keeps_data_across_down(test_site, docker_client):
@@ -69,9 +46,9 @@ def test_up_serves_chats_is_idempotent_and_keeps_data_across_down(test_site, doc
     assert {"weights load", "engine ready", "admin", "model in webui"} <= set(summary["phases"])
 
     with WebUI(test_site.url) as webui:
-        session = _admin_session(test_site, webui)
+        session = admin_session(test_site, webui)
         assert webui.chat(session.token, "tiny-a", "hello", max_tokens=4)
-        chat_id = _create_chat(test_site.url, session.token, "kept across down")
+        chat_id = create_chat(test_site.url, session.token, "kept across down")
         # Sign-up for anybody else stays closed.
         assert webui.signup_first_admin("Mallory", "mallory@example.com", "another-long-password") is None
 
@@ -111,8 +88,8 @@ def test_up_serves_chats_is_idempotent_and_keeps_data_across_down(test_site, doc
     back = test_site.controller("up", "tiny-a")
     assert back.returncode == 0, back.stderr
     with WebUI(test_site.url) as webui:
-        session = _admin_session(test_site, webui)
-        assert _chat_title(test_site.url, session.token, chat_id) == "kept across down"
+        session = admin_session(test_site, webui)
+        assert chat_title(test_site.url, session.token, chat_id) == "kept across down"
 
     # A rotated vLLM key reaches vLLM through compose and Open WebUI through its admin API
     # (Open WebUI keeps the first key in its database).
@@ -122,7 +99,7 @@ def test_up_serves_chats_is_idempotent_and_keeps_data_across_down(test_site, doc
     assert "updated it to VLLM_API_KEY" in rotated.stderr
     assert "rotated-vllm-key-0123456789" not in rotated.stderr + rotated.stdout
     with WebUI(test_site.url) as webui:
-        assert webui.chat(_admin_session(test_site, webui).token, "tiny-a", "hello", max_tokens=2)
+        assert webui.chat(admin_session(test_site, webui).token, "tiny-a", "hello", max_tokens=2)
 
     # Credentials in .env that do not match the existing admin are reported; nothing is reset.
     write_env_values(test_site.site.env_file, {"WEBUI_ADMIN_PASSWORD": "a-different-long-password-1"}, overwrite=True)
@@ -132,7 +109,7 @@ def test_up_serves_chats_is_idempotent_and_keeps_data_across_down(test_site, doc
     assert "a-different-long-password-1" not in mismatch.stderr + mismatch.stdout
     with WebUI(test_site.url) as webui:
         kept = webui.signin(test_site.settings().webui_admin_email, secrets["WEBUI_ADMIN_PASSWORD"])
-        assert kept is not None and _chat_title(test_site.url, kept.token, chat_id) == "kept across down"
+        assert kept is not None and chat_title(test_site.url, kept.token, chat_id) == "kept across down"
 
 
 def _log_time(line: str) -> float:

@@ -28,9 +28,9 @@ from controller.errors import NotReady
 from controller.journal import JournalStore
 from controller.phases import wait_for
 from controller.runtime.webui_client import WebUI
-from tests.integration import conftest, harness
+from tests.integration import harness
 from tests.integration.soak import ControllerRun, Soak, changed_counts, dockerd_pid, run_controller
-from tests.integration.test_lifecycle import _admin_session, _chat_title, _create_chat
+from tests.integration.webui_api import admin_session, chat_title, create_chat
 
 pytestmark = [pytest.mark.integration, pytest.mark.stack]
 
@@ -39,7 +39,7 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 FAKE_HF_TOKEN = "hf_" + uuid.uuid4().hex
 
 
-class FaultSite(conftest.TestSite):
+class FaultSite(harness.TestSite):
     """The shared stack's site; every controller command run through it is kept for the audit."""
 
     runs: list[ControllerRun]
@@ -66,7 +66,7 @@ class FaultSite(conftest.TestSite):
 
     def chat_works(self, model: str) -> None:
         with WebUI(self.url) as webui:
-            session = _admin_session(self, webui)
+            session = admin_session(self, webui)
             assert webui.model_ids(session.token) == [model]
             assert webui.chat(session.token, model, "hello", max_tokens=2, as_ui=True)
 
@@ -129,7 +129,7 @@ def _serving_again(site: FaultSite, model: str) -> dict:
 
 def test_engine_restart_brings_the_stack_back_and_up_is_a_fast_no_op(stack, docker_client):
     with WebUI(stack.url) as webui:
-        chat_id = _create_chat(stack.url, _admin_session(stack, webui).token, "before the engine restart")
+        chat_id = create_chat(stack.url, admin_session(stack, webui).token, "before the engine restart")
     before = stack.containers(docker_client)
     pid = dockerd_pid()
     assert pid is not None, "no dockerd process on this host"
@@ -162,7 +162,7 @@ def test_engine_restart_brings_the_stack_back_and_up_is_a_fast_no_op(stack, dock
     assert stack.containers(docker_client) == before
     stack.chat_works("tiny-a")
     with WebUI(stack.url) as webui:
-        assert _chat_title(stack.url, _admin_session(stack, webui).token, chat_id) == "before the engine restart"
+        assert chat_title(stack.url, admin_session(stack, webui).token, chat_id) == "before the engine restart"
 
 
 # ----- a full disk when the journal is written --------------------------------------------

@@ -14,7 +14,7 @@ from controller.journal import JournalStore
 from controller.phases import wait_for
 from controller.runtime.webui_client import NotReady, WebUI
 from tests.integration import harness
-from tests.integration.test_lifecycle import _admin_session, _chat_title, _create_chat
+from tests.integration.webui_api import admin_session, assert_serving, chat_title, create_chat
 
 pytestmark = [pytest.mark.integration, pytest.mark.stack]
 
@@ -24,20 +24,11 @@ def _up(site, model: str = "tiny-a") -> None:
     assert result.returncode == 0, result.stderr
 
 
-def _serving(site, served: str) -> None:
-    """Open WebUI lists the model and a chat with it works, from a script and from the browser."""
-    with WebUI(site.url) as webui:
-        session = _admin_session(site, webui)
-        assert served in webui.model_ids(session.token)
-        assert webui.chat(session.token, served, "hello", max_tokens=3)
-        assert webui.chat(session.token, served, "hello", max_tokens=3, as_ui=True)
-
-
 def test_switch_keeps_users_and_chats_and_a_broken_target_rolls_back(test_site, docker_client):
     _up(test_site)
     with WebUI(test_site.url) as webui:
-        session = _admin_session(test_site, webui)
-        chat_id = _create_chat(test_site.url, session.token, "before the switch")
+        session = admin_session(test_site, webui)
+        chat_id = create_chat(test_site.url, session.token, "before the switch")
 
     switched = test_site.controller("switch", "tiny-b", "--strategy", "recreate", "--json")
     assert switched.returncode == 0, switched.stderr
@@ -65,19 +56,19 @@ def test_switch_keeps_users_and_chats_and_a_broken_target_rolls_back(test_site, 
     assert after == running, "a hand-run `docker compose up -d` after the switch recreated a container"
 
     with WebUI(test_site.url) as webui:
-        session = _admin_session(test_site, webui)
+        session = admin_session(test_site, webui)
         # tiny-b has no tool-call parser: Open WebUI must offer tools by prompt, not in the request.
         assert webui.serving_config(session.token) == ("tiny-b", "legacy")
-        assert _chat_title(test_site.url, session.token, chat_id) == "before the switch"
-    _serving(test_site, "tiny-b")
+        assert chat_title(test_site.url, session.token, chat_id) == "before the switch"
+    assert_serving(test_site, "tiny-b")
 
     broken = test_site.controller("switch", "tiny-broken", "--strategy", "recreate")
     assert broken.returncode == 1, broken.stderr
     assert "rolled back" in broken.stderr and "'tiny-b' is serving again" in broken.stderr
     assert "greater than the derived max_model_len" in broken.stderr
-    _serving(test_site, "tiny-b")
+    assert_serving(test_site, "tiny-b")
     with WebUI(test_site.url) as webui:
-        assert webui.serving_config(_admin_session(test_site, webui).token) == ("tiny-b", "legacy")
+        assert webui.serving_config(admin_session(test_site, webui).token) == ("tiny-b", "legacy")
 
     state = JournalStore(test_site.site.state_dir).load()
     assert state.active_profile == "tiny-b" and state.pending is None
@@ -114,7 +105,7 @@ def test_concurrent_switches_do_not_interleave(test_site):
     finally:
         out, err = first.communicate(timeout=600)
     assert first.returncode == 0, err
-    _serving(test_site, "tiny-b")
+    assert_serving(test_site, "tiny-b")
 
 
 def test_when_the_rollback_fails_too_both_causes_are_reported_and_recorded(test_site, tiny_model, tmp_path):

@@ -1,7 +1,7 @@
 """Bad input, class "catalog": hostile or careless user catalog files.
 
 Each case: exit 2, the message names the file and the profile or field, no traceback, and
-`.env` and `compose/` byte-identical afterwards (see test_bad_input_harness.py).
+`.env` and `compose/` byte-identical afterwards (see bad_input_harness.py).
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from controller import files
-from tests.unit.test_bad_input_harness import TINY_ARCH, Project
+from tests.unit._support import TINY_ARCH
+from tests.unit.bad_input_harness import Project
 
 BOMB = """\
 a: &a [x, x, x, x, x, x, x, x, x]
@@ -38,11 +39,6 @@ GOOD_YAML_PROFILE = """\
     architecture: {params_billion: 0.1, layers: 4, hidden_size: 256, attention_heads: 4, kv_heads: 2,
                    head_dim: 64, vocab_size: 32000, max_context: 2048}
 """
-
-
-@pytest.fixture
-def project(tmp_path, monkeypatch, capsys) -> Project:
-    return Project(tmp_path, monkeypatch, capsys)
 
 
 def _render(project: Project, catalog, model: str = "mine", *names: str):

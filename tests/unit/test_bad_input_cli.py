@@ -1,7 +1,7 @@
 """Bad input, class "CLI options": values that can only cause an outage or a wrong answer.
 
 Each case: exit 2, the message names the option or argument, no traceback, and `.env` and
-`compose/` byte-identical afterwards (see test_bad_input_harness.py). `up` and `switch` are
+`compose/` byte-identical afterwards (see bad_input_harness.py). `up` and `switch` are
 refused while their options are parsed, before the lock, the settings or Docker are touched.
 """
 
@@ -12,13 +12,7 @@ import sys
 
 import pytest
 
-from tests.unit.test_bad_input_harness import Project, snapshot
-
-
-@pytest.fixture
-def project(tmp_path, monkeypatch, capsys) -> Project:
-    return Project(tmp_path, monkeypatch, capsys)
-
+from tests.unit.bad_input_harness import snapshot
 
 CASES = {
     "up_timeout_negative": (["up", "deepseek-1.5b", "--timeout", "-1"], "--timeout"),

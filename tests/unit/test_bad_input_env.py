@@ -2,7 +2,7 @@
 
 Each case: exit 2, the message names the key and its source (`.env line N` or "the environment
 variable X") or the file, no traceback, no secret in the output, and `.env` and `compose/`
-byte-identical afterwards (see test_bad_input_harness.py). GOOD_ENV has 4 lines, so a line
+byte-identical afterwards (see bad_input_harness.py). GOOD_ENV has 4 lines, so a line
 added by a case is line 5.
 """
 
@@ -13,12 +13,7 @@ from pathlib import Path
 import pytest
 
 from controller import files
-from tests.unit.test_bad_input_harness import Project
-
-
-@pytest.fixture
-def project(tmp_path, monkeypatch, capsys) -> Project:
-    return Project(tmp_path, monkeypatch, capsys)
+from tests.unit.bad_input_harness import Project
 
 
 def _render(project: Project, *names: str, model: str = "deepseek-1.5b", env: dict[str, str] | None = None):

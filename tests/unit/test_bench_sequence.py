@@ -10,13 +10,12 @@ import pytest
 
 from controller.bench import run as bench_run
 from controller.bench.report import render_report
+from controller.bench.results import BenchSettings
 from controller.bench.run import bench
-from controller.bench.settings import BenchSettings
 from controller.errors import CatalogError, InputError, PreflightError, RuntimeFailure, SwitchFailed
 from controller.journal import JournalStore
+from tests.unit.fake_stack import make_stack
 from tests.unit.fakes import FakeTarget
-from tests.unit.test_bad_input_harness import Project
-from tests.unit.test_sequencing import make_stack, site  # noqa: F401 - the fixture
 
 SMALL = BenchSettings(levels=(1, 2), input_len=32, output_len=16, prompts=4)
 
@@ -27,7 +26,7 @@ def target() -> FakeTarget:
 
 
 @pytest.fixture
-def stack(site, target):  # noqa: F811
+def stack(site, target):
     stack = make_stack(site, target)
     stack.up("tiny-a")
     target.calls.clear()
@@ -38,7 +37,7 @@ def _switches(target: FakeTarget) -> list[str]:
     return [c for c in target.calls if c.startswith(("recreate", "bench tiny", "wait vllm"))]
 
 
-def test_bench_without_models_measures_the_running_one_and_switches_nothing(stack, target, site):  # noqa: F811
+def test_bench_without_models_measures_the_running_one_and_switches_nothing(stack, target, site):
     # The fake target waits in no phase; the journal's `up` gets the phases a real one times.
     phases = {"compose up": 3.0, "vllm started": 1.0, "weights load": 20.0, "engine ready": 2.5, "admin": 4.0}
     JournalStore(site.state_dir).update(lambda journal: journal.history[-1].phases.update(phases))
@@ -54,7 +53,7 @@ def test_bench_without_models_measures_the_running_one_and_switches_nothing(stac
     assert model.switch is None
 
 
-def test_bench_of_two_models_switches_to_each_and_back(stack, target, site):  # noqa: F811
+def test_bench_of_two_models_switches_to_each_and_back(stack, target, site):
     run = bench(stack, ["tiny-b", "tiny-a"], SMALL)
     assert _switches(target) == [
         "recreate tiny-b", "wait vllm tiny-b", "bench tiny-b 1,2",
@@ -65,13 +64,13 @@ def test_bench_of_two_models_switches_to_each_and_back(stack, target, site):  # 
     assert target.running == "tiny-a" and JournalStore(site.state_dir).load().active.profile == "tiny-a"
 
 
-def test_bench_of_another_model_switches_back_at_the_end(stack, target, site):  # noqa: F811
+def test_bench_of_another_model_switches_back_at_the_end(stack, target, site):
     bench(stack, ["tiny-b"], SMALL)
     assert _switches(target)[-3:] == ["bench tiny-b 1,2", "recreate tiny-a", "wait vllm tiny-a"]
     assert target.running == "tiny-a"
 
 
-def test_a_failed_benchmark_switches_back_and_reports_the_failure(stack, target, site):  # noqa: F811
+def test_a_failed_benchmark_switches_back_and_reports_the_failure(stack, target, site):
     target.bench_broken = {"tiny-b"}
     with pytest.raises(RuntimeFailure, match="benchmark failed for tiny-b"):
         bench(stack, ["tiny-b"], SMALL)
@@ -80,7 +79,7 @@ def test_a_failed_benchmark_switches_back_and_reports_the_failure(stack, target,
     assert not (site.state_dir / "bench").exists()  # nothing saved from a failed run
 
 
-def test_ctrl_c_during_the_second_model_switches_back_to_the_original(stack, target, site):  # noqa: F811
+def test_ctrl_c_during_the_second_model_switches_back_to_the_original(stack, target, site):
     target.bench_interrupt = {"tiny-b"}
     with pytest.raises(RuntimeFailure, match="interrupted; 'tiny-a' is serving again"):
         bench(stack, ["tiny-a", "tiny-b"], SMALL)
@@ -89,20 +88,20 @@ def test_ctrl_c_during_the_second_model_switches_back_to_the_original(stack, tar
     assert JournalStore(site.state_dir).load().active.profile == "tiny-a"
 
 
-def test_ctrl_c_while_switching_to_a_model_rolls_back_and_stays_on_the_original(stack, target, site):  # noqa: F811
+def test_ctrl_c_while_switching_to_a_model_rolls_back_and_stays_on_the_original(stack, target, site):
     target.interrupt_on = {"tiny-b"}
     with pytest.raises(SwitchFailed, match="interrupted"):
         bench(stack, ["tiny-b"], SMALL)
     assert target.running == "tiny-a" and not any(c.startswith("bench ") for c in target.calls)
 
 
-def test_a_model_that_does_not_start_is_rolled_back_and_the_run_ends(stack, target, site):  # noqa: F811
+def test_a_model_that_does_not_start_is_rolled_back_and_the_run_ends(stack, target, site):
     with pytest.raises(SwitchFailed, match="rolled back"):
         bench(stack, ["tiny-broken", "tiny-b"], SMALL)
     assert target.running == "tiny-a" and not any(c.startswith("bench ") for c in target.calls)
 
 
-def test_a_failed_switch_back_says_so_and_keeps_the_cause(stack, target, site, monkeypatch):  # noqa: F811
+def test_a_failed_switch_back_says_so_and_keeps_the_cause(stack, target, site, monkeypatch):
     target.bench_broken = {"tiny-b"}
     original = bench_run.switch
 
@@ -125,21 +124,21 @@ def test_a_failed_switch_back_says_so_and_keeps_the_cause(stack, target, site, m
         (["tiny-b"], BenchSettings(levels=(1,), input_len=2000, output_len=100), InputError, "context of 'tiny-b'"),
     ],
 )
-def test_bad_input_switches_nothing(stack, target, site, models, settings, error, text):  # noqa: F811
+def test_bad_input_switches_nothing(stack, target, site, models, settings, error, text):
     with pytest.raises(error, match=text) as caught:
         bench(stack, models, settings)
     assert caught.value.exit_code == 2
     assert target.calls == [] and target.running == "tiny-a"
 
 
-def test_no_running_stack_is_bad_input(site, target):  # noqa: F811
+def test_no_running_stack_is_bad_input(site, target):
     stack = make_stack(site, target)
     with pytest.raises(PreflightError, match="no running stack to benchmark") as caught:
         bench(stack, ["tiny-a"], SMALL)
     assert caught.value.exit_code == 2 and not any(c.startswith(("bench", "recreate")) for c in target.calls)
 
 
-def test_every_run_is_saved_with_its_picture(stack, target, site):  # noqa: F811
+def test_every_run_is_saved_with_its_picture(stack, target, site):
     run = bench(stack, ["tiny-b"], SMALL)
     saved = json.loads((site.state_dir / "bench").joinpath(run.json_path.rsplit("/", 1)[1]).read_text())
     assert saved["kind"] == "controller-bench" and saved["settings"]["levels"] == [1, 2]
@@ -164,11 +163,6 @@ def test_the_report_escapes_names_and_shows_the_slo_line(stack, target):
 
 
 # ----- the command line -----------------------------------------------------------------------
-
-
-@pytest.fixture
-def project(tmp_path, monkeypatch, capsys) -> Project:
-    return Project(tmp_path, monkeypatch, capsys)
 
 
 BAD = {
@@ -197,7 +191,7 @@ def test_cli_no_running_stack_exits_2(project, monkeypatch):
     assert "controller up" in result.stderr
 
 
-def test_cli_prints_the_table_and_the_paths_and_compares_two_runs(project, monkeypatch, site, target):  # noqa: F811
+def test_cli_prints_the_table_and_the_paths_and_compares_two_runs(project, monkeypatch, site, target):
     stack = make_stack(site, target)
     stack.up("tiny-a")
     original = bench_run.bench

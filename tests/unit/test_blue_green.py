@@ -15,25 +15,19 @@ from controller.lifecycle.pair_fit import pair_decision, pair_text
 from controller.lifecycle.prepare import respec
 from controller.lifecycle.switch_command import switch
 from tests.unit._support import TINY_ARCH, make_profile
-from tests.unit.fakes import FakeTarget
-from tests.unit.test_sequencing import journal, make_stack, site  # noqa: F401 - the fixture
+from tests.unit.fake_stack import make_stack, read_journal
 
 GIB = 1024**3
 
 
-@pytest.fixture
-def target() -> FakeTarget:
-    return FakeTarget(broken={"tiny-broken"})
-
-
-def _running(site, target, strategy="blue-green"):  # noqa: F811
+def _running(site, target, strategy="blue-green"):
     stack = make_stack(site, target, strategy)
     stack.up("tiny-a")
     target.calls.clear()
     return stack
 
 
-def test_blue_green_starts_beside_moves_webui_drains_then_removes_the_old(site, target):  # noqa: F811
+def test_blue_green_starts_beside_moves_webui_drains_then_removes_the_old(site, target):
     stack = _running(site, target)
     target.in_flight["vllm"] = [(2, 0), (1, 1), (0, 2)]
     result = switch(stack, "tiny-b")
@@ -46,21 +40,21 @@ def test_blue_green_starts_beside_moves_webui_drains_then_removes_the_old(site, 
     ]  # fmt: skip
     assert target.runs == {"vllm-b": "tiny-b"} and target.connections == [vllm_url("vllm"), vllm_url("vllm-b")]
     assert list(yaml.safe_load(target.text)["services"]) == ["vllm-b", "webui"]
-    recorded = journal(site)
+    recorded = read_journal(site)
     assert (recorded.active.profile, recorded.active.service, recorded.pending) == ("tiny-b", "vllm-b", None)
     assert (recorded.history[-1].outcome, recorded.history[-1].previous) == ("ok", "tiny-a")
 
 
-def test_the_next_blue_green_switch_goes_back_to_the_first_slot(site, target):  # noqa: F811
+def test_the_next_blue_green_switch_goes_back_to_the_first_slot(site, target):
     stack = _running(site, target)
     switch(stack, "tiny-b")
     stack = make_stack(site, target, "blue-green")  # a new run reads the active slot from the journal
     assert switch(stack, "tiny-a")["instance"] == "vllm"
-    assert target.runs == {"vllm": "tiny-a"} and journal(site).active.service == "vllm"
+    assert target.runs == {"vllm": "tiny-a"} and read_journal(site).active.service == "vllm"
     assert switch(stack, "tiny-a")["noop"] is True
 
 
-def test_a_recreate_after_a_blue_green_switch_recreates_the_active_slot(site, target):  # noqa: F811
+def test_a_recreate_after_a_blue_green_switch_recreates_the_active_slot(site, target):
     stack = _running(site, target)
     switch(stack, "tiny-b")
     stack = make_stack(site, target, "recreate")
@@ -70,7 +64,7 @@ def test_a_recreate_after_a_blue_green_switch_recreates_the_active_slot(site, ta
     assert target.runs == {"vllm-b": "tiny-a"} and list(yaml.safe_load(target.text)["services"])[0] == "vllm-b"
 
 
-def test_a_new_model_failing_before_the_cut_over_leaves_the_old_one_untouched(site, target):  # noqa: F811
+def test_a_new_model_failing_before_the_cut_over_leaves_the_old_one_untouched(site, target):
     stack = _running(site, target)
     before = target.text
     with pytest.raises(SwitchFailed, match="'tiny-broken' did not start beside 'tiny-a', which kept serving") as e:
@@ -79,11 +73,11 @@ def test_a_new_model_failing_before_the_cut_over_leaves_the_old_one_untouched(si
     assert target.text == before and target.runs == {"vllm": "tiny-a"} and target.serving == "tiny-a"
     assert not any(c in target.calls for c in ("stop vllm", "remove vllm", "recreate tiny-a"))
     assert target.ui.config[0] == "tiny-a" and not any(c.startswith("connect") for c in target.calls)
-    recorded = journal(site)
+    recorded = read_journal(site)
     assert recorded.active.profile == "tiny-a" and recorded.history[-1].outcome == "failed"
 
 
-def test_a_failure_after_the_cut_over_points_webui_back_at_the_old_instance(site, target):  # noqa: F811
+def test_a_failure_after_the_cut_over_points_webui_back_at_the_old_instance(site, target):
     stack = _running(site, target)
     target.ui.refuse_chat_for.add("tiny-b")
     with pytest.raises(SwitchFailed, match="rolled back, 'tiny-a' is serving again"):
@@ -93,11 +87,11 @@ def test_a_failure_after_the_cut_over_points_webui_back_at_the_old_instance(site
     assert after == ["write tiny-a", "keep tiny-a", "wait vllm tiny-a", "webui default tiny-a legacy",
                      "chat tiny-a as ui", "remove vllm-b", "write tiny-a"]  # fmt: skip
     assert target.runs == {"vllm": "tiny-a"} and target.ui.config[0] == "tiny-a"
-    recorded = journal(site)
+    recorded = read_journal(site)
     assert recorded.active.profile == "tiny-a" and recorded.history[-1].outcome == "rolled_back"
 
 
-def test_auto_chooses_recreate_with_the_reason_when_the_pair_does_not_fit(site, target):  # noqa: F811
+def test_auto_chooses_recreate_with_the_reason_when_the_pair_does_not_fit(site, target):
     stack = _running(site, target, "auto")
     target.host_memory = 4 * GIB
     result = switch(stack, "tiny-b")
@@ -105,12 +99,12 @@ def test_auto_chooses_recreate_with_the_reason_when_the_pair_does_not_fit(site, 
     assert "do not fit" in result["strategy_reason"] and "Docker reports 4.0 GiB" in result["strategy_reason"]
 
 
-def test_auto_chooses_blue_green_when_both_fit(site, target):  # noqa: F811
+def test_auto_chooses_blue_green_when_both_fit(site, target):
     result = switch(_running(site, target, "auto"), "tiny-b")
     assert result["strategy"] == "blue-green" and "both instances fit" in result["strategy_reason"]
 
 
-def test_blue_green_asked_for_but_not_fitting_is_refused_before_anything_changes(site, target):  # noqa: F811
+def test_blue_green_asked_for_but_not_fitting_is_refused_before_anything_changes(site, target):
     stack = _running(site, target)
     target.host_memory = 4 * GIB
     before = target.text
@@ -119,7 +113,7 @@ def test_blue_green_asked_for_but_not_fitting_is_refused_before_anything_changes
     assert target.text == before and target.calls == ["preflight"]
 
 
-def test_pair_file_holds_the_old_block_byte_for_byte_and_refuses_one_slot_twice(site, target):  # noqa: F811
+def test_pair_file_holds_the_old_block_byte_for_byte_and_refuses_one_slot_twice(site, target):
     stack = _running(site, target)
     old = target.text
     new = respec(stack.catalog, stack.prepare("tiny-b"), slot="vllm-b", gpu_memory_utilization=None).compose_text
@@ -162,7 +156,7 @@ def test_two_instances_serving_one_model_name_are_recreate_with_the_reason():
     assert decision.strategy == "recreate" and "both instances would serve the model name 'same'" in decision.reason
 
 
-def test_the_drain_waits_for_a_quiet_spell_not_one_idle_sample(site, target):  # noqa: F811
+def test_the_drain_waits_for_a_quiet_spell_not_one_idle_sample(site, target):
     # A chat finishing between two idle samples restarts the quiet spell: it may have a follower
     # still inside Open WebUI on its way to the old instance.
     stack = _running(site, target)

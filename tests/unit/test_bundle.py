@@ -31,7 +31,7 @@ from controller.config.settings import SiteConfig
 from controller.errors import InputError
 from controller.runtime import hf_cache
 from tests.unit._support import make_hub_cache
-from tests.unit.test_cli import _flat, run
+from tests.unit.cli_support import collapse_whitespace, run_cli
 
 MODEL = "fake-org/tiny-llama"
 REVISION = "0123456789abcdef0123456789abcdef01234567"
@@ -102,9 +102,10 @@ def test_truncated_bundle_file_is_refused_naming_the_member_and_nothing_is_loade
         images = tar.getmember(IMAGES_MEMBER)
     bundle.write_bytes(data[: images.offset_data + 100])
     before = site.env_file.read_text()
-    result = run(site.root, "bundle", "load", str(bundle), "--yes")
+    result = run_cli(site.root, "bundle", "load", str(bundle), "--yes")
     assert result.returncode == 2, result.stderr
-    assert "no manifest.json" in _flat(result.stderr) and "ends inside member images.tar" in _flat(result.stderr)
+    message = collapse_whitespace(result.stderr)
+    assert "no manifest.json" in message and "ends inside member images.tar" in message
     assert "Traceback" not in result.stderr
     _unchanged(site, before)
 
@@ -132,9 +133,9 @@ def test_flipped_byte_in_one_member_is_refused_naming_it(tmp_path, site, directo
     data[offset] ^= 0x01
     path.write_bytes(bytes(data))
     before = site.env_file.read_text()
-    result = run(site.root, "bundle", "load", str(bundle), "--yes")
+    result = run_cli(site.root, "bundle", "load", str(bundle), "--yes")
     assert result.returncode == 2
-    assert f"member {name}: sha256" in _flat(result.stderr) and "altered" in result.stderr
+    assert f"member {name}: sha256" in collapse_whitespace(result.stderr) and "altered" in result.stderr
     _unchanged(site, before)
 
 
@@ -144,11 +145,10 @@ def test_newer_format_version_is_refused_before_its_fields_are_read(tmp_path, si
     manifest["a_field_from_the_future"] = True
     (bundle / MANIFEST_NAME).write_text(json.dumps(manifest))
     before = site.env_file.read_text()
-    result = run(site.root, "bundle", "load", str(bundle), "--yes")
+    result = run_cli(site.root, "bundle", "load", str(bundle), "--yes")
     assert result.returncode == 2
-    assert f"format version {FORMAT_VERSION + 1} is newer than this controller reads ({FORMAT_VERSION})" in _flat(
-        result.stderr
-    )
+    newer = f"format version {FORMAT_VERSION + 1} is newer than this controller reads ({FORMAT_VERSION})"
+    assert newer in collapse_whitespace(result.stderr)
     _unchanged(site, before)
 
 
@@ -168,14 +168,14 @@ def test_member_outside_the_manifest_and_unsafe_paths_are_refused(tmp_path, site
 def test_unconfirmed_load_changes_nothing(tmp_path, site):
     bundle = synthetic_bundle(tmp_path, directory=False, images=False)
     before = site.env_file.read_text()
-    result = run(site.root, "bundle", "load", str(bundle))  # stdin is not a terminal and no --yes
+    result = run_cli(site.root, "bundle", "load", str(bundle))  # stdin is not a terminal and no --yes
     assert result.returncode == 2 and "--yes" in result.stderr
     _unchanged(site, before)
 
 
 def test_models_load_into_the_hub_layout_and_a_second_load_changes_nothing(tmp_path, site):
     bundle = synthetic_bundle(tmp_path, directory=False, images=False)
-    first = run(site.root, "--debug", "bundle", "load", str(bundle), "--yes", "--json")
+    first = run_cli(site.root, "--debug", "bundle", "load", str(bundle), "--yes", "--json")
     assert first.returncode == 0, first.stderr
     result = json.loads(first.stdout)
     assert result["changed"] and result["model_files_written"] == 3
@@ -189,7 +189,7 @@ def test_models_load_into_the_hub_layout_and_a_second_load_changes_nothing(tmp_p
     assert (site.root / "catalog.yaml").read_text() == "profiles: {}\n"
     stamp = {p: p.lstat().st_mtime_ns for p in (site.root / "hf").rglob("*")}
 
-    second = run(site.root, "bundle", "load", str(bundle), "--json")  # no --yes: nothing to ask
+    second = run_cli(site.root, "bundle", "load", str(bundle), "--json")  # no --yes: nothing to ask
     assert second.returncode == 0, second.stderr
     again = json.loads(second.stdout)
     assert not again["changed"] and again["env_written"] == [] and again["already_present"]["model_files"] == 3
@@ -239,9 +239,9 @@ def _create_site(tmp_path: Path, model: str) -> Path:
 def test_create_refuses_what_it_cannot_carry_before_writing_anything(tmp_path, model, message):
     catalog = _create_site(tmp_path, model)
     out = tmp_path / "out.bundle"
-    result = run(catalog.parent, "--catalog", str(catalog), "bundle", "create", "tiny-hf", "-o", str(out))
+    result = run_cli(catalog.parent, "--catalog", str(catalog), "bundle", "create", "tiny-hf", "-o", str(out))
     assert result.returncode == 2, result.stderr
-    assert message in _flat(result.stderr)
+    assert message in collapse_whitespace(result.stderr)
     assert not out.exists() and not out.with_name("out.bundle.partial").exists()
 
 
@@ -249,6 +249,6 @@ def test_create_refuses_an_existing_output(tmp_path):
     catalog = _create_site(tmp_path, MODEL)
     out = tmp_path / "out.bundle"
     out.write_text("keep me")
-    result = run(catalog.parent, "--catalog", str(catalog), "bundle", "create", "tiny-hf", "-o", str(out))
+    result = run_cli(catalog.parent, "--catalog", str(catalog), "bundle", "create", "tiny-hf", "-o", str(out))
     assert result.returncode == 2 and "already exists" in result.stderr
     assert out.read_text() == "keep me"

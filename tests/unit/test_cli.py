@@ -6,11 +6,7 @@ main() turns errors into messages and exit codes, so exit-code tests run a real 
 from __future__ import annotations
 
 import json
-import os
 import stat
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
@@ -18,35 +14,8 @@ from typer.testing import CliRunner
 
 from controller.cli.main import app
 from controller.config.envfile import read_env_file
-from controller.config.settings import Settings
 from tests.unit._support import BUILTIN_NAMES, TINY_ARCH, write_catalog
-
-SETTING_KEYS = {field.alias for field in Settings.model_fields.values()}
-
-
-def _clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in SETTING_KEYS and not k.startswith("CONTROLLER_")}
-
-
-def run(project: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "controller", "--project-dir", str(project), *args],
-        cwd=project,
-        env=_clean_env(),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-def _flat(text: str) -> str:
-    """Rich wraps long lines; compare with whitespace collapsed."""
-    return " ".join(text.split())
-
-
-def _nothing_written(project: Path) -> bool:
-    return not (project / ".env").exists() and not (project / "compose").exists()
+from tests.unit.cli_support import SETTING_KEYS, collapse_whitespace, nothing_written, run_cli
 
 
 @pytest.fixture
@@ -89,12 +58,12 @@ def test_render_writes_compose_and_a_private_env(invoke, tmp_path):
 
 
 def test_render_unknown_model_exits_2_listing_valid_names_and_writes_nothing(tmp_path):
-    result = run(tmp_path, "render", "nope")
+    result = run_cli(tmp_path, "render", "nope")
     assert result.returncode == 2
     assert "nope" in result.stderr
     assert all(name in result.stderr for name in BUILTIN_NAMES)
     assert "Traceback" not in result.stderr
-    assert _nothing_written(tmp_path)
+    assert nothing_written(tmp_path)
 
 
 def test_bad_user_catalog_exits_2_naming_file_profile_and_field(tmp_path):
@@ -106,19 +75,19 @@ def test_bad_user_catalog_exits_2_naming_file_profile_and_field(tmp_path):
         "architecture": TINY_ARCH,
     }
     catalog = write_catalog(tmp_path / "my-models.yaml", {"mine": fields})
-    result = run(tmp_path, "--catalog", str(catalog), "render", "mine")
+    result = run_cli(tmp_path, "--catalog", str(catalog), "render", "mine")
     assert result.returncode == 2
-    err = _flat(result.stderr)
+    err = collapse_whitespace(result.stderr)
     assert str(catalog) in err and "'mine'" in err and "max_modle_len" in err
     assert "Traceback" not in result.stderr
-    assert _nothing_written(tmp_path) and not (tmp_path / ".controller").exists()
+    assert nothing_written(tmp_path) and not (tmp_path / ".controller").exists()
 
 
 def test_weak_admin_password_exits_2_and_touches_nothing(tmp_path):
     env_file = tmp_path / ".env"
     env_file.write_text("# ours\nWEBUI_ADMIN_PASSWORD='admin123'\n", encoding="utf-8")
     before = env_file.read_bytes()
-    result = run(tmp_path, "render", "deepseek-1.5b")
+    result = run_cli(tmp_path, "render", "deepseek-1.5b")
     assert result.returncode == 2
     assert "WEBUI_ADMIN_PASSWORD" in result.stderr
     assert "admin123" not in result.stderr + result.stdout
@@ -128,7 +97,7 @@ def test_weak_admin_password_exits_2_and_touches_nothing(tmp_path):
 
 
 def test_plan_fp16_llama_on_12_gib_exits_1_with_fits_false(tmp_path):
-    result = run(tmp_path, "plan", "llama3-8b", "--gpu-memory", "12GiB", "--json")
+    result = run_cli(tmp_path, "plan", "llama3-8b", "--gpu-memory", "12GiB", "--json")
     assert result.returncode == 1
     data = json.loads(result.stdout)
     assert data["fits"] is False
@@ -137,20 +106,20 @@ def test_plan_fp16_llama_on_12_gib_exits_1_with_fits_false(tmp_path):
 
 
 def test_plan_gptq_llama_on_12_gib_exits_0(tmp_path):
-    result = run(tmp_path, "plan", "llama3-8b-gptq", "--gpu-memory", "12GiB", "--json")
+    result = run_cli(tmp_path, "plan", "llama3-8b-gptq", "--gpu-memory", "12GiB", "--json")
     assert result.returncode == 0
     data = json.loads(result.stdout)
     assert data["fits"] is True and data["gpu_memory_gib"] == 12.0 and data["memory_source"] == "--gpu-memory"
-    assert _nothing_written(tmp_path)
+    assert nothing_written(tmp_path)
 
 
 def test_debug_shows_the_traceback_of_an_error(tmp_path):
-    result = run(tmp_path, "--debug", "render", "nope")
+    result = run_cli(tmp_path, "--debug", "render", "nope")
     assert result.returncode == 2
     assert "Traceback" in result.stderr and "CatalogError" in result.stderr
 
 
 def test_plan_refuses_a_context_above_the_scaled_one(tmp_path):
-    result = run(tmp_path, "plan", "llama3-8b-16k", "--gpu-memory", "80", "--max-model-len", "20000")
+    result = run_cli(tmp_path, "plan", "llama3-8b-16k", "--gpu-memory", "80", "--max-model-len", "20000")
     assert result.returncode == 2
     assert "16384 tokens with its RoPE scaling" in result.stderr and "Traceback" not in result.stderr

@@ -31,6 +31,7 @@ from controller.journal import Deployment, Event, JournalStore
 from controller.planner.fit import GIB
 from controller.runtime.gpu import parse_nvidia_smi, parse_nvidia_smi_banner
 from tests.unit._support import CPU_PROFILE
+from tests.unit.cli_support import nothing_written, run_cli
 
 DATA = Path(__file__).parent / "data" / "nvidia-smi"
 CATALOG = load_catalog()
@@ -370,10 +371,7 @@ def test_model_to_check_defaults_to_running_then_last_started_then_default(tmp_p
 
 
 def test_unknown_model_is_bad_input_and_nothing_is_read_or_written(tmp_path):
-    from tests.unit.test_cli import _nothing_written
-    from tests.unit.test_cli import run as run_cli
-
     done = run_cli(tmp_path, "doctor", "nope", "--json")
     assert done.returncode == 2 and done.stdout == ""
     assert "unknown model 'nope'" in done.stderr and "deepseek-1.5b" in done.stderr
-    assert _nothing_written(tmp_path) and not (tmp_path / ".controller").exists()
+    assert nothing_written(tmp_path) and not (tmp_path / ".controller").exists()

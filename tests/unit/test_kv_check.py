@@ -8,8 +8,8 @@ import pytest
 from controller.lifecycle.status import stack_status
 from controller.lifecycle.switch_command import switch
 from controller.planner.fit import kv_check
+from tests.unit.fake_stack import make_stack, read_journal
 from tests.unit.fakes import FakeTarget
-from tests.unit.test_sequencing import journal, make_stack, site  # noqa: F401 - the fixture
 
 # The unit tests' CPU profile: 1 GiB of KV space; float32 K and V over 4 layers x 2 KV heads x 64
 # dims = 4096 bytes per token, so 262144 tokens (2048 blocks of 128, 16 blocks per 2048-token
@@ -22,7 +22,7 @@ def target() -> FakeTarget:
     return FakeTarget()
 
 
-def test_up_keeps_the_plan_and_vllms_figure_and_status_shows_them(site, target):  # noqa: F811
+def test_up_keeps_the_plan_and_vllms_figure_and_status_shows_them(site, target):
     target.kv_cache_tokens = PLANNED
     stack = make_stack(site, target)
     warnings: list[str] = []
@@ -30,16 +30,16 @@ def test_up_keeps_the_plan_and_vllms_figure_and_status_shows_them(site, target):
     result = stack.up("tiny-a")
     expected = {"planned": PLANNED, "logged": PLANNED, "difference_pct": 0.0, "within_tolerance": True}
     assert result["kv_tokens"] == expected
-    assert journal(site).active.kv_tokens == expected
+    assert read_journal(site).active.kv_tokens == expected
     assert stack_status(stack)["kv_tokens"] == expected
     assert not [w for w in warnings if "KV cache" in w]
     # A no-op `up` sees no start-up log; the figure from the start still serving stays.
     target.kv_cache_tokens = None
     assert stack.up("tiny-a")["noop"] is True
-    assert journal(site).active.kv_tokens == expected
+    assert read_journal(site).active.kv_tokens == expected
 
 
-def test_a_switch_more_than_5_percent_off_the_plan_warns_and_records_it(site, target):  # noqa: F811
+def test_a_switch_more_than_5_percent_off_the_plan_warns_and_records_it(site, target):
     stack = make_stack(site, target)
     stack.up("tiny-a")
     warnings: list[str] = []
@@ -47,7 +47,7 @@ def test_a_switch_more_than_5_percent_off_the_plan_warns_and_records_it(site, ta
     target.kv_cache_tokens = int(PLANNED / 1.06)
     result = switch(stack, "tiny-b")
     assert result["kv_tokens"]["within_tolerance"] is False
-    assert journal(site).active.kv_tokens["logged"] == int(PLANNED / 1.06)
+    assert read_journal(site).active.kv_tokens["logged"] == int(PLANNED / 1.06)
     assert any(f"holds {int(PLANNED / 1.06)} tokens, the plan said {PLANNED}" in w for w in warnings), warnings
 
 

@@ -6,43 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from controller.config.catalog import load_catalog
-from controller.config.settings import SiteConfig
 from controller.errors import ChatRefused, DockerUnavailable, PreflightError, RuntimeFailure, SwitchFailed
 from controller.journal import JournalStore, Pending
-from controller.lifecycle.stack import Options, Stack
 from controller.lifecycle.status import stack_status
 from controller.lifecycle.switch_command import switch
-from tests.unit._support import CPU_PROFILE, write_catalog
-from tests.unit.fakes import FakeTarget
-
-NAMES = ("tiny-a", "tiny-b", "tiny-broken")
-
-
-@pytest.fixture
-def site(tmp_path, monkeypatch) -> SiteConfig:
-    for key in ("CONTROLLER_CATALOG", "VLLM_API_KEY", "WEBUI_ADMIN_PASSWORD", "WEBUI_SECRET_KEY", "HF_TOKEN"):
-        monkeypatch.delenv(key, raising=False)
-    (tmp_path / "models" / "tiny").mkdir(parents=True)
-    env = tmp_path / ".env"
-    env.write_text(f"COMPOSE_PROJECT_NAME=seqtest\nHF_CACHE_DIR={tmp_path / 'hf'}\n", encoding="utf-8")
-    return SiteConfig(root=tmp_path, env_file=env)
-
-
-@pytest.fixture
-def target() -> FakeTarget:
-    return FakeTarget(broken={"tiny-broken"})
-
-
-def make_stack(site: SiteConfig, target: FakeTarget, strategy: str = "recreate") -> Stack:
-    profiles = {name: {**CPU_PROFILE, "served_model_name": name} for name in NAMES}
-    catalog = load_catalog(write_catalog(site.root / "catalog.yaml", profiles))
-    options = Options(lock_timeout_s=5, switch_strategy=strategy, drain_quiet_s=0)
-    return Stack(site, catalog, options=options, target_factory=lambda _site, _settings: target)
-
-
-def journal(site: SiteConfig):
-    return JournalStore(site.state_dir).load()
+from tests.unit.fake_stack import make_stack, read_journal
 
 
 def test_up_starts_waits_seeds_and_records(site, target):
@@ -52,7 +20,7 @@ def test_up_starts_waits_seeds_and_records(site, target):
         "preflight", "write tiny-a", "pull", "apply", "wait vllm tiny-a", "wait webui", "signin",
         "webui default tiny-a legacy", "chat tiny-a as ui",
     ]  # fmt: skip
-    recorded = journal(site)
+    recorded = read_journal(site)
     assert recorded.active.profile == "tiny-a" and recorded.active.text == target.text
     assert [(e.action, e.outcome) for e in recorded.history] == [("up", "ok")]
     assert "VLLM_API_KEY=" in site.env_file.read_text()  # stored only after preflight passed
@@ -79,7 +47,7 @@ def test_up_failing_in_a_vllm_phase_stops_vllm_and_records_the_failure(site, tar
     with pytest.raises(RuntimeFailure):
         make_stack(site, target).up("tiny-broken")
     assert target.calls[-1] == "stop vllm"
-    assert [(e.action, e.outcome) for e in journal(site).history] == [("up", "failed")]
+    assert [(e.action, e.outcome) for e in read_journal(site).history] == [("up", "failed")]
 
 
 def test_switch_recreates_vllm_and_records_the_new_active_model(site, target):
@@ -92,7 +60,7 @@ def test_switch_recreates_vllm_and_records_the_new_active_model(site, target):
         "preflight", "signin", "write tiny-b", "pull", "recreate tiny-b", "wait vllm tiny-b",
         "webui default tiny-b legacy", "chat tiny-b as ui",
     ]  # fmt: skip
-    recorded = journal(site)
+    recorded = read_journal(site)
     assert recorded.active.profile == "tiny-b" and recorded.pending is None
     assert (recorded.history[-1].outcome, recorded.history[-1].previous) == ("ok", "tiny-a")
 
@@ -109,7 +77,7 @@ def test_open_webui_killed_while_vllm_loads_is_started_again_and_the_switch_fini
     after_load = target.calls[target.calls.index("wait vllm tiny-b") + 1 :]
     assert after_load[0] == "start webui" and "chat tiny-b as ui" in after_load
     assert any("Open WebUI was not running (exited, exit code 137); started it again" in w for w in warnings)
-    assert journal(site).history[-1].outcome == "ok"
+    assert read_journal(site).history[-1].outcome == "ok"
 
 
 def test_failed_switch_rolls_back_to_the_previous_deployment(site, target):
@@ -122,7 +90,7 @@ def test_failed_switch_rolls_back_to_the_previous_deployment(site, target):
     # Open WebUI's default never left tiny-a (the switch failed before it), so it is not written again.
     after_failure = target.calls[target.calls.index("wait vllm tiny-broken") + 1 :]
     assert after_failure == ["write tiny-a", "recreate tiny-a", "wait vllm tiny-a", "chat tiny-a as ui", "write tiny-a"]
-    recorded = journal(site)
+    recorded = read_journal(site)
     assert recorded.active.profile == "tiny-a" and recorded.pending is None
     assert (recorded.history[-1].profile, recorded.history[-1].outcome) == ("tiny-broken", "rolled_back")
 
@@ -134,7 +102,7 @@ def test_ctrl_c_during_a_switch_rolls_back_and_records_it(site, target):
     with pytest.raises(SwitchFailed, match="was interrupted"):
         switch(stack, "tiny-b")
     assert target.serving == "tiny-a"
-    assert journal(site).history[-1].outcome == "rolled_back"
+    assert read_journal(site).history[-1].outcome == "rolled_back"
 
 
 def test_failed_pull_restores_the_file_touches_no_container_and_is_recorded(site, target):
@@ -145,7 +113,7 @@ def test_failed_pull_restores_the_file_touches_no_container_and_is_recorded(site
     with pytest.raises(RuntimeFailure, match="could not be pulled"):
         switch(stack, "tiny-b")
     assert target.text == before and not any(c.startswith("recreate") for c in target.calls)
-    recorded = journal(site)
+    recorded = read_journal(site)
     assert recorded.history[-1].outcome == "failed" and recorded.active.profile == "tiny-a"
 
 
@@ -156,7 +124,7 @@ def test_failed_rollback_reports_both_causes_and_clears_the_active_model(site, t
     with pytest.raises(SwitchFailed) as caught:
         switch(stack, "tiny-broken")
     assert "tiny-broken" in caught.value.message and "rollback" in caught.value.message
-    recorded = journal(site)
+    recorded = read_journal(site)
     assert recorded.history[-1].outcome == "rollback_failed" and recorded.active is None and recorded.pending is None
 
 
@@ -164,7 +132,7 @@ def test_a_switch_killed_mid_way_is_reported_and_rolled_back_by_the_next_run(sit
     stack = make_stack(site, target)
     stack.up("tiny-a")
     store = JournalStore(site.state_dir)
-    active = journal(site).active
+    active = read_journal(site).active
     tiny_b = stack.catalog.get("tiny-b")
     # What SIGKILL leaves: the pending change is on disk, no outcome; the new vLLM half started.
     # What the transaction writes before it touches anything; a killed process writes nothing after.
@@ -178,7 +146,7 @@ def test_a_switch_killed_mid_way_is_reported_and_rolled_back_by_the_next_run(sit
     result = make_stack(site, target).up("tiny-a")
     assert target.calls[:4] == ["preflight", "signin", "write tiny-a", "recreate tiny-a"]
     assert result["noop"] is True  # after the rollback, tiny-a already serves
-    recorded = journal(site)
+    recorded = read_journal(site)
     assert recorded.pending is None and recorded.active.profile == "tiny-a"
     assert (recorded.history[-1].profile, recorded.history[-1].outcome) == ("tiny-b", "rolled_back")
 
@@ -192,17 +160,17 @@ def test_a_first_up_that_fails_after_vllm_started_does_not_trap_the_operator(sit
     target.ui.refuse_chat_for.add("tiny-a")
     with pytest.raises(ChatRefused):
         make_stack(site, target).up("tiny-a")
-    assert target.running == "tiny-a" and journal(site).active is None
+    assert target.running == "tiny-a" and read_journal(site).active is None
     # No model is known as good, so neither `up` of another model nor `switch` refuses.
     make_stack(site, target).up("tiny-b")
-    assert journal(site).active.profile == "tiny-b"
+    assert read_journal(site).active.profile == "tiny-b"
 
 
 def test_switch_adopts_a_running_model_the_journal_does_not_know(site, target):
     make_stack(site, target).up("tiny-a")
     JournalStore(site.state_dir).path.unlink()  # e.g. state from before the journal, not migrated
     result = switch(make_stack(site, target), "tiny-b")
-    assert result["previous"] == "tiny-a" and journal(site).active.profile == "tiny-b"
+    assert result["previous"] == "tiny-a" and read_journal(site).active.profile == "tiny-b"
 
 
 def test_a_failed_admin_sign_in_during_a_switch_is_recorded_and_touches_nothing(site, target):
@@ -212,7 +180,7 @@ def test_a_failed_admin_sign_in_during_a_switch_is_recorded_and_touches_nothing(
     target.ui.signin = lambda email, password: (_ for _ in ()).throw(RuntimeFailure("Open WebUI is down"))
     with pytest.raises(RuntimeFailure):
         switch(stack, "tiny-b")
-    recorded = journal(site)
+    recorded = read_journal(site)
     assert target.text == before and recorded.pending is None
     assert (recorded.history[-1].profile, recorded.history[-1].outcome) == ("tiny-b", "failed")
 
@@ -222,10 +190,10 @@ def test_down_ends_an_unfinished_change_and_records_it(site, target):
     stack.up("tiny-a")
     site.compose_dir.mkdir(parents=True, exist_ok=True)
     site.compose_file.write_text(target.text)
-    active = journal(site).active
+    active = read_journal(site).active
     JournalStore(site.state_dir).update(lambda j: setattr(j, "pending", Pending("switch", "tiny-b", "t0", 1, active)))
     make_stack(site, target).down()
-    recorded = journal(site)
+    recorded = read_journal(site)
     assert recorded.pending is None and recorded.active is None
     assert [(e.profile, e.outcome) for e in recorded.history[-2:]] == [("tiny-b", "interrupted"), ("tiny-a", "ok")]
 
@@ -233,7 +201,7 @@ def test_down_ends_an_unfinished_change_and_records_it(site, target):
 def test_status_without_docker_still_reports_the_unfinished_change(site, target):
     stack = make_stack(site, target)
     stack.up("tiny-a")
-    active = journal(site).active
+    active = read_journal(site).active
     JournalStore(site.state_dir).update(lambda j: setattr(j, "pending", Pending("switch", "tiny-b", "t0", 1, active)))
 
     def no_docker() -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.unit.test_cli import _flat, run
+from tests.unit.cli_support import collapse_whitespace, run_cli
 
 
 def _env(project: Path, **values: str) -> None:
@@ -13,7 +13,7 @@ def _env(project: Path, **values: str) -> None:
 
 
 def test_gated_model_without_hf_token_is_refused_before_anything_starts(tmp_path):
-    result = run(tmp_path, "up", "llama3-8b")
+    result = run_cli(tmp_path, "up", "llama3-8b")
     assert result.returncode == 2
     assert "gated" in result.stderr and "HF_TOKEN" in result.stderr
     assert not (tmp_path / "compose").exists()
@@ -23,8 +23,8 @@ def test_gated_model_without_hf_token_is_refused_before_anything_starts(tmp_path
 
 def test_model_that_does_not_fit_is_refused_with_recommendations(tmp_path):
     _env(tmp_path, GPU_MEMORY_GIB="12GiB", HF_TOKEN="hf_dummy_token_value")
-    result = run(tmp_path, "up", "llama3-8b")
-    message = _flat(result.stderr)
+    result = run_cli(tmp_path, "up", "llama3-8b")
+    message = collapse_whitespace(result.stderr)
     assert result.returncode == 2
     assert "does not fit 12.0 GiB" in message
     assert "llama3-8b-gptq" in message and "--force" in message
@@ -36,8 +36,8 @@ def test_force_starts_anyway_with_a_warning(tmp_path, monkeypatch):
     # No engine to reach, so the run stops right after the checks this test is about, on any machine.
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-such-docker.sock")
     _env(tmp_path, GPU_MEMORY_GIB="12", HF_TOKEN="hf_dummy_token_value")
-    result = run(tmp_path, "up", "llama3-8b", "--force")
-    message = _flat(result.stderr)
+    result = run_cli(tmp_path, "up", "llama3-8b", "--force")
+    message = collapse_whitespace(result.stderr)
     assert "--force: starting anyway" in message
     assert "does not fit" in message and result.returncode == 2
     assert "Docker" in message
@@ -48,21 +48,21 @@ def test_low_concurrency_at_full_context_is_a_warning(tmp_path, monkeypatch):
     # 9 GiB: the engine model leaves llama3-8b-gptq about 1.9 full-length sequences (on 12 GiB,
     # where the old fixed 1 GiB + 8192-token overhead gave fewer than 4, it now has 4.5).
     _env(tmp_path, GPU_MEMORY_GIB="9")
-    result = run(tmp_path, "up", "llama3-8b-gptq")
+    result = run_cli(tmp_path, "up", "llama3-8b-gptq")
     assert result.returncode == 2 and "Docker" in result.stderr
     assert "warning:" in result.stderr
-    assert "full-length sequences fit at once" in _flat(result.stderr)
+    assert "full-length sequences fit at once" in collapse_whitespace(result.stderr)
 
 
 def test_bad_gpu_memory_setting_names_the_setting(tmp_path):
     _env(tmp_path, GPU_MEMORY_GIB="lots")
-    result = run(tmp_path, "plan", "llama3-8b")
+    result = run_cli(tmp_path, "plan", "llama3-8b")
     assert result.returncode == 2
     assert "GPU_MEMORY_GIB" in result.stderr and "lots" in result.stderr
 
 
 def test_down_volumes_without_a_terminal_needs_yes(tmp_path):
-    result = run(tmp_path, "down", "--volumes")
+    result = run_cli(tmp_path, "down", "--volumes")
     assert result.returncode == 2
     assert "--yes" in result.stderr
 
@@ -77,7 +77,7 @@ def test_unreachable_docker_on_a_first_up_writes_nothing(tmp_path, monkeypatch):
         "    max_model_len: 256\n    accelerator: cpu\n    architecture: {params_billion: 0.1, layers: 2,\n"
         "      hidden_size: 128, attention_heads: 2, kv_heads: 1, head_dim: 64, vocab_size: 512, max_context: 512}\n"
     )
-    result = run(tmp_path, "--catalog", str(tmp_path / "catalog.yaml"), "up", "tiny-cpu")
+    result = run_cli(tmp_path, "--catalog", str(tmp_path / "catalog.yaml"), "up", "tiny-cpu")
     assert result.returncode == 2, result.stderr
     assert "Docker" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / ".env").exists() and not (tmp_path / "compose").exists()
