@@ -24,7 +24,8 @@ from controller.bench.results import (
     check_fits,
     parse_result_text,
 )
-from controller.config.catalog import Profile, local_weights_bytes
+from controller.config.local_model import local_weights_bytes
+from controller.config.profile import Profile
 from controller.config.settings import read_settings
 from controller.errors import ControllerError, PreflightError, RuntimeFailure, SwitchFailed
 from controller.files import write_atomic

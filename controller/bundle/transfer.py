@@ -39,7 +39,8 @@ from controller.bundle.format import (
     verify_bundle,
     writer_for,
 )
-from controller.config.catalog import Catalog, Profile
+from controller.config.catalog import Catalog
+from controller.config.profile import Profile
 from controller.config.settings import Settings, SiteConfig, read_settings
 from controller.errors import InputError, RuntimeFailure
 from controller.runtime import hf_cache

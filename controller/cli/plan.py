@@ -31,7 +31,7 @@ def _detect_gpus() -> list:
 def run_plan(site: SiteConfig, catalog: Catalog, model: str, *, gpu_memory: str | None, max_model_len: int | None,
              utilization: float | None, vllm_version: str | None, explain: bool, as_json: bool) -> bool:  # fmt: skip
     """Plan and print; True when the model fits. Bad input is an InputError before any detection."""
-    from controller.config.catalog import local_weights_bytes
+    from controller.config.local_model import local_weights_bytes
     from controller.config.settings import gpu_memory_setting
     from controller.planner.engine import parse_version
     from controller.planner.fit import plan, resolve_gpu_memory

@@ -10,7 +10,7 @@ from typing import Any
 import jinja2
 import yaml
 
-from controller.config.catalog import Profile
+from controller.config.profile import Profile
 from controller.config.settings import Settings
 from controller.deploy.spec import (
     HF_CACHE_TARGET,

@@ -11,7 +11,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from controller.config.catalog import Profile
+from controller.config.profile import Profile
 from controller.planner.capability import AMPERE, effective_dtype, effective_quantization
 from controller.planner.fit import GIB, plan, resolve_gpu_memory, weight_bytes
 from controller.runtime.compose_target import DISK_MARGIN

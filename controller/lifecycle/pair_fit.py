@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from controller.config.catalog import Profile
+from controller.config.profile import Profile
 from controller.errors import PreflightError, RenderError
 from controller.files import load_yaml
 from controller.planner.fit import GIB, plan, weight_bytes

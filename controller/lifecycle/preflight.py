@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from controller.config.catalog import Profile
+from controller.config.profile import Profile
 from controller.config.settings import Settings
 from controller.errors import PreflightError
 from controller.planner.fit import GIB, Plan

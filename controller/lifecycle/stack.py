@@ -10,8 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from controller.bench.run import BenchCommands
-from controller.config.catalog import Catalog, Profile, check_local_model, local_weights_bytes
+from controller.config.catalog import Catalog
+from controller.config.local_model import check_local_model, local_weights_bytes
 from controller.config.lora import check_adapters
+from controller.config.profile import Profile
 from controller.config.settings import LoadedSettings, Settings, SiteConfig, read_settings, store_generated_secrets
 from controller.deploy.compose_file import render_spec
 from controller.deploy.spec import SLOTS, ServingSpec, build_spec

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 
-from controller.config.catalog import DTYPE_BYTES, Profile
 from controller.config.lora import lora_buffer_bytes
+from controller.config.profile import DTYPE_BYTES, Profile
 from controller.planner.engine import (
     DEFAULT_INTERMEDIATE_RATIO,
     GIB,
