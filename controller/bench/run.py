@@ -31,7 +31,8 @@ from controller.errors import ControllerError, PreflightError, RuntimeFailure, S
 from controller.files import write_atomic
 from controller.journal import Journal, now_iso
 from controller.phases import BENCHMARK, ENGINE_READY, VLLM_STARTED, WEIGHTS_LOAD
-from controller.planner.fit import GIB, weight_bytes
+from controller.planner.engine import GIB
+from controller.planner.model_memory import weight_bytes
 from controller.runtime.target import Target
 
 # What "load time" means in the table: container start to /health 200, as `up` and `switch` time it.

@@ -112,7 +112,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable outpu
 @app.command()
 def models(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """List the model profiles (built-in and from your catalog)."""
-    from controller.planner.fit import GB, GIB, weight_bytes
+    from controller.planner.engine import GIB
+    from controller.planner.model_memory import GB, weight_bytes
 
     rows = []
     for profile in _ctx(ctx).catalog().profiles():

@@ -33,8 +33,9 @@ def run_plan(site: SiteConfig, catalog: Catalog, model: str, *, gpu_memory: str 
     """Plan and print; True when the model fits. Bad input is an InputError before any detection."""
     from controller.config.local_model import local_weights_bytes
     from controller.config.settings import gpu_memory_setting
-    from controller.planner.engine import parse_version
-    from controller.planner.fit import plan, resolve_gpu_memory
+    from controller.planner.fit import plan
+    from controller.planner.gpu_memory import resolve_gpu_memory
+    from controller.planner.vllm_versions import parse_version
 
     profile = catalog.get(model)
     if max_model_len is not None and max_model_len > profile.scaled_context:

@@ -13,7 +13,10 @@ from pathlib import Path
 
 from controller.config.profile import Profile
 from controller.planner.capability import AMPERE, effective_dtype, effective_quantization
-from controller.planner.fit import GIB, plan, resolve_gpu_memory, weight_bytes
+from controller.planner.engine import GIB
+from controller.planner.fit import plan
+from controller.planner.gpu_memory import resolve_gpu_memory
+from controller.planner.model_memory import weight_bytes
 from controller.runtime.compose_target import DISK_MARGIN
 from controller.runtime.gpu import Gpu
 

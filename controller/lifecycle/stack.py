@@ -23,15 +23,10 @@ from controller.lifecycle.blue_green import DRAIN_QUIET_S
 from controller.lifecycle.switch_command import SwitchCommands
 from controller.lifecycle.webui_setup import WebUISetup
 from controller.phases import VLLM_PHASES, Deadlines, PhaseRunner, Reporter
-from controller.planner.fit import (
-    Plan,
-    kv_check,
-    kv_check_warning,
-    plan,
-    planned_kv_tokens,
-    resolve_gpu_memory,
-    weight_bytes,
-)
+from controller.planner.fit import Plan, plan, planned_kv_tokens
+from controller.planner.gpu_memory import resolve_gpu_memory
+from controller.planner.kv_check import kv_check, kv_check_warning
+from controller.planner.model_memory import weight_bytes
 from controller.runtime.target import Target
 
 # The no-op `up` only re-checks what is already running: a short deadline, not a start-up one.

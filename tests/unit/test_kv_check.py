@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller.planner.fit import kv_check
+from controller.planner.kv_check import kv_check
 from tests.unit.fakes import FakeTarget
 from tests.unit.test_sequencing import journal, make_stack, site  # noqa: F401 - the fixture
 
