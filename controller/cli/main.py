@@ -244,9 +244,11 @@ def render(
     """Write compose/docker-compose.yml for MODEL, or with --target k8s Kubernetes manifests
     (generates missing secrets into .env once)."""
     if target is RenderTarget.k8s:
-        from controller.deploy.k8s import render_k8s, summary_lines
+        from controller.lifecycle.render_k8s import render_k8s, summary_lines
 
-        result = render_k8s(_ctx(ctx).site, _ctx(ctx).catalog(), model, out)
+        result = render_k8s(
+            _ctx(ctx).site, _ctx(ctx).catalog(), model, out, on_wait=ConsoleReporter(quiet=True).waiting_for_lock
+        )
         if as_json:
             print_json(result)
             return
