@@ -67,7 +67,7 @@ class Deployment:
     service: str = "vllm"
     # Set when a blue-green switch started it with less memory than a plain `up` would give it.
     capacity: str | None = None
-    # KV cache tokens: the plan and vLLM's own start-up figure (controller.planner.fit.kv_check).
+    # KV cache tokens: the plan and vLLM's own start-up figure (controller.planner.kv_check).
     kv_tokens: dict | None = None
 
     @classmethod

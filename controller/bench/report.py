@@ -115,10 +115,10 @@ def report_context(run: BenchRun) -> dict:
 def render_report(run: BenchRun) -> str:
     import jinja2
 
-    from controller.deploy.compose_file import _load_template
+    from controller.deploy.compose_file import load_template
 
     env = jinja2.Environment(
-        loader=jinja2.FunctionLoader(_load_template),
+        loader=jinja2.FunctionLoader(load_template),
         undefined=jinja2.StrictUndefined,
         autoescape=True,
         trim_blocks=True,

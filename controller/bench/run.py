@@ -17,7 +17,8 @@ from pathlib import Path
 
 from controller.bench.results import BenchRun, ModelBench, parse_result_text
 from controller.bench.settings import BenchSettings, bench_argv, check_fits
-from controller.config.catalog import Profile, local_weights_bytes
+from controller.config.local_model import local_weights_bytes
+from controller.config.profile import Profile
 from controller.config.settings import read_settings
 from controller.errors import ControllerError, PreflightError, RuntimeFailure, SwitchFailed
 from controller.files import write_atomic
@@ -25,7 +26,8 @@ from controller.journal import Journal, now_iso
 from controller.lifecycle.stack import Stack
 from controller.lifecycle.switch_command import switch
 from controller.phases import BENCHMARK, ENGINE_READY, VLLM_STARTED, WEIGHTS_LOAD
-from controller.planner.fit import GIB, weight_bytes
+from controller.planner.engine import GIB
+from controller.planner.model_memory import weight_bytes
 from controller.runtime.bench_exec import RESULT_DIR
 from controller.runtime.target import Target
 

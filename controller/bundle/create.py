@@ -29,7 +29,8 @@ from controller.bundle.format import (
 )
 from controller.bundle.ui import BundleUI, human_size
 from controller.bundle.writer import writer_for
-from controller.config.catalog import Catalog, Profile
+from controller.config.catalog import Catalog
+from controller.config.profile import Profile
 from controller.config.settings import Settings, SiteConfig, read_settings
 from controller.errors import InputError
 from controller.runtime import hf_cache

@@ -197,7 +197,7 @@ def print_status(result: dict) -> None:
 
 
 def print_plan(name: str, memory: float | None, source: str, result, *, explain: bool = False) -> None:
-    from controller.planner.fit import GIB
+    from controller.planner.engine import GIB
 
     verdict = "[green]fits[/]" if result.fits else "[red]does not fit[/]"
     where = f"{memory:.1f} GiB ({source})" if memory else "cpu"

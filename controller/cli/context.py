@@ -94,7 +94,8 @@ def make_stack(ctx: typer.Context, *, quiet: bool = False, load_timeout_s: float
                lock_timeout_s: float = 600.0, force: bool = False) -> Stack:  # fmt: skip
     from controller.cli.console import ConsoleReporter
     from controller.config.settings import merged_values
-    from controller.lifecycle.stack import Options, Stack
+    from controller.lifecycle.prepare import Options
+    from controller.lifecycle.stack import Stack
     from controller.phases import WEIGHTS_LOAD, Deadlines
 
     c = context(ctx)

@@ -35,10 +35,11 @@ def _detect_gpus() -> list:
 def run_plan(site: SiteConfig, catalog: Catalog, model: str, *, gpu_memory: str | None, max_model_len: int | None,
              utilization: float | None, vllm_version: str | None, explain: bool, as_json: bool) -> bool:  # fmt: skip
     """Plan and print; True when the model fits. Bad input is an InputError before any detection."""
-    from controller.config.catalog import local_weights_bytes
+    from controller.config.local_model import local_weights_bytes
     from controller.config.settings import gpu_memory_setting
-    from controller.planner.engine import parse_version
-    from controller.planner.fit import plan, resolve_gpu_memory
+    from controller.planner.fit import plan
+    from controller.planner.gpu_memory import resolve_gpu_memory
+    from controller.planner.vllm_versions import parse_version
 
     profile = catalog.get(model)
     if max_model_len is not None and max_model_len > profile.scaled_context:
@@ -75,7 +76,8 @@ def run_plan(site: SiteConfig, catalog: Catalog, model: str, *, gpu_memory: str 
 
 def models(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """List the model profiles (built-in and from your catalog)."""
-    from controller.planner.fit import GB, GIB, weight_bytes
+    from controller.planner.engine import GIB
+    from controller.planner.model_memory import GB, weight_bytes
 
     rows = []
     for profile in context(ctx).catalog().profiles():

@@ -50,10 +50,11 @@ def render(
     """Write compose/docker-compose.yml for MODEL, or with --target k8s Kubernetes manifests
     (generates missing secrets into .env once)."""
     if target is RenderTarget.k8s:
-        from controller.deploy.k8s import render_k8s, summary_lines
+        from controller.cli.console import ConsoleReporter
+        from controller.lifecycle.render_k8s import render_k8s, summary_lines
 
         c = context(ctx)
-        result = render_k8s(c.site, c.catalog(), model, out)
+        result = render_k8s(c.site, c.catalog(), model, out, on_wait=ConsoleReporter(quiet=True).waiting_for_lock)
         emit(result, as_json=as_json,
              text=lambda r: [err.print(line, markup=False, highlight=False) for line in summary_lines(r)])  # fmt: skip
         return

@@ -8,7 +8,7 @@ from pathlib import Path, PurePosixPath
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from controller.config.catalog import DTYPE_BYTES, LORA_MOUNT, VLLM_LORA_RANKS, Profile
+from controller.config.profile import DTYPE_BYTES, LORA_MOUNT, VLLM_LORA_RANKS, Profile
 from controller.errors import CatalogError
 
 ADAPTER_CONFIG = "adapter_config.json"

@@ -1,4 +1,5 @@
-"""Compose rendering: profile + settings -> `compose/docker-compose.yml` through Jinja templates."""
+"""Compose rendering: profile + settings -> `compose/docker-compose.yml` through the Jinja template,
+checked after rendering: the file must parse to the template's own structure whatever the values."""
 
 from __future__ import annotations
 
@@ -10,27 +11,14 @@ from typing import Any
 import jinja2
 import yaml
 
-from controller.config.catalog import Profile
+from controller.config.profile import Profile
 from controller.config.settings import Settings
-from controller.deploy.spec import (
-    HF_CACHE_TARGET,
-    SECRET_REFERENCES,
-    WEBUI_BACKEND_KEYS,
-    GpuReservation,
-    ServingSpec,
-    build_spec,
-)
+from controller.deploy.spec import SECRET_REFERENCES, WEBUI_BACKEND_KEYS, ServingSpec, build_spec
 from controller.errors import RenderError
 from controller.files import load_yaml
 
 TEMPLATES_PACKAGE = "controller.templates"
 COMPOSE_TEMPLATE = "docker-compose.yml.j2"
-WEBUI_DATA_MOUNT = "webui-data:/app/backend/data"
-# OFFLINE=true: what each service is told so that it never reaches Hugging Face.
-OFFLINE_VLLM_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-OFFLINE_WEBUI_ENV = {"OFFLINE_MODE": "true", "HF_HUB_OFFLINE": "1"}
-# A lookup of a name outside the stack fails after 1 s instead of 10 s (measured, Docker 20.10).
-OFFLINE_DNS_OPTIONS = ("timeout:1", "attempts:1")
 
 
 def _healthcheck(port: int, path: str) -> list[str]:
@@ -59,8 +47,9 @@ def render_context(spec: ServingSpec) -> dict:
     return context
 
 
-def _load_template(name: str) -> str:
-    # From the installed package (wheel, pipx) or, in an editable install, from templates/.
+def load_template(name: str) -> str:
+    """A template's text: from the installed package (wheel, pipx) or, in an editable install,
+    from templates/ (shipped as the package controller.templates)."""
     return resources.files(TEMPLATES_PACKAGE).joinpath(name).read_text(encoding="utf-8")
 
 
@@ -109,9 +98,10 @@ def _only_filtered(value: object) -> object:
 
 
 @functools.cache
-def _environment() -> jinja2.Environment:
+def _environment(placeholders: bool) -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.FunctionLoader(lambda name: _load_template(name)),
+        # Looked up on each load, so that tests can hand in a template of their own.
+        loader=jinja2.FunctionLoader(lambda name: load_template(name)),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
@@ -119,14 +109,15 @@ def _environment() -> jinja2.Environment:
         autoescape=False,
         finalize=_only_filtered,
     )
-    env.filters["q"] = yaml_string
+    env.filters["q"] = _placeholder if placeholders else yaml_string
     env.filters["n"] = yaml_int
     return env
 
 
-def render_template(name: str, context: dict) -> str:
+def render_template(name: str, context: dict, *, placeholders: bool = False) -> str:
+    """Render one template; with placeholders, every |q value is an inert token (see below)."""
     try:
-        return _environment().get_template(name).render(**context)
+        return _environment(placeholders).get_template(name).render(**context)
     except RenderError as exc:
         raise RenderError(f"template {name}: {exc.message}") from None
     except jinja2.UndefinedError as exc:
@@ -138,7 +129,8 @@ def render_template(name: str, context: dict) -> str:
 
 
 def render_spec(spec: ServingSpec) -> str:
-    """The compose file as text, checked: it parses to exactly the structure the spec implies."""
+    """The compose file as text, checked: it parses to exactly the template's structure, holding
+    the spec's values where the template puts them."""
     context = render_context(spec)
     text = render_template(COMPOSE_TEMPLATE, context)
     check_rendered(text, context)
@@ -149,119 +141,42 @@ def render_compose(profile: Profile, settings: Settings, capability: tuple[int, 
     return render_spec(build_spec(profile, settings, capability))
 
 
-# ----- the serving spec the rendered file must match -------------------------------------------
+# ----- the structural check: the template is the one description of the file --------------------
+# The template is rendered a second time with every |q value replaced by an inert placeholder that
+# names it. That parses to the structure the template alone gives; putting each value back where
+# its placeholder is gives the document `docker compose` must see. A value that changed the
+# structure of the real file (a key, a service, a mount, a device, a port, a privilege) shows up
+# as a difference, and nothing is written. So a change to the layout is made in the template only.
+
+_PLACEHOLDER = "=value:"
+_FAST_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def expected_compose(context: dict) -> dict[str, Any]:
-    """The whole document that `docker compose` must see, built from the values alone.
-
-    The rendered file is compared with this after parsing, so no value can add a key, a service,
-    a mount, a device, a port or a privilege: anything else stops before the file is written.
-    """
-    logging = {"driver": "json-file", "options": {"max-size": "50m", "max-file": "5"}}
-    return {
-        "name": context["project_name"],
-        "x-logging": logging,
-        "services": {
-            context["vllm_service"]: _expected_vllm(context, logging),
-            "webui": _expected_webui(context, logging),
-        },
-        "networks": {"backend": {"internal": bool(context["backend_internal"])}, "frontend": {}},
-        "volumes": {"webui-data": {}},
-    }
+def _placeholder(value: object) -> Rendered:
+    """|q for the structural check: refuses what |q refuses, and renders `value` as a token that
+    holds it in hex, which no YAML or Compose reading can change."""
+    yaml_string(value)
+    return Rendered(f'"{_PLACEHOLDER}{str(value).encode("utf-8", "surrogatepass").hex()}"')
 
 
-def _expected_vllm(context: dict, logging: dict) -> dict[str, Any]:
-    gpu: GpuReservation | None = context["gpu"]
-    volumes: list[dict[str, Any]] = [
-        {
-            "type": "bind",
-            "source": context["hf_cache_dir"],
-            "target": HF_CACHE_TARGET,
-            "bind": {"create_host_path": True},
-        }
-    ]
-    if context["local_model_dir"]:
-        volumes.append(
-            {
-                "type": "bind",
-                "source": context["local_model_dir"],
-                "target": context["container_model"],
-                "read_only": True,
-            }
-        )
-    volumes += [
-        {"type": "bind", "source": source, "target": target, "read_only": True}
-        for source, target in context["lora_mounts"]
-    ]
-    vllm_env = {"VLLM_API_KEY": SECRET_REFERENCES["VLLM_API_KEY"], "HF_TOKEN": SECRET_REFERENCES["HF_TOKEN"]}
-    if context["accelerator"] == "cpu":
-        vllm_env["VLLM_CPU_KVCACHE_SPACE"] = str(context["cpu_kv_cache_gib"])
-        vllm_env["VLLM_CPU_OMP_THREADS_BIND"] = "nobind"
-    if context["offline"]:
-        vllm_env.update(OFFLINE_VLLM_ENV)
-    vllm: dict[str, Any] = {
-        "image": context["vllm_image"],
-        "command": list(context["vllm_args"]),
-        "environment": vllm_env,
-        "volumes": volumes,
-        "networks": ["backend", "frontend"] if context["vllm_host_port"] else ["backend"],
-        "healthcheck": {
-            "test": context["vllm_healthcheck"],
-            "interval": "5s",
-            "timeout": "5s",
-            "retries": 3,
-            "start_period": "30m",
-        },
-        "restart": "unless-stopped",
-        "logging": logging,
-        "labels": dict(context["labels"]),
-    }
-    if gpu:
-        device: dict[str, Any] = {"driver": "nvidia", "capabilities": ["gpu"]}
-        if gpu.device_ids:
-            device["device_ids"] = list(gpu.device_ids)
-        else:
-            device["count"] = gpu.count if gpu.count == "all" else int(gpu.count or 0)
-        vllm["ipc"] = "host"
-        vllm["deploy"] = {"resources": {"reservations": {"devices": [device]}}}
-    else:
-        vllm["shm_size"] = "2gb"
-    if context["vllm_port_mapping"]:
-        vllm["ports"] = [context["vllm_port_mapping"]]
-    if context["offline"]:
-        vllm["dns_opt"] = list(OFFLINE_DNS_OPTIONS)
-    return vllm
+def _put_back(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {_put_back(k): _put_back(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_put_back(v) for v in node]
+    if isinstance(node, str) and node.startswith(_PLACEHOLDER):
+        return bytes.fromhex(node.removeprefix(_PLACEHOLDER)).decode("utf-8", "surrogatepass")
+    return node
 
 
-def _expected_webui(context: dict, logging: dict) -> dict[str, Any]:
-    webui = {
-        "image": context["webui_image"],
-        "environment": {
-            "OPENAI_API_BASE_URLS": context["webui_backend_urls"],
-            "OPENAI_API_KEYS": WEBUI_BACKEND_KEYS,
-            "ENABLE_OLLAMA_API": "false",
-            "WEBUI_SECRET_KEY": SECRET_REFERENCES["WEBUI_SECRET_KEY"],
-            "WEBUI_ADMIN_EMAIL": context["admin_email"],
-            "WEBUI_ADMIN_NAME": context["admin_name"],
-            "WEBUI_ADMIN_PASSWORD": SECRET_REFERENCES["WEBUI_ADMIN_PASSWORD"],
-            "ENABLE_SIGNUP": "false",
-            **(OFFLINE_WEBUI_ENV if context["offline"] else {}),
-        },
-        "volumes": [WEBUI_DATA_MOUNT],
-        "ports": [context["webui_port_mapping"]],
-        "networks": ["backend", "frontend"],
-        "healthcheck": {
-            "test": context["webui_healthcheck"],
-            "interval": "5s",
-            "timeout": "5s",
-            "retries": 3,
-            "start_period": "5m",
-        },
-        "restart": "unless-stopped",
-        "logging": logging,
-    }
-    return webui
+def expected_compose(context: dict) -> Any:
+    """The whole document that `docker compose` must see, as it reads it: the template's own
+    structure, with each value in its place exactly as given."""
+    skeleton = render_template(COMPOSE_TEMPLATE, context, placeholders=True)
+    # Our own template with inert tokens, so libyaml's loader (when PyYAML has it) is safe here and
+    # keeps the check cheap; the rendered file itself is read with the strict loader.
+    parsed = yaml.load(skeleton, Loader=_FAST_SAFE_LOADER)  # noqa: S506 - a safe loader
+    return _put_back(_as_compose_reads(parsed, ""))
 
 
 _REFERENCES = frozenset([*SECRET_REFERENCES.values(), WEBUI_BACKEND_KEYS])
@@ -304,7 +219,8 @@ def _first_difference(got: Any, want: Any, path: str) -> str | None:
 
 
 def check_rendered(text: str, context: dict) -> None:
-    """Parse the rendered file and compare it with the serving spec; raise RenderError on any difference."""
+    """Parse the rendered file and compare it with the template's structure holding the spec's
+    values (expected_compose); raise RenderError on any difference."""
     parsed = load_yaml(text, "rendered compose file", RenderError)
     problem = _first_difference(_as_compose_reads(parsed, ""), expected_compose(context), "")
     if problem:

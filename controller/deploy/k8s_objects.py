@@ -1,4 +1,4 @@
-"""The Kubernetes objects of one serving spec, as Python data (controller.deploy.k8s dumps them).
+"""The Kubernetes objects of one serving spec, as Python data (controller.deploy.k8s_manifests dumps them).
 
 The vLLM arguments are the spec's (`spec.vllm_args`), the very list the Compose file's `command:`
 holds. Secrets appear only as references to a Secret's keys. The vLLM Service is named `vllm`,

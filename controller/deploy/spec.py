@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from controller.config.catalog import Profile
 from controller.config.lora import container_path, local_adapters, max_loras
+from controller.config.profile import Profile
 from controller.config.settings import Settings
 from controller.planner.capability import effective_dtype, effective_quantization
 

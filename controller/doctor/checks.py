@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from controller.config.catalog import Profile
+from controller.config.profile import Profile
 from controller.doctor.gpu_checks import (
     check_gpu,
     check_gpu_container,

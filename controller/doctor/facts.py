@@ -8,7 +8,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from controller.config.catalog import Profile
+from controller.config.profile import Profile
 from controller.config.settings import GENERATED_SECRETS, Settings, SiteConfig, collect_values, read_settings
 from controller.deploy.spec import build_spec
 from controller.doctor.records import (

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from controller.config.catalog import Profile
+from controller.config.profile import Profile
 from controller.doctor.records import (
     FAIL,
     OK,
@@ -17,7 +17,8 @@ from controller.doctor.records import (
     parse_version,
 )
 from controller.planner.capability import AMPERE, effective_dtype, effective_quantization
-from controller.planner.fit import plan, resolve_gpu_memory
+from controller.planner.fit import plan
+from controller.planner.gpu_memory import resolve_gpu_memory
 from controller.runtime.gpu import Gpu
 
 # vLLM's CUDA images are built for CUDA 12; NVIDIA's CUDA 12 needs driver 525.60.13 or newer.

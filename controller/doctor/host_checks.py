@@ -5,7 +5,7 @@ downloading (pure).
 
 from __future__ import annotations
 
-from controller.config.catalog import Profile
+from controller.config.profile import Profile
 from controller.doctor.records import (
     FAIL,
     OK,
@@ -20,7 +20,8 @@ from controller.doctor.records import (
     dotted,
     parse_version,
 )
-from controller.planner.fit import GIB, weight_bytes
+from controller.planner.engine import GIB
+from controller.planner.model_memory import weight_bytes
 from controller.runtime.host import weights_fit
 
 # The oldest engine this stack is run and tested on (Debian's docker.io 20.10, API 1.41).

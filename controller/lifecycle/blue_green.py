@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 
-from controller.config.catalog import Profile
+from controller.config.profile import Profile
 from controller.errors import ControllerError, NotReady, SwitchFailed
 from controller.journal import Deployment, elapsed
 from controller.lifecycle.pair_fit import pair_text

@@ -5,7 +5,7 @@ Pure: the caller says which images the engine lacks; the HF cache is read from d
 
 from __future__ import annotations
 
-from controller.config.catalog import Profile
+from controller.config.profile import Profile
 from controller.config.settings import Settings
 from controller.errors import PreflightError
 from controller.runtime import hf_cache

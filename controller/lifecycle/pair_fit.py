@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from controller.config.catalog import Profile
+from controller.config.profile import Profile
 from controller.errors import PreflightError, RenderError
 from controller.files import load_yaml
-from controller.planner.fit import GIB, plan, weight_bytes
+from controller.planner.engine import GIB
+from controller.planner.fit import plan
+from controller.planner.model_memory import weight_bytes
 
 STRATEGIES = ("auto", "blue-green", "recreate")
 # Python, torch and vLLM's own buffers in one CPU instance, beyond weights and KV space (measured:

@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from controller.config.catalog import Profile
+from controller.config.profile import Profile
 from controller.config.settings import Settings
 from controller.errors import PreflightError
-from controller.planner.fit import GIB, Plan
+from controller.planner.engine import GIB
+from controller.planner.fit import Plan
 
 
 def check_gated(profile: Profile, settings: Settings, env_file: Path) -> None:

@@ -7,8 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from controller.config.catalog import Catalog, Profile, check_local_model, local_weights_bytes
+from controller.config.catalog import Catalog
+from controller.config.local_model import check_local_model, local_weights_bytes
 from controller.config.lora import check_adapters
+from controller.config.profile import Profile
 from controller.config.settings import LoadedSettings, Settings, SiteConfig, read_settings
 from controller.deploy.compose_file import render_spec
 from controller.deploy.spec import ServingSpec, build_spec
@@ -16,7 +18,9 @@ from controller.errors import PreflightError
 from controller.journal import Deployment, now_iso
 from controller.lifecycle.blue_green import DRAIN_QUIET_S
 from controller.phases import Deadlines
-from controller.planner.fit import Plan, plan, planned_kv_tokens, resolve_gpu_memory, weight_bytes
+from controller.planner.fit import Plan, plan, planned_kv_tokens
+from controller.planner.gpu_memory import resolve_gpu_memory
+from controller.planner.model_memory import weight_bytes
 from controller.runtime.target import Target
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from controller.config.catalog import Catalog, Profile
+from controller.config.catalog import Catalog
+from controller.config.profile import Profile
 from controller.config.settings import Settings, SiteConfig, read_settings, store_generated_secrets
 from controller.deploy.spec import SLOTS
 from controller.errors import ControllerError, PreflightError, StartupFailed
@@ -21,7 +22,7 @@ from controller.lifecycle.prepare import Options, Prepared
 from controller.lifecycle.transaction import SwitchContext, roll_back_pending
 from controller.lifecycle.webui_setup import WebUISetup
 from controller.phases import VLLM_PHASES, PhaseRunner, Reporter
-from controller.planner.fit import kv_check, kv_check_warning
+from controller.planner.kv_check import kv_check, kv_check_warning
 from controller.runtime.target import Target
 
 # The no-op `up` only re-checks what is already running: a short deadline, not a start-up one.

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from controller.config.catalog import Profile
+from controller.config.profile import Profile
 from controller.deploy.spec import SLOTS
 from controller.errors import ControllerError, StartupFailed, SwitchFailed
 from controller.journal import Deployment, Event, Journal, JournalStore, Pending, elapsed, now_iso

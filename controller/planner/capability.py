@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from controller.config.catalog import Profile
+from controller.config.profile import Profile
 
 AMPERE = (8, 0)
 MARLIN_KERNELS = {"gptq": "gptq_marlin", "awq": "awq_marlin"}

@@ -1,8 +1,9 @@
-"""Memory planner (pure): does a profile fit a GPU, and how many full-length sequences at once.
+"""Memory planner (pure): does a profile fit a GPU, how many full-length sequences at once, and
+what would make it fit when it does not.
 
-vLLM's start-up arithmetic lives in controller/engine_memory.py (per vLLM version); this module
-adds the model facts (weights, KV bytes per token), the verdict and the recommendations:
-    KV bytes per token = 2 (K and V) x layers x KV heads x head dim x bytes of the KV dtype
+vLLM's start-up arithmetic is controller.planner.engine (rules per version in
+controller.planner.vllm_versions); the model's own facts (weights, KV bytes per token) are
+controller.planner.model_memory. This module puts them together into the verdict:
     maximum concurrency = KV tokens / max_model_len
 On the CPU backend the KV budget is exactly VLLM_CPU_KVCACHE_SPACE.
 """
@@ -11,28 +12,15 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 
-from controller.config.catalog import DTYPE_BYTES, Profile
 from controller.config.lora import lora_buffer_bytes
-from controller.planner.engine import (
-    DEFAULT_INTERMEDIATE_RATIO,
-    GIB,
-    GPU_BLOCK_TOKENS,
-    PINNED_VLLM_VERSION,
-    EngineBudget,
-    EngineSettings,
-    ModelShape,
-    cpu_budget,
-    gpu_budget,
-    kv_tokens,
-    rules_for,
-)
+from controller.config.profile import Profile
+from controller.planner.engine import GIB, GPU_BLOCK_TOKENS, EngineBudget, cpu_budget, gpu_budget, kv_tokens
+from controller.planner.model_memory import kv_bytes_per_token, loaded_bytes, model_shape
+from controller.planner.vllm_versions import PINNED_VLLM_VERSION, EngineSettings, rules_for
 
-GB = 1000**3
 # The GPU block size; kept under its old name for callers.
 KV_BLOCK_TOKENS = GPU_BLOCK_TOKENS
 CONCURRENCY_WARNING_BELOW = 4
-# Quantized checkpoints keep one fp16 scale and one packed zero point per group of weights.
-SCALE_BITS = 16
 # Recommendations: the shortest context worth suggesting, and the utilization ceiling to offer.
 MIN_USEFUL_CONTEXT = 512
 HIGH_UTILIZATION = 0.95
@@ -66,63 +54,6 @@ class Plan:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def weight_bytes(profile: Profile) -> int:
-    """Weights in bytes: quantized linear layers at their bits plus group scales and zero points;
-    embeddings and lm_head stay in 16 bit."""
-    arch = profile.architecture
-    total = arch.params_billion * 1e9
-    if arch.weight_bits >= 16:
-        return int(total * DTYPE_BYTES.get(profile.dtype, 2) if arch.weight_bits == 16 else total * 4)
-    embedding = arch.vocab_size * arch.hidden_size
-    unquantized = embedding if arch.tied_embeddings else 2 * embedding
-    linear = total - unquantized
-    group = arch.quant_group_size or 128
-    bits_per_weight = arch.weight_bits + (SCALE_BITS + arch.weight_bits) / group
-    return int(unquantized * 2 + linear * bits_per_weight / 8)
-
-
-def loaded_bytes(profile: Profile, weights_bytes_override: int | None = None) -> int:
-    """What vLLM's model loading takes per GPU: the weights, plus the LoRA slots it allocates
-    with the model when the profile serves adapters (controller.config.lora.lora_buffer_bytes)."""
-    weights = weights_bytes_override or weight_bytes(profile)
-    return (weights + lora_buffer_bytes(profile)) // profile.tensor_parallel_size
-
-
-def kv_dtype_bytes(profile: Profile) -> int:
-    if profile.kv_cache_dtype.startswith("fp8"):
-        return 1
-    if profile.dtype == "auto":
-        # An "auto" dtype keeps the checkpoint's precision: 16 bit for these models.
-        return 2
-    return DTYPE_BYTES[profile.dtype]
-
-
-def kv_bytes_per_token(profile: Profile) -> int:
-    arch = profile.architecture
-    kv_heads_per_gpu = max(1, arch.kv_heads // profile.tensor_parallel_size)
-    return 2 * arch.layers * kv_heads_per_gpu * arch.head_dim * kv_dtype_bytes(profile)
-
-
-def model_shape(profile: Profile) -> ModelShape:
-    """Per-GPU facts for the engine model: tensor parallelism splits the MLP and the KV heads;
-    activations run in the model dtype (16 bit for quantized checkpoints)."""
-    arch = profile.architecture
-    tp = profile.tensor_parallel_size
-    intermediate = arch.intermediate_size or int(arch.hidden_size * DEFAULT_INTERMEDIATE_RATIO)
-    return ModelShape(
-        layers=arch.layers,
-        hidden_size=arch.hidden_size,
-        intermediate_size=max(1, intermediate // tp),
-        vocab_size=arch.vocab_size,
-        activation_bytes=4 if profile.dtype in ("float", "float32") else 2,
-        kv_bytes_per_token=kv_bytes_per_token(profile),
-    )
-
-
-def _context_cap(profile: Profile) -> int:
-    return profile.scaled_context
 
 
 def engine_budget(
@@ -264,7 +195,7 @@ def _largest_fitting_length(profile, length, tokens, budget, engine_settings, co
     does not depend on max_model_len, so it is the KV tokens in whole blocks; when the profiled
     batch follows max_model_len (V0 without chunked prefill), search, since a shorter context
     also shrinks the profiled batch."""
-    cap, block = _context_cap(profile), budget.block_tokens
+    cap, block = profile.scaled_context, budget.block_tokens
     if not budget.batch_follows_length:
         return min(tokens // block * block, cap)
 
@@ -345,39 +276,3 @@ def _recommend(result: Plan, profile: Profile, alternatives: list[Profile], engi
     if not advice:
         advice.append("this model needs a larger GPU or tensor parallelism across several GPUs")
     return advice
-
-
-def resolve_gpu_memory(flag_gib: float | None, gpus: list, setting_gib: float | None) -> tuple[float | None, str]:
-    """The GPU memory to plan for, and where it came from: --gpu-memory, else the detected GPU,
-    else GPU_MEMORY_GIB. `plan`, `up` and `switch` all decide it here."""
-    if flag_gib is not None:
-        return flag_gib, "--gpu-memory"
-    if gpus:
-        gpu = gpus[0]
-        return gpu.total_gib, f"GPU 0: {gpu.name}, compute {gpu.capability[0]}.{gpu.capability[1]}"
-    if setting_gib is not None:
-        return setting_gib, "GPU_MEMORY_GIB"
-    return None, "none"
-
-
-# `up` and `switch` warn when vLLM's own KV capacity differs from the plan by more than this.
-KV_CHECK_TOLERANCE = 0.05
-
-
-def kv_check(planned: int | None, logged: int | None) -> dict | None:
-    """The plan against what vLLM logged at start-up ('... KV cache size: N tokens'), in tokens."""
-    if not planned or not logged:
-        return None
-    difference = (planned - logged) / logged
-    return {"planned": planned, "logged": logged, "difference_pct": round(100 * difference, 2),
-            "within_tolerance": abs(difference) <= KV_CHECK_TOLERANCE}  # fmt: skip
-
-
-def kv_check_warning(check: dict | None) -> str | None:
-    if check is None or check["within_tolerance"]:
-        return None
-    return (
-        f"vLLM's KV cache holds {check['logged']} tokens, the plan said {check['planned']} "
-        f"({check['difference_pct']:+.1f}%): `controller plan --explain` shows each term; on a shared GPU "
-        "other processes' memory comes out of the same budget"
-    )

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from controller.errors import ControllerError
 from controller.planner.capability import parse_capability
-from controller.planner.fit import GIB
+from controller.planner.engine import GIB
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ import shutil
 import socket
 from pathlib import Path
 
-GIB = 1024**3
+from controller.planner.engine import GIB
+
 # Free disk wanted beyond the weights' own size (the download's temporary files, rounding).
 DISK_MARGIN = 1.1
 

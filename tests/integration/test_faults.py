@@ -22,10 +22,11 @@ import pytest
 
 from controller.config.settings import SiteConfig
 from controller.deploy.spec import PROFILE_LABEL
+from controller.errors import NotReady
 from controller.journal import JournalStore
 from controller.phases import wait_for
 from controller.runtime import vllm_log as vllm_text
-from controller.runtime.webui_client import NotReady, WebUI
+from controller.runtime.webui_client import WebUI
 from tests.integration import harness
 from tests.integration.webui_api import admin_session, chat_title, create_chat
 

@@ -19,7 +19,7 @@ import yaml
 
 from controller.config.catalog import load_catalog
 from controller.config.settings import SiteConfig
-from controller.deploy.k8s import render_k8s
+from controller.lifecycle.render_k8s import render_k8s
 from tests.unit._support import BUILTIN_NAMES, TINY_ARCH, write_catalog
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ import pytest
 
 from controller.config.catalog import load_catalog
 from controller.config.envfile import write_env_values
-from controller.planner.fit import kv_bytes_per_token
+from controller.planner.model_memory import kv_bytes_per_token
 from controller.runtime.webui_client import WebUI
 from tests.integration import harness
 from tests.integration.webui_api import admin_session, chat_title, create_chat

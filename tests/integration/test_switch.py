@@ -10,9 +10,10 @@ import pytest
 import yaml
 
 from controller.config.envfile import write_env_values
+from controller.errors import NotReady
 from controller.journal import JournalStore
 from controller.phases import wait_for
-from controller.runtime.webui_client import NotReady, WebUI
+from controller.runtime.webui_client import WebUI
 from tests.integration import harness
 from tests.integration.webui_api import admin_session, assert_serving, chat_title, create_chat
 

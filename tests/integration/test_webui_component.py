@@ -7,8 +7,9 @@ import secrets
 import pytest
 from testcontainers.core.container import DockerContainer
 
+from controller.errors import NotReady
 from controller.phases import wait_for
-from controller.runtime.webui_client import NotReady, WebUI
+from controller.runtime.webui_client import WebUI
 
 pytestmark = pytest.mark.integration
 

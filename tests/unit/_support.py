@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from controller.config.catalog import Profile
+from controller.config.profile import Profile
 from controller.config.settings import Settings, parse_settings
 
 # Fixed, recognisable dummy secrets: a rendered file must contain none of them.

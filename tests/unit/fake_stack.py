@@ -6,7 +6,8 @@ from __future__ import annotations
 from controller.config.catalog import load_catalog
 from controller.config.settings import SiteConfig
 from controller.journal import Journal, JournalStore
-from controller.lifecycle.stack import Options, Stack
+from controller.lifecycle.prepare import Options
+from controller.lifecycle.stack import Stack
 from tests.unit._support import CPU_PROFILE, write_catalog
 from tests.unit.fakes import FakeTarget
 

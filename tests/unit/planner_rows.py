@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from controller.config.catalog import load_catalog
-from controller.planner.engine import GPU_BLOCK_TOKENS, EngineSettings
+from controller.planner.engine import GPU_BLOCK_TOKENS
 from controller.planner.fit import plan
+from controller.planner.vllm_versions import EngineSettings
 
 DATA = Path(__file__).parent / "data" / "vllm-startup-logs.csv"
 CATALOG = Path(__file__).parents[1] / "catalog" / "planner.yaml"

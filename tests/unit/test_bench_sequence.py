@@ -10,8 +10,8 @@ import pytest
 
 from controller.bench import run as bench_run
 from controller.bench.report import render_report
-from controller.bench.results import BenchSettings
 from controller.bench.run import bench
+from controller.bench.settings import BenchSettings
 from controller.errors import CatalogError, InputError, PreflightError, RuntimeFailure, SwitchFailed
 from controller.journal import JournalStore
 from tests.unit.fake_stack import make_stack

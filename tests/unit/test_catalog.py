@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from controller.config.catalog import CatalogError, check_local_model, load_catalog
+from controller.config.catalog import load_catalog
+from controller.config.local_model import check_local_model
 from controller.deploy.spec import vllm_args
-from controller.errors import EXIT_BAD_INPUT
+from controller.errors import EXIT_BAD_INPUT, CatalogError
 from tests.unit._support import BUILTIN_NAMES, CPU_PROFILE, TINY_ARCH, cpu_catalog, write_catalog
 
 HF_IDS = {

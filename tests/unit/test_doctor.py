@@ -28,7 +28,7 @@ from controller.doctor.records import (
     PortFacts,
 )
 from controller.journal import Deployment, Event, JournalStore
-from controller.planner.fit import GIB
+from controller.planner.engine import GIB
 from controller.runtime.gpu import parse_nvidia_smi, parse_nvidia_smi_banner
 from tests.unit._support import CPU_PROFILE
 from tests.unit.cli_support import nothing_written, run_cli

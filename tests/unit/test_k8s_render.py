@@ -19,17 +19,11 @@ import yaml
 from controller.config.catalog import load_catalog
 from controller.config.settings import SiteConfig
 from controller.deploy.compose_file import render_compose
-from controller.deploy.k8s import (
-    GITIGNORE,
-    SECRET_ENV_FILE,
-    gpu_count,
-    render_k8s,
-    render_manifests,
-    write_k8s_dir,
-)
+from controller.deploy.k8s_manifests import SECRET_ENV_FILE, gpu_count, render_manifests
 from controller.deploy.k8s_settings import K8sSettings, load_k8s_settings, parse_k8s_settings
 from controller.deploy.spec import build_spec
 from controller.errors import PreflightError, SettingsError
+from controller.lifecycle.render_k8s import GITIGNORE, render_k8s, write_k8s_dir
 from tests.unit._support import BUILTIN_NAMES, DUMMY_SECRETS, TINY_ARCH, fixed_settings, write_catalog
 
 GOLDEN = Path(__file__).parent / "golden" / "k8s"

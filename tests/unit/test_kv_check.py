@@ -7,7 +7,7 @@ import pytest
 
 from controller.lifecycle.status import stack_status
 from controller.lifecycle.switch_command import switch
-from controller.planner.fit import kv_check
+from controller.planner.kv_check import kv_check
 from tests.unit.fake_stack import make_stack, read_journal
 from tests.unit.fakes import FakeTarget
 

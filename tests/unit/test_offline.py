@@ -11,7 +11,8 @@ from controller.config.settings import SiteConfig
 from controller.deploy.compose_file import render_compose
 from controller.errors import PreflightError
 from controller.journal import JournalStore
-from controller.lifecycle.stack import Options, Stack
+from controller.lifecycle.prepare import Options
+from controller.lifecycle.stack import Stack
 from controller.lifecycle.status import stack_status
 from tests.unit._support import CPU_PROFILE, fixed_settings, make_hub_cache, write_catalog
 from tests.unit.fakes import FakeTarget

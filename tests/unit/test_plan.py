@@ -3,7 +3,9 @@ from __future__ import annotations
 import pytest
 
 from controller.config.catalog import load_catalog
-from controller.planner.fit import GB, GIB, KV_BLOCK_TOKENS, kv_bytes_per_token, plan, weight_bytes
+from controller.planner.engine import GIB
+from controller.planner.fit import KV_BLOCK_TOKENS, plan
+from controller.planner.model_memory import GB, kv_bytes_per_token, weight_bytes
 from tests.unit._support import TINY_ARCH, make_profile
 
 CATALOG = load_catalog()

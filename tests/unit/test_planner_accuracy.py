@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from controller.config.catalog import load_catalog
-from controller.planner.engine import EngineSettings, kv_tokens
-from controller.planner.fit import kv_bytes_per_token, plan, planned_kv_tokens
+from controller.planner.engine import kv_tokens
+from controller.planner.fit import plan, planned_kv_tokens
+from controller.planner.model_memory import kv_bytes_per_token
+from controller.planner.vllm_versions import EngineSettings
 from controller.runtime.vllm_log import kv_capacity
 from tests.unit.planner_rows import CATALOG, rows
 

@@ -192,7 +192,7 @@ def test_rope_scaling_is_passed_as_hf_overrides(tmp_path):
 
 def test_undefined_template_variable_names_template_and_variable(monkeypatch):
     monkeypatch.setattr(
-        render, "_load_template", lambda name: "name: {{ project_name | q }}\nx: {{ no_such_variable | q }}\n"
+        render, "load_template", lambda name: "name: {{ project_name | q }}\nx: {{ no_such_variable | q }}\n"
     )
     with pytest.raises(RenderError) as info:
         render_template("bad.yml.j2", {"project_name": "p"})
@@ -229,7 +229,7 @@ def test_structure_check_stops_anything_but_the_serving_spec(old, new):
 
 
 def test_every_template_output_must_go_through_a_safe_filter(monkeypatch):
-    monkeypatch.setattr(render, "_load_template", lambda name: "name: {{ project_name }}\n")
+    monkeypatch.setattr(render, "load_template", lambda name: "name: {{ project_name }}\n")
     with pytest.raises(RenderError, match="did not go through"):
         render_template("unfiltered.yml.j2", {"project_name": "p"})
 

@@ -5,14 +5,8 @@ import stat
 import pytest
 
 from controller.config.envfile import read_env_entries, read_env_file, write_env_values
-from controller.config.settings import (
-    Settings,
-    SettingsError,
-    SiteConfig,
-    load_settings,
-    read_settings,
-    store_generated_secrets,
-)
+from controller.config.settings import Settings, SiteConfig, load_settings, read_settings, store_generated_secrets
+from controller.errors import SettingsError
 
 GENERATED = ("WEBUI_ADMIN_PASSWORD", "WEBUI_SECRET_KEY", "VLLM_API_KEY")
 STRONG = "correct-horse-battery-staple"
