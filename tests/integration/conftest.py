@@ -6,13 +6,12 @@ Nothing here skips: when Docker or Compose v2 is missing the tests fail and say 
 from __future__ import annotations
 
 import os
-import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import docker
 import pytest
 
-from controller.config.settings import SiteConfig
 from controller.errors import ControllerError
 from tests.integration import harness
 
@@ -52,16 +51,21 @@ def tiny_model(images) -> Path:
 
 
 @pytest.fixture
-def test_site(tmp_path, docker_client, images, tiny_model) -> harness.TestSite:
-    project = f"{harness.TEST_PROJECT_PREFIX}{uuid.uuid4().hex[:8]}"
-    port = harness.free_port()
-    # Not created here: the rendered compose file must create it on a fresh machine.
-    hf_cache = tmp_path / "hf-cache"
-    env_file = tmp_path / ".env"
-    harness.write_site_env(env_file, project=project, port=port, images=images, hf_cache=hf_cache)
-    site = harness.TestSite(SiteConfig(root=tmp_path, env_file=env_file), project, port)
+def test_site(tmp_path, docker_client, images, tiny_model) -> Iterator[harness.TestSite]:
+    """A stack of the test's own: for tests that break it, or need a fresh one."""
+    site = harness.new_test_site(tmp_path, images)
     yield site
-    harness.remove_project(docker_client, project)
+    harness.remove_project(docker_client, site.project)
+
+
+@pytest.fixture(scope="module")
+def module_site(request, tmp_path_factory, docker_client, images, tiny_model) -> Iterator[harness.TestSite]:
+    """One stack for the tests of a module (CI time: a stack's first start is the slowest step).
+    Each test starts from a stack it checks with an idempotent `up` and leaves it serving."""
+    label = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_").replace("_", "-")
+    site = harness.new_test_site(tmp_path_factory.mktemp(label), images, label)
+    yield site
+    harness.remove_project(docker_client, site.project)
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

@@ -187,3 +187,13 @@ class TestSite:
 
     def controller(self, *args: str, timeout: float = 900):
         return controller(self.root, *args, timeout=timeout)
+
+
+def new_test_site(root: Path, images: dict, label: str = "") -> TestSite:
+    """A site directory with its own Compose project and port. The HF cache directory is not
+    created here: the rendered compose file must create it on a fresh machine."""
+    project = f"{TEST_PROJECT_PREFIX}{label + '-' if label else ''}{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    env_file = root / ".env"
+    write_site_env(env_file, project=project, port=port, images=images, hf_cache=root / "hf-cache")
+    return TestSite(SiteConfig(root=root, env_file=env_file), project, port)
