@@ -58,14 +58,47 @@ def test_site(tmp_path, docker_client, images, tiny_model) -> Iterator[harness.T
     harness.remove_project(docker_client, site.project)
 
 
-@pytest.fixture(scope="module")
-def module_site(request, tmp_path_factory, docker_client, images, tiny_model) -> Iterator[harness.TestSite]:
-    """One stack for the tests of a module (CI time: a stack's first start is the slowest step).
-    Each test starts from a stack it checks with an idempotent `up` and leaves it serving."""
-    label = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_").replace("_", "-")
-    site = harness.new_test_site(tmp_path_factory.mktemp(label), images, label)
-    yield site
+# ----- one stack shared by the tests that only need "tiny-a serving" -------------------------------
+# A stack's first start (Open WebUI's first boot and migrations, vLLM's import and load) is the
+# slowest step of the suite. The tests that take `shared_site` run first, in file order, on one
+# stack; each finds tiny-a serving and .env as after the first `up`, and the stack is removed when
+# the last of them ends (test_bundle removes the images, which a live stack would hold).
+
+SHARED_MODEL = "tiny-a"
+_LAST_SHARED = pytest.StashKey[str | None]()
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    users = [item for item in items if "shared_site" in getattr(item, "fixturenames", ())]
+    others = [item for item in items if "shared_site" not in getattr(item, "fixturenames", ())]
+    items[:] = users + others
+    config.stash[_LAST_SHARED] = users[-1].nodeid if users else None
+
+
+@pytest.fixture(scope="session")
+def _shared_stack(tmp_path_factory, docker_client, images, tiny_model) -> Iterator[dict]:
+    site = harness.new_test_site(tmp_path_factory.mktemp("shared"), images, "shared")
+    state = {"site": site, "env": None}
+    yield state
     harness.remove_project(docker_client, site.project)
+
+
+@pytest.fixture
+def shared_site(request, _shared_stack, docker_client) -> Iterator[harness.TestSite]:
+    """The shared stack, serving tiny-a, with .env as the first `up` left it (a test that failed
+    half-way is repaired here, so one failure does not fail the tests after it)."""
+    site = _shared_stack["site"]
+    if _shared_stack["env"] is not None:
+        site.site.env_file.write_bytes(_shared_stack["env"])
+    up = site.controller("up", SHARED_MODEL)
+    if up.returncode != 0 and "does not change the model" in up.stderr:  # another model serves: go back
+        up = site.controller("switch", SHARED_MODEL)
+    assert up.returncode == 0, f"the shared stack does not serve {SHARED_MODEL}:\n{up.stderr}"
+    if _shared_stack["env"] is None:  # after the first `up`, which generated the secrets
+        _shared_stack["env"] = site.site.env_file.read_bytes()
+    yield site
+    if request.node.nodeid == request.config.stash[_LAST_SHARED]:
+        harness.remove_project(docker_client, site.project)
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

@@ -3,8 +3,8 @@ models in turn, a figure in every cell of the table, the saved run and its pictu
 model serving again afterwards, and after a Ctrl-C in the middle of a multi-model run.
 
 Small on purpose (the tiny CPU models, levels 1 and 2, 32 tokens in and 16 out, 4 prompts per
-level): about a minute per model on a 2-core CPU, most of it the switch and importing vLLM. The two
-tests share one stack; each starts from tiny-a serving and leaves it serving.
+level): about a minute per model on a 2-core CPU, most of it the switch and importing vLLM. Both tests run
+on the suite's shared stack (conftest.py `shared_site`), which serves tiny-a when each starts.
 """
 
 from __future__ import annotations
@@ -39,10 +39,10 @@ def _up(site) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_bench_two_models_fills_the_table_saves_the_run_and_switches_back(module_site):
-    _up(module_site)
+def test_bench_two_models_fills_the_table_saves_the_run_and_switches_back(shared_site):
+    _up(shared_site)
     started = time.monotonic()
-    result = module_site.controller("bench", "tiny-a", "tiny-b", *SMALL, "--json", timeout=1800)
+    result = shared_site.controller("bench", "tiny-a", "tiny-b", *SMALL, "--json", timeout=1800)
     harness.TIMINGS["bench: tiny-a + tiny-b, levels 1,2"] = round(time.monotonic() - started, 1)
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
@@ -67,21 +67,21 @@ def test_bench_two_models_fills_the_table_saves_the_run_and_switches_back(module
             assert re.search(r"\d", cell), f"row {label!r} has a cell without a figure: {cell!r}"
 
     saved, picture = Path(data["json_path"]), Path(data["report_path"])
-    assert saved.parent == module_site.site.state_dir / "bench" and saved.is_file() and picture.is_file()
+    assert saved.parent == shared_site.site.state_dir / "bench" and saved.is_file() and picture.is_file()
     assert json.loads(saved.read_text())["models"][1]["model"] == "tiny-b"
     html = picture.read_text()
     assert html.count("<svg") == 2 and "tiny-a" in html and "tiny-b" in html
 
     # The API key went nowhere: not into the arguments, the saved run or the output.
-    key = module_site.settings().vllm_api_key.get_secret_value()
+    key = shared_site.settings().vllm_api_key.get_secret_value()
     assert key not in result.stdout + result.stderr + saved.read_text() + html
 
-    status = json.loads(module_site.controller("status", "--json").stdout)
+    status = json.loads(shared_site.controller("status", "--json").stdout)
     assert status["model"] == "tiny-a"
-    assert_serving(module_site, "tiny-a")
+    assert_serving(shared_site, "tiny-a")
 
     # --compare reads the saved run back (the terminal table itself: tests/unit/test_bench_sequence.py).
-    compared = module_site.controller("bench", "--compare", saved.stem, str(saved))
+    compared = shared_site.controller("bench", "--compare", saved.stem, str(saved))
     assert compared.returncode == 0, compared.stderr
     assert "tiny-b (A)" in compared.stdout and "tiny-b (B)" in compared.stdout and "tok/s" in compared.stdout
 
@@ -116,25 +116,25 @@ def _benchmark_processes(docker_client, site) -> list:
     return found
 
 
-def test_interrupting_a_multi_model_bench_restores_the_original_model(module_site, docker_client):
-    _up(module_site)
-    saved_before = sorted((module_site.site.state_dir / "bench").glob("*.json"))
-    bench = harness.controller_process(module_site.root, "bench", "tiny-b", "tiny-a", *ENDLESS)
+def test_interrupting_a_multi_model_bench_restores_the_original_model(shared_site, docker_client):
+    _up(shared_site)
+    saved_before = sorted((shared_site.site.state_dir / "bench").glob("*.json"))
+    bench = harness.controller_process(shared_site.root, "bench", "tiny-b", "tiny-a", *ENDLESS)
     try:
         # The lock is held while a model is measured: tiny-b serves and its benchmark runs.
-        wait_for("bench measures tiny-b", lambda: _lock_owner(module_site), deadline_s=600, interval_s=0.2)
-        wait_for("vLLM's benchmark running in the container", lambda: _benchmark_processes(docker_client, module_site),
+        wait_for("bench measures tiny-b", lambda: _lock_owner(shared_site), deadline_s=600, interval_s=0.2)
+        wait_for("vLLM's benchmark running in the container", lambda: _benchmark_processes(docker_client, shared_site),
                  deadline_s=300, interval_s=0.2)  # fmt: skip
         bench.send_signal(signal.SIGINT)
     finally:
         out, err = bench.communicate(timeout=900)
     assert bench.returncode == 1, err
     assert "interrupted" in err and "'tiny-a' is serving again" in err, err
-    status = json.loads(module_site.controller("status", "--json").stdout)
+    status = json.loads(shared_site.controller("status", "--json").stdout)
     assert status["model"] == "tiny-a" and status["pending"] is None
-    assert_serving(module_site, "tiny-a")
+    assert_serving(shared_site, "tiny-a")
     # An interrupted run saves nothing.
-    assert sorted((module_site.site.state_dir / "bench").glob("*.json")) == saved_before
+    assert sorted((shared_site.site.state_dir / "bench").glob("*.json")) == saved_before
     # No benchmark left running against the restored model.
     with pytest.raises(NotReady):
-        _benchmark_processes(docker_client, module_site)
+        _benchmark_processes(docker_client, shared_site)

@@ -25,12 +25,12 @@ def _assert_answered(reply: dict, served: str) -> None:
     assert reply.get("model") == served
 
 
-def test_a_person_signs_in_chats_and_keeps_chatting_after_a_switch(test_site):
-    up = test_site.controller("up", "tiny-a")
+def test_a_person_signs_in_chats_and_keeps_chatting_after_a_switch(shared_site):
+    up = shared_site.controller("up", "tiny-a")
     assert up.returncode == 0, up.stderr
-    settings = test_site.settings()
+    settings = shared_site.settings()
     email, password = settings.webui_admin_email, settings.webui_admin_password.get_secret_value()
-    url = test_site.url
+    url = shared_site.url
 
     with ui.chromium() as browser:
         stranger = ui.new_page(browser)
@@ -49,7 +49,7 @@ def test_a_person_signs_in_chats_and_keeps_chatting_after_a_switch(test_site):
         _assert_answered(ui.assistant_reply(url, ui.token(page), chat_id, first), "tiny-a")
         ui.screenshot(page, "02-chat-answered-tiny-a")
 
-        switched = test_site.controller("switch", "tiny-b")
+        switched = shared_site.controller("switch", "tiny-b")
         assert switched.returncode == 0, switched.stderr
 
         # A tab left open from before the switch, the removed model still selected, writes on: the
@@ -76,7 +76,7 @@ def test_a_person_signs_in_chats_and_keeps_chatting_after_a_switch(test_site):
 
         # An earlier chat whose model is no longer served opens with the default model selected,
         # and the next message in it is answered by that model.
-        back = test_site.controller("switch", "tiny-a")
+        back = shared_site.controller("switch", "tiny-a")
         assert back.returncode == 0, back.stderr
         page.goto(f"{url}/c/{second_id}")
         page.wait_for_selector("#chat-input")

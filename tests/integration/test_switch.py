@@ -1,7 +1,7 @@
 """`controller switch` on the real stack: users and chats survive, failures roll back, runs serialise.
 
-The first two tests share one stack (the first leaves tiny-b serving, the second starts from it);
-the last breaks its stack on purpose and has its own."""
+The first two tests run on the suite's shared stack (conftest.py `shared_site`); the last breaks
+its stack on purpose and has its own."""
 
 from __future__ import annotations
 
@@ -28,13 +28,13 @@ def _up(site, model: str = "tiny-a") -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_switch_keeps_users_and_chats_and_a_broken_target_rolls_back(module_site, docker_client):
-    _up(module_site)
-    with WebUI(module_site.url) as webui:
-        session = admin_session(module_site, webui)
-        chat_id = create_chat(module_site.url, session.token, "before the switch")
+def test_switch_keeps_users_and_chats_and_a_broken_target_rolls_back(shared_site, docker_client):
+    _up(shared_site)
+    with WebUI(shared_site.url) as webui:
+        session = admin_session(shared_site, webui)
+        chat_id = create_chat(shared_site.url, session.token, "before the switch")
 
-    switched = module_site.controller("switch", "tiny-b", "--strategy", "recreate", "--json")
+    switched = shared_site.controller("switch", "tiny-b", "--strategy", "recreate", "--json")
     assert switched.returncode == 0, switched.stderr
     summary = json.loads(switched.stdout)
     assert summary["previous"] == "tiny-a" and summary["model"] == "tiny-b"
@@ -46,35 +46,35 @@ def test_switch_keeps_users_and_chats_and_a_broken_target_rolls_back(module_site
     # The rendered file describes what runs: the README's hand-run command changes nothing.
     running = {
         c.name: c.id
-        for c in docker_client.containers.list(filters={"label": f"{harness.PROJECT_LABEL}={module_site.project}"})
+        for c in docker_client.containers.list(filters={"label": f"{harness.PROJECT_LABEL}={shared_site.project}"})
     }
     by_hand = subprocess.run(
         ["docker", "compose", "--env-file", ".env", "-f", "compose/docker-compose.yml", "up", "-d"],
-        cwd=module_site.root, capture_output=True, text=True, timeout=300, check=False,
+        cwd=shared_site.root, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert by_hand.returncode == 0, by_hand.stderr
     after = {
         c.name: c.id
-        for c in docker_client.containers.list(filters={"label": f"{harness.PROJECT_LABEL}={module_site.project}"})
+        for c in docker_client.containers.list(filters={"label": f"{harness.PROJECT_LABEL}={shared_site.project}"})
     }
     assert after == running, "a hand-run `docker compose up -d` after the switch recreated a container"
 
-    with WebUI(module_site.url) as webui:
-        session = admin_session(module_site, webui)
+    with WebUI(shared_site.url) as webui:
+        session = admin_session(shared_site, webui)
         # tiny-b has no tool-call parser: Open WebUI must offer tools by prompt, not in the request.
         assert webui.serving_config(session.token) == ("tiny-b", "legacy")
-        assert chat_title(module_site.url, session.token, chat_id) == "before the switch"
-    assert_serving(module_site, "tiny-b")
+        assert chat_title(shared_site.url, session.token, chat_id) == "before the switch"
+    assert_serving(shared_site, "tiny-b")
 
-    broken = module_site.controller("switch", "tiny-broken", "--strategy", "recreate")
+    broken = shared_site.controller("switch", "tiny-broken", "--strategy", "recreate")
     assert broken.returncode == 1, broken.stderr
     assert "rolled back" in broken.stderr and "'tiny-b' is serving again" in broken.stderr
     assert "greater than the derived max_model_len" in broken.stderr
-    assert_serving(module_site, "tiny-b")
-    with WebUI(module_site.url) as webui:
-        assert webui.serving_config(admin_session(module_site, webui).token) == ("tiny-b", "legacy")
+    assert_serving(shared_site, "tiny-b")
+    with WebUI(shared_site.url) as webui:
+        assert webui.serving_config(admin_session(shared_site, webui).token) == ("tiny-b", "legacy")
 
-    state = JournalStore(module_site.site.state_dir).load()
+    state = JournalStore(shared_site.site.state_dir).load()
     assert state.active_profile == "tiny-b" and state.pending is None
     last = state.history[-1]
     assert (last.action, last.profile, last.outcome, last.previous) == (
@@ -84,7 +84,7 @@ def test_switch_keeps_users_and_chats_and_a_broken_target_rolls_back(module_site
         "tiny-b",
     )
     assert "derived" in last.error or "max model len" in last.error
-    status = json.loads(module_site.controller("status", "--json").stdout)
+    status = json.loads(shared_site.controller("status", "--json").stdout)
     assert status["model"] == "tiny-b"
     assert [e["outcome"] for e in status["history"]][-2:] == ["ok", "rolled_back"]
 
@@ -96,20 +96,20 @@ def _lock_owner(site) -> str:
     return owner.read_text()
 
 
-def test_concurrent_switches_do_not_interleave(module_site):
-    _up(module_site, "tiny-b")  # the test above leaves tiny-b serving: a no-op then
-    first = harness.controller_process(module_site.root, "switch", "tiny-a")
+def test_concurrent_switches_do_not_interleave(shared_site):
+    _up(shared_site)
+    first = harness.controller_process(shared_site.root, "switch", "tiny-b")
     try:
-        owner = wait_for("first switch holds the lock", lambda: _lock_owner(module_site), deadline_s=60, interval_s=0.1)
-        assert "switch tiny-a" in owner
-        second = module_site.controller("switch", "tiny-b", "--lock-timeout", "3")
+        owner = wait_for("first switch holds the lock", lambda: _lock_owner(shared_site), deadline_s=60, interval_s=0.1)
+        assert "switch tiny-b" in owner
+        second = shared_site.controller("switch", "tiny-a", "--lock-timeout", "3")
         assert second.returncode == 1, second.stderr
         assert "waiting for another controller run" in second.stderr
-        assert "holds the lock" in second.stderr and "switch tiny-a" in second.stderr
+        assert "holds the lock" in second.stderr and "switch tiny-b" in second.stderr
     finally:
         out, err = first.communicate(timeout=600)
     assert first.returncode == 0, err
-    assert_serving(module_site, "tiny-a")
+    assert_serving(shared_site, "tiny-b")
 
 
 def test_when_the_rollback_fails_too_both_causes_are_reported_and_recorded(test_site, tiny_model, tmp_path):
