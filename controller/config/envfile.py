@@ -117,7 +117,11 @@ def stage_env_values(path: Path, values: dict[str, str], *, overwrite: bool) -> 
     _check_directory(path)
     existing_text = _read_env_text(path)
     current = {} if existing_text is None else {k: e.value for k, e in _entries(existing_text, path).items()}
-    lines = (existing_text or "").splitlines()
+    # Lines end at "\n" only, as python-dotenv and Compose read them (str.splitlines would also
+    # split at "\x85" or "\u2028" inside a value).
+    lines = (existing_text or "").split("\n")
+    if lines[-1] == "":
+        lines.pop()
     written = []
     for key, value in values.items():
         if current.get(key) and not overwrite:
