@@ -177,8 +177,9 @@ def load_yaml(text: str, origin: str, error: type[InputError]) -> Any:
         raise error(f"{origin}: nested too deeply") from None
 
 
-# Host directories that must never be bind-mounted into a container, as a whole or (for the
-# trees below) anywhere inside: mounting one hands the container the host.
+# Host directories that must never be bind-mounted into a container (Compose) or be a hostPath
+# volume (Kubernetes), as a whole or (for the trees below) anywhere inside: mounting one hands the
+# container the host, or a node's container runtime, kubelet, pod secrets and logs.
 SYSTEM_DIRS = frozenset(
     Path(p)
     for p in (
@@ -187,20 +188,39 @@ SYSTEM_DIRS = frozenset(
         "/usr/bin", "/usr/lib", "/usr/local", "/usr/sbin", "/usr/share", "/var", "/var/lib", "/var/tmp",
     )
 )  # fmt: skip
-SYSTEM_TREES = tuple(Path(p) for p in ("/boot", "/dev", "/etc", "/proc", "/run", "/sys", "/var/lib/docker", "/var/run"))
+SYSTEM_TREES = tuple(
+    Path(p)
+    for p in (
+        "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/run", "/sbin", "/sys",
+        "/usr/bin", "/usr/lib", "/usr/lib32", "/usr/lib64", "/usr/libexec", "/usr/sbin",
+        "/var/lib/containerd", "/var/lib/containers", "/var/lib/docker", "/var/lib/kubelet", "/var/lib/rancher",
+        "/var/lib/etcd", "/var/log", "/var/run",
+    )
+)  # fmt: skip
+
+
+def _system_dir(path: Path) -> Path | None:
+    """The system directory `path` (absolute, normalised) is or lies in, or None."""
+    if path in SYSTEM_DIRS or path == Path.home().resolve():
+        return path
+    return next((tree for tree in SYSTEM_TREES if path.is_relative_to(tree)), None)
 
 
 def system_dir_problem(path: Path) -> str | None:
-    """Why `path` must not be mounted into a container, or None when it may be."""
+    """Why `path` must not be mounted into a container, or None when it may be. Both the path as
+    written (what a Kubernetes node mounts) and where its symlinks lead here are checked."""
     try:
-        resolved = path.expanduser().resolve()
+        expanded = path.expanduser()
+        resolved = expanded.resolve()
     except RuntimeError:  # "~name" of a user this machine does not have
         return f"{path} names the home of an unknown user; write an absolute path or ~/path"
-    if resolved in SYSTEM_DIRS or resolved == Path.home().resolve():
-        return f"{resolved} is a system directory; use a directory of its own, e.g. /srv/models/NAME"
-    for tree in SYSTEM_TREES:
-        if resolved.is_relative_to(tree):
-            return f"{resolved} is inside the system directory {tree}"
+    for candidate in dict.fromkeys((Path(os.path.abspath(expanded)), resolved)):
+        found = _system_dir(candidate)
+        shown = candidate if candidate == resolved == Path(os.path.abspath(expanded)) else f"{path} ({candidate})"
+        if found == candidate:
+            return f"{shown} is a system directory; use a directory of its own, e.g. /srv/models/NAME"
+        if found is not None:
+            return f"{shown} is inside the system directory {found}"
     return None
 
 

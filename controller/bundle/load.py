@@ -71,6 +71,7 @@ def plan_load(manifest: Manifest, reader: BundleReader, site: SiteConfig, settin
     """What of the bundle this machine lacks; refuses (InputError) what loading would overwrite."""
     from docker.errors import ImageNotFound
 
+    from controller.config.envfile import stage_env_values
     from controller.config.settings import merged_values
 
     images = []
@@ -109,6 +110,8 @@ def plan_load(manifest: Manifest, reader: BundleReader, site: SiteConfig, settin
             env_changes["CONTROLLER_CATALOG"] = str(target)
     if not settings.offline:
         env_changes["OFFLINE"] = "true"
+    # Staged and checked now (a project path .env cannot hold stops here), written after the load.
+    stage_env_values(site.env_file, env_changes, overwrite=True)
     present = {
         "images": len(manifest.images) - len(images),
         "model_files": sum(len(m.files) for m in manifest.models) - len(files),

@@ -38,11 +38,12 @@ def context(ctx: typer.Context) -> Context:
 
 def resolve_catalog(option: Path | None, site: SiteConfig) -> Path | None:
     """--catalog, else CONTROLLER_CATALOG from .env (relative to the project directory)."""
+    from controller.config.env_keys import CONTROLLER_CATALOG
     from controller.config.settings import merged_values
 
     if option is not None:
         return option
-    configured = merged_values(site.env_file).get("CONTROLLER_CATALOG")
+    configured = merged_values(site.env_file).get(CONTROLLER_CATALOG)
     if not configured:
         return None
     from controller.errors import CatalogError
@@ -50,6 +51,21 @@ def resolve_catalog(option: Path | None, site: SiteConfig) -> Path | None:
 
     path = expand_home(Path(configured), CatalogError, "CONTROLLER_CATALOG")
     return path if path.is_absolute() else site.root / path
+
+
+def warn_unknown_env_keys(site: SiteConfig) -> None:
+    """Every command reads .env: a misspelled key stops it (SettingsError), an unknown one is a warning."""
+    from controller.config.settings import env_key_warnings
+
+    warnings = env_key_warnings(site.env_file)
+    if warnings:
+        from rich.markup import escape
+
+        from controller.cli.console import ConsoleReporter
+
+        reporter = ConsoleReporter()
+        for message in warnings:
+            reporter.warn(escape(message))
 
 
 def finite(value: float | None) -> float | None:
@@ -111,18 +127,19 @@ def make_stack(ctx: typer.Context, *, quiet: bool = False, load_timeout_s: float
 
 def switch_settings(values: Mapping[str, str], origin: str) -> dict:
     """SWITCH_STRATEGY (auto, blue-green, recreate) and SWITCH_RESERVE_GIB from .env, checked."""
+    from controller.config.env_keys import SWITCH_RESERVE_GIB, SWITCH_STRATEGY
     from controller.lifecycle.pair_fit import STRATEGIES
 
-    strategy = values.get("SWITCH_STRATEGY") or "auto"
+    strategy = values.get(SWITCH_STRATEGY) or "auto"
     if strategy not in STRATEGIES:
-        raise InputError(f"SWITCH_STRATEGY in {origin}: {strategy!r} is not one of {', '.join(STRATEGIES)}")
-    reserve = values.get("SWITCH_RESERVE_GIB") or "2"
+        raise InputError(f"{SWITCH_STRATEGY} in {origin}: {strategy!r} is not one of {', '.join(STRATEGIES)}")
+    reserve = values.get(SWITCH_RESERVE_GIB) or "2"
     try:
         reserve_gib = float(reserve)
     except ValueError:
         reserve_gib = math.nan
     if not (math.isfinite(reserve_gib) and 0 <= reserve_gib <= 100_000):
-        raise InputError(f"SWITCH_RESERVE_GIB in {origin}: {reserve!r} is not a number of GiB from 0 to 100000")
+        raise InputError(f"{SWITCH_RESERVE_GIB} in {origin}: {reserve!r} is not a number of GiB from 0 to 100000")
     return {"switch_strategy": strategy, "reserve_gib": reserve_gib}
 
 

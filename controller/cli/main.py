@@ -14,7 +14,7 @@ import typer
 
 from controller.cli import bench, bundle, doctor, plan, stack_commands
 from controller.cli.console import err
-from controller.cli.context import Context, resolve_catalog
+from controller.cli.context import Context, resolve_catalog, warn_unknown_env_keys
 from controller.errors import ControllerError
 
 # Start time: `--help`, `models` and `plan` must start in 0.25 s (benchmarks/bench_startup.py), so
@@ -55,6 +55,7 @@ def main_options(
     _debug = debug
     root = project_dir.resolve()
     site = SiteConfig(root=root, env_file=(env_file or root / ".env").resolve())
+    warn_unknown_env_keys(site)
     ctx.obj = Context(site=site, catalog_path=resolve_catalog(catalog, site))
 
 

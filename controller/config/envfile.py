@@ -35,8 +35,10 @@ def read_env_entries(path: Path) -> dict[str, EnvEntry]:
     is a SettingsError naming the file and line.
     """
     text = _read_env_text(path)
-    if text is None:
-        return {}
+    return {} if text is None else _entries(text, path)
+
+
+def _entries(text: str, path: Path) -> dict[str, EnvEntry]:
     entries: dict[str, EnvEntry] = {}
     for binding in parse_stream(io.StringIO(text)):
         raw = binding.original.string
@@ -66,36 +68,94 @@ def read_env_file(path: Path) -> dict[str, str]:
     return {key: entry.value for key, entry in read_env_entries(path).items()}
 
 
-def _env_line(key: str, value: str) -> str:
-    # Values are written single-quoted so that '$' and '#' in a secret stay literal for
-    # both python-dotenv and docker compose.
-    if "'" in value or "\n" in value:
-        raise SettingsError(f"cannot store {key}: the value contains a quote or newline")
-    return f"{key}='{value}'"
+# In double quotes python-dotenv and Docker Compose both read these specially (escapes, `$`).
+_DOUBLE_QUOTE_SPECIAL = frozenset('"\\$`\n\r')
+
+
+def _env_line(path: Path, key: str, value: str) -> str:
+    """`KEY='value'`: single quotes keep '$' and '#' literal for python-dotenv and Docker Compose
+    alike. A value holding a single quote (a directory named `it's`) is double-quoted instead,
+    which is literal too as long as it holds none of _DOUBLE_QUOTE_SPECIAL."""
+    if "'" not in value and "\n" not in value and "\r" not in value:
+        return f"{key}='{value}'"
+    if not _DOUBLE_QUOTE_SPECIAL & set(value):
+        return f'{key}="{value}"'
+    raise SettingsError(
+        f"cannot store {key} in {path}: the value holds a single quote together with a double quote, "
+        "backslash, '$', '`' or line break, which no quoting keeps literal for both python-dotenv and Docker Compose",
+        hint="rename the directory (or file) it names so that its path holds no quote",
+    )
+
+
+@dataclass(frozen=True)
+class EnvUpdate:
+    """The new text of an env file, staged and checked; `commit_env_update` writes it."""
+
+    path: Path
+    text: str
+    written: tuple[str, ...]
+    changed: bool
+
+
+def _check_directory(path: Path) -> None:
+    for parent in path.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise SettingsError(
+                    f"settings file {path}: {parent} is not a directory, so the file cannot be written there",
+                    hint="pass --env-file (or --project-dir) with a path inside a directory",
+                )
+            return
+
+
+def stage_env_values(path: Path, values: dict[str, str], *, overwrite: bool) -> EnvUpdate:
+    """Everything `write_env_values` would write, checked, without writing: every value storable,
+    the file's directory usable, and the new text reading back to exactly the intended values.
+
+    Existing lines and comments are kept. With overwrite=False a key already present keeps its value.
+    """
+    _check_directory(path)
+    existing_text = _read_env_text(path)
+    current = {} if existing_text is None else {k: e.value for k, e in _entries(existing_text, path).items()}
+    # Lines end at "\n" only, as python-dotenv and Compose read them (str.splitlines would also
+    # split at "\x85" or "\u2028" inside a value).
+    lines = (existing_text or "").split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    written = []
+    for key, value in values.items():
+        if current.get(key) and not overwrite:
+            continue
+        new_line = _env_line(path, key, value)
+        pattern = re.compile(rf"^\s*(export\s+)?{re.escape(key)}\s*=")
+        replaced = False
+        for i, line in enumerate(lines):
+            if pattern.match(line):
+                lines[i] = new_line
+                replaced = True
+        if not replaced:
+            lines.append(new_line)
+        written.append(key)
+    text = "\n".join(lines) + "\n" if lines else ""
+    wanted = {**current, **{key: values[key] for key in written}}
+    back = {key: entry.value for key, entry in _entries(text, path).items()}
+    if back != wanted:
+        bad = next(key for key in wanted if back.get(key) != wanted[key])
+        raise SettingsError(f"cannot store {bad} in {path}: the value would not read back as written")
+    # Rewriting also tightens a hand-made .env that others could read.
+    return EnvUpdate(path, text, tuple(written), changed=bool(written) or existing_text is not None)
+
+
+def commit_env_update(update: EnvUpdate) -> list[str]:
+    """Write a staged update atomically with mode 0600; returns the keys written."""
+    if update.changed:
+        write_atomic(update.path, update.text, mode=0o600)
+    return list(update.written)
 
 
 def write_env_values(path: Path, values: dict[str, str], *, overwrite: bool) -> list[str]:
     """Set keys in the env file atomically with mode 0600; returns the keys actually written.
 
-    Existing lines and comments are kept. With overwrite=False a key already present keeps its value.
+    Staged and checked first (`stage_env_values`), so a value that cannot be stored leaves the file as it was.
     """
-    existing_text = _read_env_text(path) or ""
-    current = read_env_file(path)
-    lines = existing_text.splitlines()
-    written = []
-    for key, value in values.items():
-        if current.get(key) and not overwrite:
-            continue
-        pattern = re.compile(rf"^\s*(export\s+)?{re.escape(key)}\s*=")
-        replaced = False
-        for i, line in enumerate(lines):
-            if pattern.match(line):
-                lines[i] = _env_line(key, value)
-                replaced = True
-        if not replaced:
-            lines.append(_env_line(key, value))
-        written.append(key)
-    if written or path.exists():
-        # Rewriting also tightens a hand-made .env that others could read.
-        write_atomic(path, "\n".join(lines) + "\n" if lines else "", mode=0o600)
-    return written
+    return commit_env_update(stage_env_values(path, values, overwrite=overwrite))

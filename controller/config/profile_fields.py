@@ -18,7 +18,8 @@ PROFILE_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
 _HF_PART = r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9])?"
 HF_REPO_ID = re.compile(rf"(?:{_HF_PART}/)?{_HF_PART}", re.ASCII)
 LOCAL_MODEL_PREFIXES = ("/", "./", "../", "~")
-# Flags the controller derives from profile fields (or must own, like the key): not in extra_args.
+# Flags the controller derives from profile fields (or must own, like the key): not in extra_args,
+# in any spelling vLLM reads as them (controlled_flag).
 CONTROLLED_FLAGS = frozenset(
     {
         "--model", "--host", "--port", "--api-key", "--served-model-name", "--dtype", "--max-model-len",
@@ -42,7 +43,7 @@ def _model_reference(value: str) -> str:
             raise ValueError(f"local model path {value!r} may not contain [, ] or \\")
         problem = system_dir_problem(Path(value))
         if problem:
-            raise ValueError(f"local model directory: {problem}")
+            raise ValueError(f"local directory: {problem}")
         return value
     if not HF_REPO_ID.fullmatch(value) or "--" in value or ".." in value:
         raise ValueError(
@@ -52,11 +53,43 @@ def _model_reference(value: str) -> str:
     return value
 
 
+# vLLM's short options for controlled flags (vLLM 0.32 engine/arg_utils.py).
+SHORT_FLAGS = {"-tp": "--tensor-parallel-size", "-q": "--quantization"}
+# `--config FILE` reads any flag, the controlled ones too, from a YAML file in the container.
+FILE_FLAGS = frozenset({"--config"})
+
+
+def controlled_flag(arg: str) -> str | None:
+    """The controlled flag vLLM would read `arg` as, or None.
+
+    vLLM's FlexibleArgumentParser (vLLM 0.32 utils/argparse_utils.py) turns `_` into `-` in a
+    flag's name up to the first `.`, reads `--flag.key=value` (and `--flag.key+`) as JSON for
+    `--flag`, and is an argparse parser with allow_abbrev left on, so an unambiguous prefix
+    (`--served-model`) is the whole flag; booleans also take `--no-flag`.
+    """
+    if arg.startswith("--"):
+        name = arg.split("=", 1)[0].split(".", 1)[0].removesuffix("+")
+        name = "--" + name[2:].replace("_", "-")
+        if name == "--":
+            return None
+        for flag in sorted(CONTROLLED_FLAGS | FILE_FLAGS):
+            if flag.startswith(name) or f"--no-{flag[2:]}".startswith(name):
+                return flag
+        return None
+    if arg.startswith("-"):
+        # A short option takes its value attached too: -tp=2, -qawq.
+        return next((flag for short, flag in SHORT_FLAGS.items() if arg.startswith(short)), None)
+    return None
+
+
 def _vllm_arg(value: str) -> str:
     printable(value)
-    flag = value.split("=", 1)[0]
-    if flag in CONTROLLED_FLAGS:
-        raise ValueError(f"{flag} is set by the controller (from the profile's fields); remove it")
+    flag = controlled_flag(value)
+    if flag in FILE_FLAGS:
+        raise ValueError(f"{value!r}: {flag} reads vLLM flags from a file, the controller's own too; remove it")
+    if flag is not None:
+        shown = flag if value.split("=", 1)[0] == flag else f"{value.split('=', 1)[0]!r}, which vLLM reads as {flag},"
+        raise ValueError(f"{shown} is set by the controller (from the profile's fields); remove it")
     return value
 
 

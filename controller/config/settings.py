@@ -24,7 +24,8 @@ from pydantic import (
     field_validator,
 )
 
-from controller.config.envfile import read_env_entries, write_env_values
+from controller.config.env_keys import OTHER_KEYS, unknown_keys
+from controller.config.envfile import read_env_entries, stage_env_values, write_env_values
 from controller.config.values import (
     ImageReference,
     Key,
@@ -154,6 +155,10 @@ class Settings(BaseModel):
         return f"http://{f'[{host}]' if ':' in host else host}:{self.webui_port}"
 
 
+# Every key the controller reads from .env: the settings' own, and those read elsewhere (env_keys).
+KNOWN_KEYS = frozenset(f.alias for f in Settings.model_fields.values() if f.alias) | OTHER_KEYS
+
+
 class SiteConfig(BaseModel):
     """Where the site's files are: the checkout root, its .env, and the rendered compose dir."""
 
@@ -181,13 +186,17 @@ class SettingValues:
 
     values: dict[str, str]
     sources: dict[str, str] = field(default_factory=dict)
+    # Warnings: keys of the file that the controller does not read (env_keys.unknown_keys).
+    unknown: tuple[str, ...] = ()
 
 
 def collect_values(env_file: Path, environ: dict[str, str] | None = None) -> SettingValues:
     environ = os.environ if environ is None else environ
     values: dict[str, str] = {}
     sources: dict[str, str] = {}
-    for key, entry in read_env_entries(env_file).items():
+    entries = read_env_entries(env_file)
+    unknown = unknown_keys(env_file, entries, KNOWN_KEYS)
+    for key, entry in entries.items():
         values[key] = entry.value
         sources[key] = f"{env_file} line {entry.line}"
         if key in COMPOSE_READS and "$" in entry.value and not entry.single_quoted:
@@ -199,7 +208,12 @@ def collect_values(env_file: Path, environ: dict[str, str] | None = None) -> Set
         if model_field.alias in environ:
             values[model_field.alias] = environ[model_field.alias]
             sources[model_field.alias] = f"the environment variable {model_field.alias}"
-    return SettingValues(values, sources)
+    return SettingValues(values, sources, unknown)
+
+
+def env_key_warnings(env_file: Path) -> tuple[str, ...]:
+    """One warning per key of the file the controller does not read; a near miss raises SettingsError."""
+    return collect_values(env_file, {}).unknown
 
 
 def merged_values(env_file: Path, environ: dict[str, str] | None = None) -> dict[str, str]:
@@ -249,16 +263,16 @@ class LoadedSettings:
     settings: Settings
     pending_secrets: dict[str, str]
 
-    @property
-    def pending_names(self) -> list[str]:
-        return sorted(self.pending_secrets)
-
 
 def read_settings(site: SiteConfig, environ: dict[str, str] | None = None) -> LoadedSettings:
     """Read and validate the settings; generate missing secrets in memory. Writes nothing."""
     collected = collect_values(site.env_file, environ)
     missing = {key: make() for key, make in GENERATED_SECRETS.items() if not collected.values.get(key)}
     settings = parse_settings({**collected.values, **missing}, str(site.env_file), collected.sources)
+    if missing:
+        # Staged now, written by store_generated_secrets: a .env that cannot take them stops here,
+        # before anything (the lock, the rendered files) is written.
+        stage_env_values(site.env_file, missing, overwrite=False)
     return LoadedSettings(settings, missing)
 
 
@@ -273,10 +287,8 @@ def store_generated_secrets(site: SiteConfig, loaded: LoadedSettings) -> list[st
 
 
 def load_settings(site: SiteConfig, *, generate: bool = True) -> Settings:
-    """Read and validate settings; then, if asked, store each missing secret once in .env.
-
-    Validation runs first so that a bad value leaves .env untouched.
-    """
+    """Read and validate settings (a bad value leaves .env untouched); then, if asked, store each
+    missing secret once in .env."""
     loaded = read_settings(site)
     if generate:
         if loaded.pending_secrets:

@@ -15,6 +15,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from controller.config.env_keys import K8S_KEYS
 from controller.errors import SettingsError
 
 # RFC 1123 names (namespaces, label values of names) and DNS subdomains (object names, hosts).
@@ -130,7 +131,8 @@ class K8sSettings(BaseModel):
         return self
 
 
-KEYS = tuple(f.alias for f in K8sSettings.model_fields.values() if f.alias)
+# The keys, named once in controller.config.env_keys (a test holds them equal to the aliases above).
+KEYS = K8S_KEYS
 
 
 def k8s_values(env_file: Path, environ: Mapping[str, str] | None = None) -> tuple[dict[str, str], dict[str, str]]:

@@ -285,3 +285,75 @@ def test_catalog_refused_on_a_first_run_creates_no_env(project):
     catalog = project.profile(model="/")
     project.refused("--catalog", str(catalog), "render", "mine", names=["field 'model'"])
     assert not project.env_file.exists()
+
+
+# ----- extra_args: every spelling vLLM's parser reads as a controlled flag (issue 24) ------------
+
+FLAG_ALIASES = {
+    "api_key_underscore": (["--api_key=secret"], "--api-key"),
+    "served_name_underscore": (["--served_model_name=x"], "--served-model-name"),
+    "max_model_len_underscore": (["--max_model_len=99999"], "--max-model-len"),
+    "served_name_abbreviated": (["--served-model", "x"], "--served-model-name"),
+    "max_model_len_abbreviated_equals": (["--max-model=9"], "--max-model-len"),
+    "api_key_abbreviated_underscore": (["--api_k", "x"], "--api-key"),
+    "port_abbreviated": (["--por", "9000"], "--port"),
+    "tensor_parallel_short": (["-tp", "2"], "--tensor-parallel-size"),
+    "tensor_parallel_short_equals": (["-tp=2"], "--tensor-parallel-size"),
+    "quantization_short": (["-q", "awq"], "--quantization"),
+    "quantization_short_attached": (["-qawq"], "--quantization"),
+    "boolean_negated": (["--no-enable-lora"], "--enable-lora"),
+    "boolean_negated_underscore": (["--no_enable_auto_tool_choice"], "--enable-auto-tool-choice"),
+    "dotted_json": (["--hf_overrides.rope_scaling.factor=4"], "--hf-overrides"),
+    "dotted_list": (["--lora-modules.x+", "a"], "--lora-modules"),
+    "config_file": (["--config", "/models/mine/serve.yaml"], "--config"),
+}
+
+
+@pytest.mark.parametrize(("args", "flag"), FLAG_ALIASES.values(), ids=FLAG_ALIASES.keys())
+def test_catalog_extra_args_alias_of_a_controlled_flag(project, args, flag):
+    result = _render(project, project.profile(extra_args=args), "mine", "profile 'mine'", "field 'extra_args", flag)
+    assert "secret" not in result.stderr or args != ["--api_key=secret"]
+
+
+# ----- local model and adapter directories: never a node's system directory (issue 24) ----------
+
+NODE_SYSTEM_DIRS = {
+    "containerd": "/var/lib/containerd",
+    "containerd_inside": "/var/lib/containerd/io.containerd.content.v1.content",
+    "kubelet": "/var/lib/kubelet",
+    "kubelet_pods": "/var/lib/kubelet/pods",
+    "docker": "/var/lib/docker/volumes",
+    "run_inside": "/run/secrets",
+    "var_run": "/var/run",
+    "usr_lib_inside": "/usr/lib/x86_64-linux-gnu",
+    "bin_inside": "/bin/x",
+    "sbin": "/sbin",
+    "lib_inside": "/lib/modules",
+    "root_home": "/root",
+    "pod_logs": "/var/log/pods",
+}
+
+
+@pytest.mark.parametrize("path", NODE_SYSTEM_DIRS.values(), ids=NODE_SYSTEM_DIRS.keys())
+def test_catalog_model_in_a_node_system_directory(project, path):
+    _render(project, project.profile(model=path), "mine", "field 'model'", "system directory")
+
+
+@pytest.mark.parametrize("path", ["/var/lib/kubelet", "/var/lib/containerd/x", "/etc/kubernetes"])
+def test_catalog_adapter_in_a_node_system_directory(project, path):
+    _render(project, project.profile(lora_adapters={"x": path}), "mine", "field 'lora_adapters", "system directory")
+
+
+@pytest.mark.parametrize("field", ["model", "lora_adapters"])
+def test_catalog_symlink_to_a_node_system_directory(project, field):
+    link = project.root / "innocent"
+    link.symlink_to("/var/lib/kubelet")
+    value = {"x": str(link)} if field == "lora_adapters" else str(link)
+    _render(project, project.profile(**{field: value}), "mine", f"field '{field}", "/var/lib/kubelet")
+
+
+def test_catalog_node_system_directory_refused_for_k8s_too(project):
+    catalog = project.profile(model="/var/lib/kubelet")
+    project.refused("--catalog", str(catalog), "render", "mine", "--target", "k8s",
+                    names=[str(catalog), "field 'model'", "/var/lib/kubelet"])  # fmt: skip
+    assert not (project.root / "deploy").exists()

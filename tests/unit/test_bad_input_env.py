@@ -181,3 +181,55 @@ def test_env_refused_on_a_first_run_creates_no_env(project):
 def test_switch_settings_refused_before_anything(project, line, names):
     project.add_env(line)
     project.refused("switch", "deepseek-1.5b", names=names)
+
+
+# ----- keys the controller does not read (issue 24: a typo was silently ignored) -----------------
+
+MISSPELLED = {
+    "offline": ("OFFLNE=true\n", "OFFLNE", "OFFLINE"),
+    "offline_lowercase": ("offline=true\n", "offline", "OFFLINE"),
+    "k8s_namespace": ("K8S_NAMESPACES=prod\n", "K8S_NAMESPACES", "K8S_NAMESPACE"),
+    "deadline": ("DEADLINE_WEIGHT_LOAD_S=3600\n", "DEADLINE_WEIGHT_LOAD_S", "DEADLINE_WEIGHTS_LOAD_S"),
+    "switch_strategy": ("SWITCH_STRATEGIE=recreate\n", "SWITCH_STRATEGIE", "SWITCH_STRATEGY"),
+    "catalog": ("CONTROLER_CATALOG=cat.yaml\n", "CONTROLER_CATALOG", "CONTROLLER_CATALOG"),
+    "hf_token": ("HF_TOKN=hf_abc\n", "HF_TOKN", "HF_TOKEN"),
+    "port_transposed": ("WEBUI_PROT=8081\n", "WEBUI_PROT", "WEBUI_PORT"),
+}
+
+
+@pytest.mark.parametrize(("line", "typo", "known"), MISSPELLED.values(), ids=MISSPELLED.keys())
+def test_env_misspelled_key_is_refused_naming_both(project, line, typo, known):
+    project.add_env(line)
+    _render(project, str(project.env_file), "line 5", f"{typo}: did you mean {known}?")
+
+
+@pytest.mark.parametrize("command", [["models"], ["plan", "deepseek-1.5b", "--gpu-memory", "12GiB"],
+                                     ["render", "deepseek-1.5b", "--target", "k8s"], ["status"]])  # fmt: skip
+def test_env_misspelled_key_is_refused_by_every_command(project, command):
+    project.add_env("K8S_NAMESPACES=prod\n")
+    project.refused(*command, names=["K8S_NAMESPACES: did you mean K8S_NAMESPACE?", str(project.env_file)])
+
+
+def test_env_unknown_key_is_a_warning_and_the_command_runs(project):
+    project.add_env("SITE_OWNER=ops-team\n")
+    result = project.run("render", "deepseek-1.5b")
+    assert result.code == 0, result.stderr
+    assert "warning:" in result.stderr and "SITE_OWNER" in result.flat and "line 5" in result.flat
+
+
+def test_env_unknown_key_warning_for_models_too(project):
+    project.add_env("SITE_OWNER=ops-team\n")
+    result = project.run("models")
+    assert result.code == 0, result.stderr
+    assert "warning:" in result.stderr and "SITE_OWNER" in result.flat
+
+
+def test_env_misspelled_key_only_in_the_environment_is_not_checked(project):
+    result = project.run("render", "deepseek-1.5b", env={"OFFLNE": "true"})
+    assert result.code == 0, result.stderr
+    assert "OFFLNE" not in result.flat
+
+
+def test_env_hf_cache_dir_in_a_container_runtime_directory(project):
+    project.add_env("HF_CACHE_DIR=/var/lib/containerd/hf\n")
+    _render(project, "HF_CACHE_DIR", "line 5", "/var/lib/containerd")

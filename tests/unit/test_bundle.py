@@ -252,3 +252,36 @@ def test_create_refuses_an_existing_output(tmp_path):
     result = run_cli(catalog.parent, "--catalog", str(catalog), "bundle", "create", "tiny-hf", "-o", str(out))
     assert result.returncode == 2 and "already exists" in result.stderr
     assert out.read_text() == "keep me"
+
+
+def _quoted_site(tmp_path: Path, name: str) -> SiteConfig:
+    project = tmp_path / name
+    project.mkdir()
+    (project / ".env").write_text(f"HF_CACHE_DIR={tmp_path / 'hf'}\n")
+    return SiteConfig(root=project, env_file=project / ".env")
+
+
+def test_a_project_directory_with_a_quote_in_its_path_loads_and_reads_back_literally(tmp_path, monkeypatch):
+    monkeypatch.delenv("OFFLINE", raising=False)
+    monkeypatch.delenv("HF_CACHE_DIR", raising=False)
+    site = _quoted_site(tmp_path, "it's")
+    bundle = synthetic_bundle(tmp_path, directory=True, images=False)
+    result = load_bundle(site, bundle, ui=BundleUI(confirm=lambda q: True))
+    assert result["env_written"] == ["CONTROLLER_CATALOG", "OFFLINE"]
+    from controller.config.envfile import read_env_file
+
+    assert read_env_file(site.env_file)["CONTROLLER_CATALOG"] == str(site.root / "catalog.yaml")
+
+
+def test_a_project_path_that_cannot_be_stored_in_env_is_refused_before_anything_is_loaded(tmp_path, monkeypatch):
+    from controller.errors import SettingsError
+
+    monkeypatch.delenv("OFFLINE", raising=False)
+    monkeypatch.delenv("HF_CACHE_DIR", raising=False)
+    site = _quoted_site(tmp_path, 'it\'s-a-"site"')
+    bundle = synthetic_bundle(tmp_path, directory=True, images=False)
+    before = site.env_file.read_text()
+    with pytest.raises(SettingsError, match="CONTROLLER_CATALOG"):
+        load_bundle(site, bundle, ui=BundleUI(confirm=lambda q: True))
+    assert site.env_file.read_text() == before
+    assert not (tmp_path / "hf").exists() and not (site.root / "catalog.yaml").exists()

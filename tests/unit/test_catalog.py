@@ -211,3 +211,17 @@ def test_scaled_context_is_validated(tmp_path, fields, expected):
     path = write_catalog(tmp_path / "c.yaml", {"llama3-8b-16k": fields})
     with pytest.raises(CatalogError, match=re.escape(expected)):
         load_catalog(path)
+
+
+def test_extra_args_that_only_look_like_controlled_flags_are_accepted(tmp_path):
+    args = [
+        "--enforce-eager", "--max-num-partial-prefills=2", "--chat-template-content-format", "string",
+        "--enable-lora-bias", "--config-format", "hf", "-O3", "--model-impl", "vllm", "--api-server-count", "1",
+    ]  # fmt: skip
+    path = write_catalog(tmp_path / "args.yaml", {"new-model": _new_profile(extra_args=args)})
+    assert load_catalog(path).get("new-model").extra_args == args
+
+
+def test_a_local_model_in_an_ordinary_directory_is_accepted(tmp_path):
+    path = write_catalog(tmp_path / "local.yaml", {"new-model": _new_profile(model="/srv/models/var/lib/kubelet")})
+    assert load_catalog(path).get("new-model").model == "/srv/models/var/lib/kubelet"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from controller.config.catalog import build_profile
-from controller.config.settings import SiteConfig, parse_settings, read_settings
+from controller.config.envfile import read_env_file, write_env_values
+from controller.config.settings import KNOWN_KEYS, SiteConfig, env_key_warnings, parse_settings, read_settings
 from controller.deploy.compose_file import render_compose
 from controller.deploy.spec import vllm_args
 from controller.errors import CatalogError, SettingsError
@@ -295,6 +297,48 @@ def test_secret_values_never_change_the_rendered_file(secret):
         except SettingsError:
             continue
         assert text == baseline
+
+
+# ----- .env itself: what the controller writes there reads back literally -----------------------
+
+
+@settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=DERANDOMIZE)
+@given(value=hostile)
+def test_env_value_is_refused_unchanged_or_stored_and_read_back_literally(value):
+    """A value written to .env (a project path, a generated secret) is either refused with the file
+    byte-identical, or read back exactly; other lines stay; and Compose reads it literally too: it is
+    single-quoted, or double-quoted without anything Compose would expand or unescape."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = Path(tmp) / ".env"
+        env.write_text("# notes\nWEBUI_PORT=8081\n", encoding="utf-8")
+        before = env.read_bytes()
+        try:
+            write_env_values(env, {"CONTROLLER_CATALOG": value}, overwrite=True)
+        except SettingsError:
+            assert env.read_bytes() == before
+            return
+        assert read_env_file(env) == {"WEBUI_PORT": "8081", "CONTROLLER_CATALOG": value}
+        line = env.read_text(encoding="utf-8").split("\n")[-2]
+        assert line == f"CONTROLLER_CATALOG='{value}'" or (
+            line == f'CONTROLLER_CATALOG="{value}"' and not set(value) & set('"\\$`\n\r')
+        )
+
+
+@settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=DERANDOMIZE)
+@given(key=st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,30}", fullmatch=True))
+def test_env_key_is_read_a_near_miss_refused_or_an_unknown_one_warned(key):
+    """No key in .env is silently ignored: it is read, or refused naming the key it resembles, or warned about."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = Path(tmp) / ".env"
+        env.write_text(f"{key}=1\n", encoding="utf-8")
+        try:
+            warnings = env_key_warnings(env)
+        except SettingsError as exc:
+            assert key not in KNOWN_KEYS and exc.message.endswith("?")
+            assert exc.message.rsplit("did you mean ", 1)[1][:-1] in KNOWN_KEYS
+            return
+        assert (key in KNOWN_KEYS) == (not warnings)
+        assert all(key in warning for warning in warnings)
 
 
 # ----- no secret reaches compose/ or vLLM's command line, for every operator-settable field ------

@@ -202,7 +202,7 @@ def test_read_settings_generates_secrets_in_memory_and_writes_nothing(tmp_path):
     before = env.read_bytes()
     loaded = read_settings(_site(tmp_path), environ={})
     assert env.read_bytes() == before and _mode(env) == 0o644
-    assert loaded.pending_names == sorted(GENERATED)
+    assert sorted(loaded.pending_secrets) == sorted(GENERATED)
     assert loaded.settings.vllm_api_key.get_secret_value() == loaded.pending_secrets["VLLM_API_KEY"]
     assert not (tmp_path / "compose").exists()
 
@@ -279,3 +279,78 @@ def test_bad_value_from_the_environment_names_the_variable(tmp_path, monkeypatch
 def test_bind_address_is_an_ip_and_gives_a_usable_url(tmp_path, address, url):
     (tmp_path / ".env").write_text(f"WEBUI_BIND_ADDRESS={address}\n", encoding="utf-8")
     assert load_settings(_site(tmp_path), generate=False).webui_url == url
+
+
+# ----- every key the controller reads, in one place ---------------------------------------------
+
+
+def test_known_keys_hold_every_key_each_reader_reads():
+    from controller.config import env_keys
+    from controller.config.settings import KNOWN_KEYS
+    from controller.deploy.k8s_settings import KEYS, K8sSettings
+    from controller.phases import PHASES
+
+    assert {f.alias for f in Settings.model_fields.values()} <= KNOWN_KEYS
+    assert {f.alias for f in K8sSettings.model_fields.values()} == set(env_keys.K8S_KEYS) == set(KEYS)
+    assert {phase.env_key for phase in PHASES} <= KNOWN_KEYS
+    assert {"CONTROLLER_CATALOG", "SWITCH_STRATEGY", "SWITCH_RESERVE_GIB", "GPU_MEMORY_GIB", "HF_TOKEN"} <= KNOWN_KEYS
+
+
+def test_env_example_holds_only_known_keys():
+    from pathlib import Path
+
+    from controller.config.settings import KNOWN_KEYS
+
+    example = Path(__file__).resolve().parents[2] / ".env.example"
+    keys = {line.lstrip("# ").split("=", 1)[0] for line in example.read_text().splitlines() if "=" in line}
+    written = {k for k in keys if k.isupper() and " " not in k}
+    assert written and written <= KNOWN_KEYS, written - KNOWN_KEYS
+
+
+def test_misspelled_key_in_env_is_an_error_naming_file_line_and_known_key(tmp_path):
+    (tmp_path / ".env").write_text("WEBUI_PORT=8081\nOFFLNE=true\n", encoding="utf-8")
+    with pytest.raises(SettingsError) as caught:
+        read_settings(_site(tmp_path))
+    text = _error_text(caught.value)
+    assert f"{tmp_path / '.env'} line 2" in text and "OFFLNE: did you mean OFFLINE?" in text
+
+
+def test_unknown_keys_are_collected_as_warnings_not_errors(tmp_path):
+    from controller.config.settings import env_key_warnings
+
+    (tmp_path / ".env").write_text("SITE_OWNER=ops\nHF_HOME=/x\nVLLM_API_BASE=http://x\n", encoding="utf-8")
+    read_settings(_site(tmp_path))  # no error
+    warnings = env_key_warnings(tmp_path / ".env")
+    assert [w.split(": ", 1)[1].split(" ", 1)[0] for w in warnings] == ["SITE_OWNER", "HF_HOME", "VLLM_API_BASE"]
+    assert all(str(tmp_path / ".env") in w for w in warnings)
+
+
+# ----- staged writes: validate every line before writing any ------------------------------------
+
+
+def test_a_value_with_a_single_quote_is_stored_double_quoted_and_read_back_literally(tmp_path):
+    env = tmp_path / ".env"
+    write_env_values(env, {"CONTROLLER_CATALOG": "/srv/it's/catalog.yaml"}, overwrite=True)
+    assert read_env_file(env) == {"CONTROLLER_CATALOG": "/srv/it's/catalog.yaml"}
+
+
+@pytest.mark.parametrize("value", ['/srv/it\'s "x"/c.yaml', "/srv/it's/$HOME", "a'b\nc", "it's\\"])
+def test_an_unstorable_value_is_refused_before_the_file_is_touched(tmp_path, value):
+    from controller.config.envfile import stage_env_values
+
+    env = tmp_path / ".env"
+    env.write_text("WEBUI_PORT=8081\n", encoding="utf-8")
+    before = env.read_bytes()
+    with pytest.raises(SettingsError, match="CONTROLLER_CATALOG"):
+        stage_env_values(env, {"OFFLINE": "true", "CONTROLLER_CATALOG": value}, overwrite=True)
+    with pytest.raises(SettingsError, match="CONTROLLER_CATALOG"):
+        write_env_values(env, {"OFFLINE": "true", "CONTROLLER_CATALOG": value}, overwrite=True)
+    assert env.read_bytes() == before
+
+
+def test_read_settings_stages_the_secrets_write_and_refuses_an_unwritable_env_before_anything(tmp_path):
+    env_dir = tmp_path / "env-is-a-file"
+    env_dir.write_text("not a directory")
+    site = SiteConfig(root=tmp_path, env_file=env_dir / ".env")
+    with pytest.raises(SettingsError, match="env-is-a-file"):
+        read_settings(site)

@@ -1,0 +1,63 @@
+"""The `.env` keys read outside the Settings model, named once, and the check of a file's keys.
+
+The settings model (controller.config.settings) names its own keys; together with these they are
+every key the controller reads (`known_env_keys` there). A key in `.env` that is none of them is a
+typo or a note: a near miss of a known key (`OFFLNE`, `K8S_NAMESPACES`, `offline`) is an error
+naming the key it resembles, anything else a warning, since it is silently ignored otherwise.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Collection, Mapping
+from pathlib import Path
+
+from controller.config.envfile import EnvEntry
+from controller.errors import SettingsError
+from controller.phases import PHASES
+
+CONTROLLER_CATALOG = "CONTROLLER_CATALOG"
+SWITCH_STRATEGY = "SWITCH_STRATEGY"
+SWITCH_RESERVE_GIB = "SWITCH_RESERVE_GIB"
+# What only the Kubernetes target reads (controller.deploy.k8s_settings.K8sSettings, whose aliases
+# tests/unit/test_settings.py holds equal to these).
+K8S_KEYS = (
+    "VLLM_REPLICAS", "K8S_NAMESPACE", "K8S_STORAGE_CLASS", "K8S_MODEL_CACHE_SIZE", "K8S_WEBUI_DATA_SIZE",
+    "K8S_NODE_SELECTOR", "K8S_TOLERATIONS", "K8S_RUNTIME_CLASS", "K8S_INGRESS_HOST", "K8S_INGRESS_CLASS",
+    "K8S_INGRESS_TLS_SECRET", "K8S_EXISTING_SECRET", "K8S_LOCAL_MODEL_CLAIM",
+)  # fmt: skip
+DEADLINE_KEYS = tuple(phase.env_key for phase in PHASES)
+OTHER_KEYS = frozenset({CONTROLLER_CATALOG, SWITCH_STRATEGY, SWITCH_RESERVE_GIB, *K8S_KEYS, *DEADLINE_KEYS})
+
+# difflib's similarity ratio above which an unknown key is taken for a typo of a known one: one
+# wrong, missing or swapped letter in the shortest key (OFFLINE, 7 letters) is 0.857; unrelated
+# keys people keep in .env stay below (VLLM_API_BASE ~ VLLM_API_KEY is 0.80, HF_HOME ~ HF_TOKEN 0.67).
+NEAR_MISS_CUTOFF = 0.85
+
+
+def near_miss(key: str, known: Collection[str]) -> str | None:
+    """The known key that `key` (unknown) was most likely meant to be, or None."""
+    matches = difflib.get_close_matches(key.upper(), known, n=1, cutoff=NEAR_MISS_CUTOFF)
+    return matches[0] if matches else None
+
+
+def unknown_keys(env_file: Path, entries: Mapping[str, EnvEntry], known: Collection[str]) -> tuple[str, ...]:
+    """A warning for each key of the file that is not `known`; a near miss of a known key (a typo
+    the controller would silently ignore) is a SettingsError naming both, the file and the line."""
+    typos, unknown = [], []
+    for key, entry in entries.items():
+        if key in known:
+            continue
+        where = f"settings file {env_file} line {entry.line}"
+        meant = near_miss(key, known)
+        if meant:
+            typos.append(f"{where}: {key}: did you mean {meant}?")
+        else:
+            unknown.append(f"{where}: {key} is not a setting the controller reads; it is ignored")
+    if typos:
+        raise SettingsError(
+            typos[0], details=typos[1:],
+            hint="correct the key's spelling (see .env.example and README.md, Settings and secrets); "
+            "as it is, the controller would ignore it",
+        )  # fmt: skip
+    return tuple(unknown)
