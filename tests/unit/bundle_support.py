@@ -93,13 +93,16 @@ def append_tar_member(bundle: Path, info: tarfile.TarInfo, data: bytes = b"") ->
         tar.addfile(info, io.BytesIO(data) if info.isfile() else None)
 
 
-def tree_state(root: Path) -> dict[str, tuple]:
-    """Every path under root with its kind and content (a link's target): equal means byte-identical."""
+def tree_state(root: Path, skip: str = ".controller") -> dict[str, tuple]:
+    """Every path under root with its kind and content (a link's target): equal means byte-identical.
+    `skip` (the controller's state directory: the lock of `bundle load`) is left out."""
     if not root.exists():
         return {}
     state: dict[str, tuple] = {}
     for path in sorted(root.rglob("*")):
         name = path.relative_to(root).as_posix()
+        if name.split("/")[0] == skip:
+            continue
         if path.is_symlink():
             state[name] = ("link", os.readlink(path))
         elif path.is_dir():
