@@ -80,11 +80,16 @@ def read_text_file(path: Path, error: type[InputError], *, what: str, max_bytes:
         raise error(f"{what} {path}: cannot read it ({exc.strerror or exc})") from None
     if len(data) > max_bytes:
         raise error(f"{what} {path}: larger than {max_bytes // 1024} KiB; this is not a settings or catalog file")
+    return decode_utf8(data, f"{what} {path}", error)
+
+
+def decode_utf8(data: bytes, origin: str, error: type[InputError]) -> str:
+    """Text of an operator's file read elsewhere (a bundle member); bad UTF-8 is `error` naming origin and line."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise error(f"{what} {path} line {line}: not valid UTF-8 (byte 0x{data[exc.start]:02x})") from None
+        raise error(f"{origin} line {line}: not valid UTF-8 (byte 0x{data[exc.start]:02x})") from None
 
 
 class _StrictLoader(yaml.SafeLoader):

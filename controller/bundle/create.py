@@ -17,6 +17,7 @@ from pathlib import Path
 from controller import __version__
 from controller.bundle.disk_space import require_room
 from controller.bundle.format import (
+    BLOB_NAME,
     CATALOG_MEMBER,
     FORMAT_VERSION,
     IMAGES_MEMBER,
@@ -101,6 +102,19 @@ def plan_create(settings: Settings, catalog: Catalog, catalog_file: Path | None,
     return CreatePlan(profiles, images, images_bytes, list(snapshots.values()), catalog_file)
 
 
+def _blob(item: hf_cache.SnapshotFile, member: Member) -> str | None:
+    """The blob name the bundle carries: a hash name only (any other is loaded as a plain file), and a
+    sha256 name only for the content of that sha256 (a damaged cache is refused, not carried)."""
+    if item.blob is None or not BLOB_NAME.fullmatch(item.blob):
+        return None
+    if len(item.blob) == 64 and item.blob != member.sha256:
+        raise InputError(
+            f"{item.source}: this HF cache blob's content does not match its name (sha256 {member.sha256[:16]}...)",
+            hint="delete the model from the HF cache and download it again",
+        )
+    return item.blob
+
+
 def create_bundle(site: SiteConfig, catalog: Catalog, catalog_file: Path | None, names: list[str], out: Path, *,
                   directory: bool, ui: BundleUI) -> dict:  # fmt: skip
     if out.exists() or out.with_name(out.name + ".partial").exists():
@@ -143,7 +157,7 @@ def create_bundle(site: SiteConfig, catalog: Catalog, catalog_file: Path | None,
                 for item in snapshot.files:
                     member = model_member(snapshot.model_id, snapshot.revision, item.path)
                     members.append(writer.add(member, item.source, advance))
-                    files.append(ModelFile(path=item.path, member=member, blob=item.blob))
+                    files.append(ModelFile(path=item.path, member=member, blob=_blob(item, members[-1])))
                 models.append(ModelEntry(model=snapshot.model_id, revision=snapshot.revision,
                                          profiles=profile_names, files=files))  # fmt: skip
         if catalog_file:

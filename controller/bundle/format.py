@@ -23,6 +23,7 @@ from typing import IO, Annotated, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from controller.config.profile_fields import HfRepoId
 from controller.errors import InputError
 
 FORMAT_VERSION = 1
@@ -31,9 +32,16 @@ IMAGES_MEMBER = "images.tar"
 CATALOG_MEMBER = "catalog.yaml"
 CHUNK = 1 << 20
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+# A manifest nests five levels (manifest, models, model, files, file); the limit keeps json's recursion safe.
+MAX_MANIFEST_DEPTH = 16
+_JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 # Relative paths of plain names: no '..', no absolute path, nothing a tar could use to escape.
 _SEGMENT = r"[A-Za-z0-9_][A-Za-z0-9._+=-]*"
 MEMBER_PATH = re.compile(rf"^{_SEGMENT}(/{_SEGMENT})*$")
+
+# A blob is named by its content's hash, as the hub names them: sha256 (64 hex digits) or git's blob sha1 (40).
+BLOB_NAME = re.compile(r"^([0-9a-f]{40}|[0-9a-f]{64})$")
 
 MemberPath = Annotated[str, Field(pattern=MEMBER_PATH.pattern, max_length=1024)]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
@@ -58,11 +66,11 @@ class ImageEntry(_Strict):
 class ModelFile(_Strict):
     path: MemberPath  # inside the snapshot
     member: MemberPath
-    blob: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+    blob: str | None = Field(None, pattern=BLOB_NAME.pattern)
 
 
 class ModelEntry(_Strict):
-    model: str = Field(min_length=1, max_length=256)
+    model: HfRepoId
     revision: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
     profiles: list[str]
     files: list[ModelFile]
@@ -90,11 +98,23 @@ def model_member(model: str, revision: str, path: str) -> str:
     return f"models/{model.replace('/', '--')}/{revision}/{path}"
 
 
+def _nesting_exceeds(text: bytes, limit: int) -> bool:
+    """Whether [ and { nest deeper than `limit` in JSON text (strings skipped), before json recurses."""
+    depth = 0
+    for byte in _JSON_STRING.sub(b"", text).translate(None, _NOT_BRACKETS):
+        depth += 1 if byte in b"[{" else -1
+        if depth > limit:
+            return True
+    return False
+
+
 def parse_manifest(text: bytes, origin: str) -> Manifest:
     """The manifest, checked: a newer format version is refused before its fields are read."""
+    if _nesting_exceeds(text, MAX_MANIFEST_DEPTH):
+        raise InputError(f"bundle {origin}: {MANIFEST_NAME} is nested more than {MAX_MANIFEST_DEPTH} levels deep")
     try:
         data = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, bad UTF-8, an integer of 5000 digits
         raise InputError(f"bundle {origin}: {MANIFEST_NAME} is not JSON ({exc})") from None
     version = data.get("format_version") if isinstance(data, dict) else None
     if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
@@ -107,7 +127,8 @@ def parse_manifest(text: bytes, origin: str) -> Manifest:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "top level"
-        raise InputError(f"bundle {origin}: {MANIFEST_NAME}: field '{where}': {first['msg']}") from None
+        message = first["msg"].removeprefix("Value error, ")
+        raise InputError(f"bundle {origin}: {MANIFEST_NAME}: field '{where}': {message}") from None
     paths = [m.path for m in manifest.members]
     if len(set(paths)) != len(paths) or MANIFEST_NAME in paths:
         raise InputError(f"bundle {origin}: {MANIFEST_NAME} lists a member twice")
@@ -117,7 +138,42 @@ def parse_manifest(text: bytes, origin: str) -> Manifest:
     unlisted = sorted(named - set(paths))
     if unlisted:
         raise InputError(f"bundle {origin}: {MANIFEST_NAME} refers to member {unlisted[0]} without its checksum")
+    _check_models(manifest, f"bundle {origin}: {MANIFEST_NAME}")
     return manifest
+
+
+def _check_models(manifest: Manifest, where: str) -> None:
+    """Each model once; in each, a snapshot path once and never both a file and a directory; a blob
+    named by a sha256 carries the content of that sha256 (the member's checksum, verified later)."""
+    seen: set[str] = set()
+    checksums = {m.path: m.sha256 for m in manifest.members}
+    for model in manifest.models:
+        if model.model in seen:
+            raise InputError(f"{where} lists model {model.model} twice", hint="a bundle carries one revision per model")
+        seen.add(model.model)
+        files, blobs = {item.path for item in model.files}, {}
+        if len(files) != len(model.files):
+            twice = next(p for p in files if sum(f.path == p for f in model.files) > 1)
+            raise InputError(f"{where}: model {model.model} lists the file '{twice}' twice")
+        for item in model.files:
+            parent = item.path.rpartition("/")[0]
+            while parent:
+                if parent in files:
+                    raise InputError(
+                        f"{where}: model {model.model} has a file '{parent}' and a file '{item.path}' inside a "
+                        f"directory of that name; a snapshot cannot hold both"
+                    )
+                parent = parent.rpartition("/")[0]
+            sha256 = checksums[item.member]
+            if item.blob and blobs.setdefault(item.blob, sha256) != sha256:
+                raise InputError(f"{where}: model {model.model} names two different contents blob {item.blob}")
+            if item.blob and len(item.blob) == 64 and item.blob != sha256:
+                raise InputError(
+                    f"{where}: model {model.model} file '{item.path}': its blob is named {item.blob[:16]}..., "
+                    f"the sha256 of other content (its content's is {sha256[:16]}...); loading it would put "
+                    "wrong bytes under that name in the HF cache",
+                    hint="create the bundle again from an intact cache",
+                )
 
 
 def manifest_bytes(manifest: Manifest) -> bytes:

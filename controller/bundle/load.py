@@ -1,39 +1,40 @@
 """`controller bundle load`: a bundle (controller.bundle.format) onto this machine: `docker load`
 of its images, its models into the HF cache, its catalog beside .env, and OFFLINE=true.
 
-Every member's sha256, the format version and the free disk are verified before anything is
-loaded, and what is already on the machine is skipped (a second load of the same bundle changes
-nothing).
+Check, stage, commit. Every member's sha256, the format version, the bundle's catalog (as --catalog
+checks it), every destination in the HF cache and the free disk are checked before anything is
+written; the models and the catalog are then staged beside their places, the images loaded, and
+only then is everything moved into place, each step with its undo (controller.bundle.cache_install):
+a failure at any point leaves the HF cache, .env and the catalog as they were. What is already on
+the machine is skipped (a second load of the same bundle changes nothing).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from controller.bundle.cache_install import CachePlan, Staging, Undo, commit, plan_cache
 from controller.bundle.disk_space import require_room
 from controller.bundle.format import (
     IMAGES_MEMBER,
-    Advance,
     BundleReader,
     ImageEntry,
     Manifest,
-    Member,
-    ModelEntry,
-    ModelFile,
     parse_manifest,
     read_chunks,
-    sha256_of,
     verify_bundle,
 )
 from controller.bundle.reader import open_bundle
 from controller.bundle.ui import BundleUI, human_size
+from controller.config.catalog import load_catalog_text
 from controller.config.settings import Settings, SiteConfig, read_settings
-from controller.errors import InputError, RuntimeFailure
-from controller.runtime import hf_cache
+from controller.errors import CatalogError, InputError, RuntimeFailure
+from controller.files import MAX_INPUT_BYTES, decode_utf8
 from controller.runtime.docker import Engine
 from controller.runtime.host import free_disk_bytes
 
@@ -43,30 +44,49 @@ LOADED_CATALOG_NAME = "catalog.yaml"
 @dataclass
 class LoadPlan:
     images: list[ImageEntry]  # not on this engine yet (or their tag points elsewhere)
-    model_files: list[tuple[ModelEntry, ModelFile]]  # not in the HF cache yet
-    refs: list[ModelEntry]  # whose refs/main must point at the bundle's revision
+    cache: CachePlan  # the models' files the HF cache lacks, and the refs to set
     catalog_target: Path | None  # written when its content differs (it is absent then)
     env_changes: dict[str, str]
     present: dict[str, int]
 
     @property
     def nothing_to_do(self) -> bool:
-        return not (self.images or self.model_files or self.refs or self.catalog_target or self.env_changes)
+        return not (self.images or self.cache.writes or self.cache.refs or self.catalog_target or self.env_changes)
 
 
-def _cached_path(cache: Path, model: ModelEntry, item: ModelFile) -> Path:
-    repo = hf_cache.repo_dir(cache, model.model)
-    return repo / "blobs" / item.blob if item.blob else repo / "snapshots" / model.revision / item.path
+def check_catalog(reader: BundleReader, manifest: Manifest, site: SiteConfig) -> bytes | None:
+    """The bundle's catalog, checked as --catalog checks a file (at the place it is loaded to), and
+    each profile the bundle carries a model for found in it, serving that model. CatalogError naming
+    the member, the profile and the field."""
+    if not manifest.catalog:
+        return None
+    member = manifest.member(manifest.catalog)
+    origin = f"member {manifest.catalog} of bundle {reader.origin}"
+    if member.size > MAX_INPUT_BYTES:
+        raise CatalogError(f"catalog {origin}: larger than {MAX_INPUT_BYTES // 1024} KiB; this is not a catalog")
+    with reader.open(member.path) as stream:
+        data = stream.read()
+    catalog = load_catalog_text(decode_utf8(data, f"catalog {origin}", CatalogError), origin, site.env_file.parent)
+    carried = {name: model.model for model in manifest.models for name in model.profiles}
+    for name in manifest.profiles:
+        carried.setdefault(name, "")
+    for name, model in carried.items():
+        if name not in catalog.names():
+            raise CatalogError(
+                f"catalog {origin}: profile '{name}', which the bundle carries, is in neither it nor the built-in "
+                "profiles",
+                hint="create the bundle again with the catalog that defines the profile (--catalog)",
+            )
+        if model and catalog.get(name).model != model:
+            raise CatalogError(
+                f"catalog {origin}: profile '{name}': field 'model': {catalog.get(name).model}, but the bundle "
+                f"carries {model} for it",
+                hint="create the bundle again with the catalog that defines the profile (--catalog)",
+            )
+    return data
 
 
-def _file_matches(path: Path, member: Member) -> bool:
-    if not path.is_file() or path.stat().st_size != member.size:
-        return False
-    with path.open("rb") as stream:
-        return sha256_of(stream)[0] == member.sha256
-
-
-def plan_load(manifest: Manifest, reader: BundleReader, site: SiteConfig, settings: Settings,
+def plan_load(manifest: Manifest, catalog: bytes | None, site: SiteConfig, settings: Settings,
               engine: Engine | None) -> LoadPlan:  # fmt: skip
     """What of the bundle this machine lacks; refuses (InputError) what loading would overwrite."""
     from docker.errors import ImageNotFound
@@ -83,23 +103,13 @@ def plan_load(manifest: Manifest, reader: BundleReader, site: SiteConfig, settin
         except ImageNotFound:
             pass
         images.append(entry)
-    cache = settings.hf_cache_path
-    files, refs = [], []
-    for model in manifest.models:
-        for item in model.files:
-            link = hf_cache.repo_dir(cache, model.model) / "snapshots" / model.revision / item.path
-            if not (_file_matches(_cached_path(cache, model, item), manifest.member(item.member)) and link.exists()):
-                files.append((model, item))
-        if hf_cache.revision(cache, model.model) != model.revision:
-            refs.append(model)
+    cache = plan_cache(manifest, settings.hf_cache_path)
     catalog_target = None
     env_changes: dict[str, str] = {}
     values = merged_values(site.env_file)
-    if manifest.catalog:
+    if catalog is not None:
         target = site.env_file.parent / LOADED_CATALOG_NAME
-        with reader.open(manifest.catalog) as stream:
-            wanted = stream.read()
-        if target.exists() and target.read_bytes() != wanted:
+        if os.path.lexists(target) and (not target.is_file() or target.read_bytes() != catalog):
             raise InputError(
                 f"{target} exists and differs from the bundle's catalog; loading would overwrite it",
                 hint=f"move {target} away (and merge it into the loaded one afterwards), then load again",
@@ -114,9 +124,9 @@ def plan_load(manifest: Manifest, reader: BundleReader, site: SiteConfig, settin
     stage_env_values(site.env_file, env_changes, overwrite=True)
     present = {
         "images": len(manifest.images) - len(images),
-        "model_files": sum(len(m.files) for m in manifest.models) - len(files),
+        "model_files": len(cache.placements) - len(cache.writes),
     }
-    return LoadPlan(images, files, refs, catalog_target, env_changes, present)
+    return LoadPlan(images, cache, catalog_target, env_changes, present)
 
 
 def _check_disk(plan: LoadPlan, manifest: Manifest, settings: Settings, engine: Engine | None) -> list[str]:
@@ -136,7 +146,7 @@ def _check_disk(plan: LoadPlan, manifest: Manifest, settings: Settings, engine: 
             need(root, manifest.member(IMAGES_MEMBER).size, f"images in {root}")
         else:
             checked.append(f"docker data root {root} is not on this host: its free space was not checked")
-    model_bytes = sum(manifest.member(item.member).size for _, item in plan.model_files)
+    model_bytes = plan.cache.copy_bytes
     if model_bytes:
         need(settings.hf_cache_path, model_bytes, f"models in {settings.hf_cache_path}")
     for where, amount, what in needs.values():
@@ -167,48 +177,45 @@ def _load_images(reader: BundleReader, manifest: Manifest, plan: LoadPlan, engin
             raise RuntimeFailure(f"after docker load, {entry.reference} is {loaded or 'absent'}, not {entry.id}")
 
 
-def _copy_member(reader: BundleReader, member: Member, target: Path, advance: Advance | None) -> None:
-    """Copy one member to target (via a temporary file beside it), checking its sha256 again."""
-    import hashlib
+def _stage(reader: BundleReader, plan: LoadPlan, catalog: bytes | None, cache: Path, ui: BundleUI,
+           exit_stack: contextlib.ExitStack) -> tuple[Staging | None, Path | None]:  # fmt: skip
+    """The new model files and the catalog, copied beside their places (checked while copied)."""
+    staging = None
+    copies = [p for p in plan.cache.placements if p.copy]
+    if copies:
+        staging = Staging(cache)
+        exit_stack.callback(staging.discard)
+        with ui.progress("models, staged beside the HF cache", plan.cache.copy_bytes) as advance:
+            for placement in copies:
+                staging.add(reader, placement, advance)
+    staged_catalog = None
+    if plan.catalog_target and catalog is not None:
+        fd, name = tempfile.mkstemp(prefix=f".{plan.catalog_target.name}.", dir=plan.catalog_target.parent)
+        staged_catalog = Path(name)
+        exit_stack.callback(staged_catalog.unlink, missing_ok=True)
+        with os.fdopen(fd, "wb") as sink:
+            sink.write(catalog)
+        staged_catalog.chmod(0o644)
+    return staging, staged_catalog
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+
+def _commit(plan: LoadPlan, staging: Staging | None, staged_catalog: Path | None, site: SiteConfig) -> list[str]:
+    """Everything into place, the .env last; any failure takes back every step before it."""
+    from controller.config.envfile import write_env_values
+
+    undo = Undo()
     try:
-        digest = hashlib.sha256()
-        with os.fdopen(fd, "wb") as sink, reader.open(member.path) as stream:
-            for chunk in read_chunks(stream, advance):
-                digest.update(chunk)
-                sink.write(chunk)
-        if digest.hexdigest() != member.sha256:
-            raise RuntimeFailure(f"bundle member {member.path} changed while it was loaded")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
+        commit(plan.cache, staging, undo)
+        if plan.catalog_target and staged_catalog is not None:
+            os.replace(staged_catalog, plan.catalog_target)
+            undo.add(plan.catalog_target.unlink)
+        return write_env_values(site.env_file, plan.env_changes, overwrite=True) if plan.env_changes else []
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        undo.run()
         raise
 
 
-def _load_models(reader: BundleReader, manifest: Manifest, plan: LoadPlan, cache: Path, ui: BundleUI) -> None:
-    total = sum(manifest.member(item.member).size for _, item in plan.model_files)
-    with ui.progress("models into the HF cache", total) as advance:
-        for model, item in plan.model_files:
-            target = _cached_path(cache, model, item)
-            member = manifest.member(item.member)
-            if not _file_matches(target, member):
-                _copy_member(reader, member, target, advance)
-            if item.blob:  # the hub layout: snapshots/REV/FILE -> ../../blobs/BLOB
-                link = hf_cache.repo_dir(cache, model.model) / "snapshots" / model.revision / item.path
-                link.parent.mkdir(parents=True, exist_ok=True)
-                link.unlink(missing_ok=True)
-                link.symlink_to(os.path.relpath(target, link.parent))
-    for model in plan.refs:
-        ref = hf_cache.repo_dir(cache, model.model) / "refs" / hf_cache.DEFAULT_REF
-        ref.parent.mkdir(parents=True, exist_ok=True)
-        ref.write_text(model.revision, encoding="utf-8")
-
-
 def load_bundle(site: SiteConfig, path: Path, *, ui: BundleUI, lock_timeout_s: float = 600.0) -> dict:
-    from controller.config.envfile import write_env_values
     from controller.journal import JournalStore
 
     settings = read_settings(site).settings  # a bad .env stops here, before the bundle is read
@@ -217,13 +224,17 @@ def load_bundle(site: SiteConfig, path: Path, *, ui: BundleUI, lock_timeout_s: f
         manifest = parse_manifest(reader.read_manifest(), reader.origin)
         with ui.progress(f"verify {len(manifest.members)} members (sha256)", manifest.total_bytes) as advance:
             manifest = ui.timed("verify", lambda: verify_bundle(reader, advance))
+        catalog = check_catalog(reader, manifest, site)
         verified = [
             f"{len(manifest.members)} members, {human_size(manifest.total_bytes)}: sizes and sha256 match the manifest "
             f"(format {manifest.format_version}, controller {manifest.controller_version})"
         ]
         engine = Engine() if manifest.images else None  # a models-only bundle needs no Docker
-        with JournalStore(site.state_dir).locked("bundle load", timeout=lock_timeout_s):
-            plan = plan_load(manifest, reader, site, settings, engine)
+        with (
+            JournalStore(site.state_dir).locked("bundle load", timeout=lock_timeout_s),
+            contextlib.ExitStack() as staged,
+        ):
+            plan = plan_load(manifest, catalog, site, settings, engine)
             verified += _check_disk(plan, manifest, settings, engine)
             for line in verified:
                 ui.say(f"verified: {line}")
@@ -234,13 +245,12 @@ def load_bundle(site: SiteConfig, path: Path, *, ui: BundleUI, lock_timeout_s: f
                         f"not confirmed: nothing was loaded and {site.env_file} is unchanged",
                         hint="answer yes, or pass --yes",
                     )
+            staging, staged_catalog = ui.timed(
+                "models", lambda: _stage(reader, plan, catalog, settings.hf_cache_path, ui, staged)
+            )
             if plan.images and engine is not None:
                 ui.timed("docker load", lambda: _load_images(reader, manifest, plan, engine, ui))
-            if plan.model_files or plan.refs:
-                ui.timed("models", lambda: _load_models(reader, manifest, plan, settings.hf_cache_path, ui))
-            if plan.catalog_target and manifest.catalog:
-                _copy_member(reader, manifest.member(manifest.catalog), plan.catalog_target, None)
-            env_written = write_env_values(site.env_file, plan.env_changes, overwrite=True) if plan.env_changes else []
+            env_written = _commit(plan, staging, staged_catalog, site)
     finally:
         reader.close()
     return {
@@ -248,7 +258,7 @@ def load_bundle(site: SiteConfig, path: Path, *, ui: BundleUI, lock_timeout_s: f
         "verified": verified,
         "profiles": manifest.profiles,
         "images_loaded": [i.reference for i in plan.images],
-        "model_files_written": len(plan.model_files),
+        "model_files_written": len(plan.cache.writes),
         "already_present": plan.present,
         "catalog_written": str(plan.catalog_target) if plan.catalog_target else None,
         "env_written": env_written,

@@ -1,36 +1,63 @@
 """Reading a bundle: one uncompressed tar file or a directory (for media with file-size limits).
 
+A bundle holds regular files only: a symbolic or hard link, a device, an absolute name or one with '..'
+is refused when the bundle is opened, naming the member, so nothing is read from outside the bundle.
 A cut-short tar file is still opened, so that verification can name the member it ends inside.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 import tarfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import IO
 
 from controller.bundle.format import MANIFEST_NAME, MAX_MANIFEST_BYTES, BundleReader
 from controller.errors import InputError
 
 
+def _refuse(origin: str, name: str, problem: str) -> InputError:
+    return InputError(
+        f"bundle {origin}: member {ascii(name)[1:-1]} {problem}; a bundle holds regular files only",
+        hint="create the bundle again with `controller bundle create`, or copy it without links",
+    )
+
+
 class DirectoryReader:
     def __init__(self, root: Path):
         self.root = root
         self.origin = str(root)
+        self.files: list[str] = []
+        for top, dirs, files in os.walk(root, onerror=self._unreadable):  # links are not followed
+            for name in [*dirs, *files]:
+                path = Path(top, name)
+                mode = path.lstat().st_mode
+                member = path.relative_to(root).as_posix()
+                if stat.S_ISLNK(mode):
+                    raise _refuse(self.origin, member, f"is a symbolic link (to {ascii(os.readlink(path))[1:-1]})")
+                if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+                    raise _refuse(self.origin, member, "is not a regular file")
+                if stat.S_ISREG(mode):
+                    self.files.append(member)
+
+    def _unreadable(self, exc: OSError) -> None:
+        raise InputError(f"bundle {self.origin}: cannot read {exc.filename} ({exc.strerror or exc})")
 
     def read_manifest(self) -> bytes:
         path = self.root / MANIFEST_NAME
-        if not path.is_file():
+        if MANIFEST_NAME not in self.files:
             raise InputError(f"bundle {self.origin}: no {MANIFEST_NAME} (not a bundle, or an unfinished one)")
         if path.stat().st_size > MAX_MANIFEST_BYTES:
             raise InputError(f"bundle {self.origin}: {MANIFEST_NAME} is too large to be a manifest")
         return path.read_bytes()
 
     def names(self) -> list[str]:
-        return [p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if p.is_file()]
+        return list(self.files)
 
     def open(self, path: str) -> IO[bytes]:
-        return (self.root / path).open("rb")
+        # O_NOFOLLOW: a member swapped for a link after the bundle was opened is not followed either.
+        return os.fdopen(os.open(self.root / path, os.O_RDONLY | os.O_NOFOLLOW), "rb")
 
     def close(self) -> None:
         pass
@@ -54,12 +81,28 @@ class TarReader:
                 break
             if info is None:
                 break
+            self._check(info)
             if info.isfile():
                 self.members[info.name] = info
         if self.cut_in is None and self.tar.members:
             last = self.tar.members[-1]
             if last.offset_data + last.size > path.stat().st_size:
                 self.cut_in = last
+
+    def _check(self, info: tarfile.TarInfo) -> None:
+        name = info.name
+        if info.issym():
+            raise _refuse(self.origin, name, f"is a symbolic link (to {ascii(info.linkname)[1:-1]})")
+        if info.islnk():
+            raise _refuse(self.origin, name, f"is a hard link (to {ascii(info.linkname)[1:-1]})")
+        if name.startswith("/"):
+            raise _refuse(self.origin, name, "has an absolute path")
+        if ".." in PurePosixPath(name).parts:
+            raise _refuse(self.origin, name, "has a '..' in its path")
+        if not (info.isfile() or info.isdir()):
+            raise _refuse(self.origin, name, "is not a regular file (a device or a pipe)")
+        if info.isfile() and name in self.members:
+            raise _refuse(self.origin, name, "is in the tar file twice")
 
     def read_manifest(self) -> bytes:
         info = self.members.get(MANIFEST_NAME)

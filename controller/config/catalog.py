@@ -108,18 +108,26 @@ def builtin_catalog_text() -> str:
 
 def load_catalog(user_catalog: Path | None = None) -> Catalog:
     """Built-in profiles, then the user's catalog over them. Raises CatalogError on any problem."""
+    if user_catalog is None:
+        return load_catalog_text(None, BUILTIN_CATALOG_NAME, Path("."))
+    path = expand_home(Path(user_catalog), CatalogError, "catalog")
+    if not path.exists():
+        raise CatalogError(
+            f"catalog {path}: file not found",
+            hint="set --catalog or CONTROLLER_CATALOG to an existing YAML file",
+        )
+    return load_catalog_text(read_text_file(path, CatalogError, what="catalog"), str(path), path.parent)
+
+
+def load_catalog_text(text: str | None, origin: str, directory: Path) -> Catalog:
+    """Built-in profiles, then a user catalog's text (None: none) over them, its relative local paths
+    relative to `directory`: what load_catalog does once the file is read. Raises CatalogError naming
+    `origin`, the profile and the field."""
     raw = _read_yaml(builtin_catalog_text(), BUILTIN_CATALOG_NAME)
     origins = dict.fromkeys(raw, BUILTIN_CATALOG_NAME)
-    if user_catalog is not None:
-        path = expand_home(Path(user_catalog), CatalogError, "catalog")
-        if not path.exists():
-            raise CatalogError(
-                f"catalog {path}: file not found",
-                hint="set --catalog or CONTROLLER_CATALOG to an existing YAML file",
-            )
-        user = _read_yaml(read_text_file(path, CatalogError, what="catalog"), str(path))
-        for name, fields in user.items():
-            fields = _resolve_local_model(fields, path.parent)
+    if text is not None:
+        for name, fields in _read_yaml(text, origin).items():
+            fields = _resolve_local_model(fields, directory)
             raw[name] = _merge(raw[name], fields) if name in raw else fields
-            origins[name] = str(path)
+            origins[name] = origin
     return Catalog({name: build_profile(name, fields, origins[name]) for name, fields in raw.items()})

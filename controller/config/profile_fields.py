@@ -45,11 +45,21 @@ def _model_reference(value: str) -> str:
         if problem:
             raise ValueError(f"local directory: {problem}")
         return value
-    if not HF_REPO_ID.fullmatch(value) or "--" in value or ".." in value:
+    if not _is_repo_id(value):
         raise ValueError(
             f"{ascii(value)} is neither a Hugging Face repo id (org/name: letters, digits, '-', '_', '.') "
             "nor a local directory (/absolute/path, ./relative or ~/path)"
         )
+    return value
+
+
+def _is_repo_id(value: str) -> bool:
+    return bool(HF_REPO_ID.fullmatch(value)) and "--" not in value and ".." not in value
+
+
+def _hf_repo_id(value: str) -> str:
+    if not _is_repo_id(value):
+        raise ValueError(f"{ascii(value)} is not a Hugging Face repo id (org/name: letters, digits, '-', '_', '.')")
     return value
 
 
@@ -94,6 +104,8 @@ def _vllm_arg(value: str) -> str:
 
 
 ModelReference = Annotated[str, AfterValidator(_model_reference)]
+# A Hugging Face repo id only, checked as a profile's model is (a bundle's models, for one).
+HfRepoId = Annotated[str, Field(max_length=193), AfterValidator(_hf_repo_id)]
 LoraName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
 ArgText = Annotated[str, Field(min_length=1, max_length=512), AfterValidator(_vllm_arg)]
 JsonScalar = bool | int | float | str

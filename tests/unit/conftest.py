@@ -1,7 +1,7 @@
 """Fixtures shared by several unit-test modules; pytest finds them without an import.
 
 A module that needs a different one defines its own of the same name, which wins there
-(test_bundle.py and test_offline.py have their own `site`; test_kv_check.py and
+(test_offline.py has its own `site`; test_kv_check.py and
 test_bench_sequence.py their own `target`). Plain helpers live in the support modules
 (_support.py, cli_support.py, fake_stack.py, bad_input_harness.py, fakes.py).
 """
@@ -25,6 +25,18 @@ def site(tmp_path, monkeypatch) -> SiteConfig:
     env = tmp_path / ".env"
     env.write_text(f"COMPOSE_PROJECT_NAME=seqtest\nHF_CACHE_DIR={tmp_path / 'hf'}\n", encoding="utf-8")
     return SiteConfig(root=tmp_path, env_file=env)
+
+
+@pytest.fixture
+def bundle_site(tmp_path, monkeypatch) -> SiteConfig:
+    """A site in tmp_path/site whose .env names only the HF cache (tmp_path/site/hf, absent): where
+    `bundle load` puts what it loads; nothing leaks in from the environment of the test run."""
+    for key in ("OFFLINE", "HF_CACHE_DIR", "CONTROLLER_CATALOG"):
+        monkeypatch.delenv(key, raising=False)
+    project = tmp_path / "site"
+    project.mkdir()
+    (project / ".env").write_text(f"HF_CACHE_DIR={project / 'hf'}\n")
+    return SiteConfig(root=project, env_file=project / ".env")
 
 
 @pytest.fixture

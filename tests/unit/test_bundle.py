@@ -11,75 +11,20 @@ from pathlib import Path
 
 import pytest
 
-from controller.bundle.format import (
-    CATALOG_MEMBER,
-    FORMAT_VERSION,
-    IMAGES_MEMBER,
-    MANIFEST_NAME,
-    ImageEntry,
-    Manifest,
-    ModelEntry,
-    ModelFile,
-    model_member,
-    verify_bundle,
-)
+from controller.bundle.format import FORMAT_VERSION, IMAGES_MEMBER, MANIFEST_NAME, model_member, verify_bundle
 from controller.bundle.load import load_bundle
 from controller.bundle.reader import open_bundle
 from controller.bundle.ui import BundleUI
-from controller.bundle.writer import writer_for
 from controller.config.settings import SiteConfig
 from controller.errors import InputError
 from controller.runtime import hf_cache
-from tests.unit._support import make_hub_cache
+from tests.unit.bundle_support import BUNDLE_CATALOG, FILES, MODEL, REVISION, synthetic_bundle
 from tests.unit.cli_support import collapse_whitespace, run_cli
 
-MODEL = "fake-org/tiny-llama"
-REVISION = "0123456789abcdef0123456789abcdef01234567"
-FILES = {"config.json": b'{"model_type": "llama"}', "model.safetensors": bytes(range(256)) * 64,
-         "tokenizer/tokenizer.json": b"{}"}  # fmt: skip
-FAKE_ID = "sha256:" + "ab" * 32
 
-
-def synthetic_bundle(tmp_path: Path, *, directory: bool, images: bool = True, version: int = FORMAT_VERSION) -> Path:
-    """A bundle written by the real writer: a fake image tar, one model snapshot, a catalog."""
-    source = tmp_path / "source"
-    make_hub_cache(source / "hf", MODEL, REVISION, FILES)
-    snapshot = hf_cache.find_snapshot(source / "hf", MODEL)
-    assert snapshot is not None
-    (source / "images.tar").write_bytes(b"not really a docker save, but verification reads only bytes" * 100)
-    (source / "catalog.yaml").write_text("profiles: {}\n")
-    out = tmp_path / ("bundle-dir" if directory else "bundle.tar")
-    with writer_for(out, directory=directory) as writer:
-        members = [writer.add(IMAGES_MEMBER, source / "images.tar")] if images else []
-        files = []
-        for item in snapshot.files:
-            member = model_member(MODEL, REVISION, item.path)
-            members.append(writer.add(member, item.source))
-            files.append(ModelFile(path=item.path, member=member, blob=item.blob))
-        members.append(writer.add(CATALOG_MEMBER, source / "catalog.yaml"))
-        manifest = Manifest(
-            format_version=FORMAT_VERSION, controller_version="0.1.0", created="2026-11-26T00:00:00+00:00",
-            profiles=["tiny-hf"], images=[ImageEntry(reference="example/vllm:1", id=FAKE_ID)] if images else [],
-            models=[ModelEntry(model=MODEL, revision=REVISION, profiles=["tiny-hf"], files=files)],
-            catalog=CATALOG_MEMBER, members=members,
-        )  # fmt: skip
-        writer.finish(manifest.model_copy(update={"format_version": version}))
-    return out
-
-
-@pytest.fixture
-def site(tmp_path, monkeypatch) -> SiteConfig:
-    monkeypatch.delenv("OFFLINE", raising=False)
-    monkeypatch.delenv("HF_CACHE_DIR", raising=False)
-    project = tmp_path / "site"
-    project.mkdir()
-    (project / ".env").write_text(f"HF_CACHE_DIR={project / 'hf'}\n")
-    return SiteConfig(root=project, env_file=project / ".env")
-
-
-def _unchanged(site: SiteConfig, env_before: str) -> None:
-    assert site.env_file.read_text() == env_before
-    assert not (site.root / "hf").exists() and not (site.root / "catalog.yaml").exists()
+def _unchanged(bundle_site: SiteConfig, env_before: str) -> None:
+    assert bundle_site.env_file.read_text() == env_before
+    assert not (bundle_site.root / "hf").exists() and not (bundle_site.root / "catalog.yaml").exists()
 
 
 @pytest.mark.parametrize("directory", [False, True])
@@ -95,33 +40,33 @@ def test_a_written_bundle_verifies(tmp_path, directory):
     }
 
 
-def test_truncated_bundle_file_is_refused_naming_the_member_and_nothing_is_loaded(tmp_path, site):
+def test_truncated_bundle_file_is_refused_naming_the_member_and_nothing_is_loaded(tmp_path, bundle_site):
     bundle = synthetic_bundle(tmp_path, directory=False)
     data = bundle.read_bytes()
     with tarfile.open(bundle) as tar:  # cut inside the images member's data
         images = tar.getmember(IMAGES_MEMBER)
     bundle.write_bytes(data[: images.offset_data + 100])
-    before = site.env_file.read_text()
-    result = run_cli(site.root, "bundle", "load", str(bundle), "--yes")
+    before = bundle_site.env_file.read_text()
+    result = run_cli(bundle_site.root, "bundle", "load", str(bundle), "--yes")
     assert result.returncode == 2, result.stderr
     message = collapse_whitespace(result.stderr)
     assert "no manifest.json" in message and "ends inside member images.tar" in message
     assert "Traceback" not in result.stderr
-    _unchanged(site, before)
+    _unchanged(bundle_site, before)
 
 
-def test_truncated_member_is_named(tmp_path, site):
+def test_truncated_member_is_named(tmp_path, bundle_site):
     bundle = synthetic_bundle(tmp_path, directory=True)
     member = bundle / model_member(MODEL, REVISION, "model.safetensors")
     member.write_bytes(member.read_bytes()[:1000])
-    before = site.env_file.read_text()
+    before = bundle_site.env_file.read_text()
     with pytest.raises(InputError, match=r"member models/fake-org--tiny-llama/.*/model\.safetensors is 1000 bytes"):
-        load_bundle(site, bundle, ui=BundleUI(confirm=lambda q: True))
-    _unchanged(site, before)
+        load_bundle(bundle_site, bundle, ui=BundleUI(confirm=lambda q: True))
+    _unchanged(bundle_site, before)
 
 
 @pytest.mark.parametrize("directory", [False, True])
-def test_flipped_byte_in_one_member_is_refused_naming_it(tmp_path, site, directory):
+def test_flipped_byte_in_one_member_is_refused_naming_it(tmp_path, bundle_site, directory):
     bundle = synthetic_bundle(tmp_path, directory=directory)
     name = model_member(MODEL, REVISION, "config.json")
     if directory:
@@ -132,91 +77,91 @@ def test_flipped_byte_in_one_member_is_refused_naming_it(tmp_path, site, directo
     data = bytearray(path.read_bytes())
     data[offset] ^= 0x01
     path.write_bytes(bytes(data))
-    before = site.env_file.read_text()
-    result = run_cli(site.root, "bundle", "load", str(bundle), "--yes")
+    before = bundle_site.env_file.read_text()
+    result = run_cli(bundle_site.root, "bundle", "load", str(bundle), "--yes")
     assert result.returncode == 2
     assert f"member {name}: sha256" in collapse_whitespace(result.stderr) and "altered" in result.stderr
-    _unchanged(site, before)
+    _unchanged(bundle_site, before)
 
 
-def test_newer_format_version_is_refused_before_its_fields_are_read(tmp_path, site):
+def test_newer_format_version_is_refused_before_its_fields_are_read(tmp_path, bundle_site):
     bundle = synthetic_bundle(tmp_path, directory=True, version=FORMAT_VERSION + 1)
     manifest = json.loads((bundle / MANIFEST_NAME).read_text())
     manifest["a_field_from_the_future"] = True
     (bundle / MANIFEST_NAME).write_text(json.dumps(manifest))
-    before = site.env_file.read_text()
-    result = run_cli(site.root, "bundle", "load", str(bundle), "--yes")
+    before = bundle_site.env_file.read_text()
+    result = run_cli(bundle_site.root, "bundle", "load", str(bundle), "--yes")
     assert result.returncode == 2
     newer = f"format version {FORMAT_VERSION + 1} is newer than this controller reads ({FORMAT_VERSION})"
     assert newer in collapse_whitespace(result.stderr)
-    _unchanged(site, before)
+    _unchanged(bundle_site, before)
 
 
-def test_member_outside_the_manifest_and_unsafe_paths_are_refused(tmp_path, site):
+def test_member_outside_the_manifest_and_unsafe_paths_are_refused(tmp_path, bundle_site):
     bundle = synthetic_bundle(tmp_path, directory=True)
     (bundle / "extra.bin").write_bytes(b"x")
     with pytest.raises(InputError, match="member extra.bin is not in the manifest"):
-        load_bundle(site, bundle, ui=BundleUI(confirm=lambda q: True))
+        load_bundle(bundle_site, bundle, ui=BundleUI(confirm=lambda q: True))
     (bundle / "extra.bin").unlink()
     manifest = json.loads((bundle / MANIFEST_NAME).read_text())
     manifest["members"][0]["path"] = "../../etc/passwd"
     (bundle / MANIFEST_NAME).write_text(json.dumps(manifest))
     with pytest.raises(InputError, match="field 'members.0.path'"):
-        load_bundle(site, bundle, ui=BundleUI(confirm=lambda q: True))
+        load_bundle(bundle_site, bundle, ui=BundleUI(confirm=lambda q: True))
 
 
-def test_unconfirmed_load_changes_nothing(tmp_path, site):
+def test_unconfirmed_load_changes_nothing(tmp_path, bundle_site):
     bundle = synthetic_bundle(tmp_path, directory=False, images=False)
-    before = site.env_file.read_text()
-    result = run_cli(site.root, "bundle", "load", str(bundle))  # stdin is not a terminal and no --yes
+    before = bundle_site.env_file.read_text()
+    result = run_cli(bundle_site.root, "bundle", "load", str(bundle))  # stdin is not a terminal and no --yes
     assert result.returncode == 2 and "--yes" in result.stderr
-    _unchanged(site, before)
+    _unchanged(bundle_site, before)
 
 
-def test_models_load_into_the_hub_layout_and_a_second_load_changes_nothing(tmp_path, site):
+def test_models_load_into_the_hub_layout_and_a_second_load_changes_nothing(tmp_path, bundle_site):
     bundle = synthetic_bundle(tmp_path, directory=False, images=False)
-    first = run_cli(site.root, "--debug", "bundle", "load", str(bundle), "--yes", "--json")
+    first = run_cli(bundle_site.root, "--debug", "bundle", "load", str(bundle), "--yes", "--json")
     assert first.returncode == 0, first.stderr
     result = json.loads(first.stdout)
     assert result["changed"] and result["model_files_written"] == 3
     assert any("sha256 match" in line for line in result["verified"])
-    snapshot = hf_cache.find_snapshot(site.root / "hf", MODEL)
+    snapshot = hf_cache.find_snapshot(bundle_site.root / "hf", MODEL)
     assert snapshot is not None and snapshot.revision == REVISION
     assert {f.path: f.source.read_bytes() for f in snapshot.files} == FILES
     assert all(f.blob for f in snapshot.files)  # links into blobs/, as huggingface_hub lays them out
-    env = site.env_file.read_text()
-    assert "OFFLINE='true'" in env and f"CONTROLLER_CATALOG='{site.root / 'catalog.yaml'}'" in env
-    assert (site.root / "catalog.yaml").read_text() == "profiles: {}\n"
-    stamp = {p: p.lstat().st_mtime_ns for p in (site.root / "hf").rglob("*")}
+    env = bundle_site.env_file.read_text()
+    assert "OFFLINE='true'" in env and f"CONTROLLER_CATALOG='{bundle_site.root / 'catalog.yaml'}'" in env
+    assert (bundle_site.root / "catalog.yaml").read_bytes() == BUNDLE_CATALOG
+    stamp = {p: p.lstat().st_mtime_ns for p in (bundle_site.root / "hf").rglob("*")}
 
-    second = run_cli(site.root, "bundle", "load", str(bundle), "--json")  # no --yes: nothing to ask
+    second = run_cli(bundle_site.root, "bundle", "load", str(bundle), "--json")  # no --yes: nothing to ask
     assert second.returncode == 0, second.stderr
     again = json.loads(second.stdout)
     assert not again["changed"] and again["env_written"] == [] and again["already_present"]["model_files"] == 3
-    assert site.env_file.read_text() == env
-    assert {p: p.lstat().st_mtime_ns for p in (site.root / "hf").rglob("*")} == stamp
+    assert bundle_site.env_file.read_text() == env
+    assert {p: p.lstat().st_mtime_ns for p in (bundle_site.root / "hf").rglob("*")} == stamp
 
 
-def test_a_different_catalog_next_to_env_is_not_overwritten(tmp_path, site):
+def test_a_different_catalog_next_to_env_is_not_overwritten(tmp_path, bundle_site):
     bundle = synthetic_bundle(tmp_path, directory=True, images=False)
-    (site.root / "catalog.yaml").write_text("profiles: {mine: {}}\n")
-    before = site.env_file.read_text()
+    (bundle_site.root / "catalog.yaml").write_text("profiles: {mine: {}}\n")
+    before = bundle_site.env_file.read_text()
     with pytest.raises(InputError, match="catalog.yaml exists and differs"):
-        load_bundle(site, bundle, ui=BundleUI(confirm=lambda q: True))
-    assert site.env_file.read_text() == before and not (site.root / "hf").exists()
+        load_bundle(bundle_site, bundle, ui=BundleUI(confirm=lambda q: True))
+    assert bundle_site.env_file.read_text() == before and not (bundle_site.root / "hf").exists()
 
 
-def test_too_little_disk_is_refused_before_anything_is_loaded(tmp_path, site, monkeypatch):
+def test_too_little_disk_is_refused_before_anything_is_loaded(tmp_path, bundle_site, monkeypatch):
     import shutil
     from collections import namedtuple
 
     bundle = synthetic_bundle(tmp_path, directory=True, images=False)
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
-    before = site.env_file.read_text()
+    before = bundle_site.env_file.read_text()
     with pytest.raises(InputError, match=r"has 1.0 kB free; loading models in .* needs about"):
-        load_bundle(site, bundle, ui=BundleUI(confirm=lambda q: True))
-    _unchanged(site, before)
+        load_bundle(bundle_site, bundle, ui=BundleUI(confirm=lambda q: True))
+    _unchanged(bundle_site, before)
 
 
 def _create_site(tmp_path: Path, model: str) -> Path:
