@@ -25,7 +25,9 @@ from controller.bundle.format import (
     model_member,
 )
 from controller.bundle.writer import writer_for
+from controller.config.settings import SiteConfig
 from tests.unit._support import CPU_PROFILE
+from tests.unit.cli_support import collapse_whitespace, run_cli
 
 MODEL = "fake-org/tiny-llama"
 REVISION = "0123456789abcdef0123456789abcdef01234567"
@@ -110,3 +112,16 @@ def tree_state(root: Path, skip: str = ".controller") -> dict[str, tuple]:
         else:
             state[name] = ("file", path.read_bytes(), path.stat().st_mode)
     return state
+
+
+def assert_load_refused(site: SiteConfig, bundle: Path, *expected: str) -> str:
+    """Load `bundle` through the CLI; it must be exit 2 naming `expected`, and change nothing."""
+    before = tree_state(site.root)
+    result = run_cli(site.root, "bundle", "load", str(bundle), "--yes")
+    message = collapse_whitespace(result.stderr)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and "internal error" not in message
+    for text in expected:
+        assert text in message, message
+    assert tree_state(site.root) == before
+    return message

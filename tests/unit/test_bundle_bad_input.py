@@ -7,29 +7,20 @@ from __future__ import annotations
 
 import os
 import tarfile
-from pathlib import Path
 
 import pytest
 import yaml
 
 from controller.bundle.format import CATALOG_MEMBER, MANIFEST_NAME, model_member
-from controller.config.settings import SiteConfig
 from tests.unit._support import CPU_PROFILE
-from tests.unit.bundle_support import MODEL, REVISION, edit_manifest, synthetic_bundle, tree_state, write_bundle
-from tests.unit.cli_support import collapse_whitespace, run_cli
-
-
-def _refused(site: SiteConfig, bundle: Path, *expected: str) -> str:
-    """Load `bundle` through the CLI; it must be exit 2 naming `expected`, and change nothing."""
-    before = tree_state(site.root)
-    result = run_cli(site.root, "bundle", "load", str(bundle), "--yes")
-    message = collapse_whitespace(result.stderr)
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr and "internal error" not in message
-    for text in expected:
-        assert text in message, message
-    assert tree_state(site.root) == before
-    return message
+from tests.unit.bundle_support import (
+    MODEL,
+    REVISION,
+    assert_load_refused,
+    edit_manifest,
+    synthetic_bundle,
+    write_bundle,
+)
 
 
 def _catalog(**fields) -> bytes:
@@ -56,7 +47,7 @@ def test_a_bundle_catalog_that_catalog_would_refuse_is_refused_before_anything_i
     tmp_path, bundle_site, catalog, expected
 ):
     bundle = write_bundle(tmp_path / "b", directory=True, images=False, catalog=catalog)
-    _refused(bundle_site, bundle, f"member {CATALOG_MEMBER}", expected)
+    assert_load_refused(bundle_site, bundle, f"member {CATALOG_MEMBER}", expected)
 
 
 # ----- links and unsafe names: a bundle holds regular files only -----------------------------------------
@@ -69,20 +60,20 @@ def test_a_symlink_in_a_directory_bundle_is_refused_naming_it(tmp_path, bundle_s
     outside.write_bytes((bundle / name).read_bytes())  # same bytes: the checksum alone cannot tell
     (bundle / name).unlink()
     (bundle / name).symlink_to(outside)
-    _refused(bundle_site, bundle, name, "symbolic link")
+    assert_load_refused(bundle_site, bundle, name, "symbolic link")
 
 
-def test_a_symlinked_directory_and_manifest_in_a_directory_bundle_are_refused(tmp_path, bundle_site):
+def test_a_symlinked_directory_and_manifest_in_a_directory_bundle_areassert_load_refused(tmp_path, bundle_site):
     bundle = synthetic_bundle(tmp_path, directory=True, images=False)
     tokenizer = bundle / model_member(MODEL, REVISION, "tokenizer")
     os.rename(tokenizer, tmp_path / "elsewhere")
     tokenizer.symlink_to(tmp_path / "elsewhere")
-    _refused(bundle_site, bundle, model_member(MODEL, REVISION, "tokenizer"), "symbolic link")
+    assert_load_refused(bundle_site, bundle, model_member(MODEL, REVISION, "tokenizer"), "symbolic link")
     tokenizer.unlink()
     os.rename(tmp_path / "elsewhere", tokenizer)
     os.rename(bundle / MANIFEST_NAME, tmp_path / "manifest.json")
     (bundle / MANIFEST_NAME).symlink_to(tmp_path / "manifest.json")
-    _refused(bundle_site, bundle, MANIFEST_NAME, "symbolic link")
+    assert_load_refused(bundle_site, bundle, MANIFEST_NAME, "symbolic link")
 
 
 @pytest.mark.parametrize(
@@ -106,7 +97,7 @@ def test_links_and_unsafe_names_in_a_tar_bundle_are_refused_naming_the_member(
     info.type = kind
     info.linkname = "/etc/passwd" if kind in (tarfile.SYMTYPE, tarfile.LNKTYPE) else ""
     append_tar_member(bundle, info, b"x")
-    _refused(bundle_site, bundle, name, expected)
+    assert_load_refused(bundle_site, bundle, name, expected)
 
 
 # ----- model ids and manifests that crashed the parser ---------------------------------------------------
@@ -117,29 +108,29 @@ def test_links_and_unsafe_names_in_a_tar_bundle_are_refused_naming_the_member(
     ["fake-org/tiny\x00llama", "../../etc", "/srv/models/tiny", "org/name/extra", "org--name", "x" * 300],
     ids=["nul", "dotdot", "local-path", "three-parts", "double-dash", "too-long"],
 )
-def test_a_model_id_the_catalog_would_refuse_is_refused(tmp_path, bundle_site, model):
+def test_a_model_id_the_catalog_would_refuse_isassert_load_refused(tmp_path, bundle_site, model):
     bundle = synthetic_bundle(tmp_path, directory=True, images=False)
     edit_manifest(bundle, lambda manifest: manifest["models"][0].update(model=model))
-    _refused(bundle_site, bundle, MANIFEST_NAME, "field 'models.0.model'")
+    assert_load_refused(bundle_site, bundle, MANIFEST_NAME, "field 'models.0.model'")
 
 
-def test_a_deeply_nested_manifest_is_refused(tmp_path, bundle_site):
+def test_a_deeply_nested_manifest_isassert_load_refused(tmp_path, bundle_site):
     bundle = synthetic_bundle(tmp_path, directory=True, images=False)
     (bundle / MANIFEST_NAME).write_text("[" * 200_000 + "]" * 200_000)
-    _refused(bundle_site, bundle, MANIFEST_NAME, "nested")
+    assert_load_refused(bundle_site, bundle, MANIFEST_NAME, "nested")
 
 
-def test_a_manifest_with_a_huge_number_is_refused(tmp_path, bundle_site):
+def test_a_manifest_with_a_huge_number_isassert_load_refused(tmp_path, bundle_site):
     bundle = synthetic_bundle(tmp_path, directory=True, images=False)
     (bundle / MANIFEST_NAME).write_text('{"format_version": ' + "9" * 5000 + "}")
-    _refused(bundle_site, bundle, MANIFEST_NAME, "not JSON")
+    assert_load_refused(bundle_site, bundle, MANIFEST_NAME, "not JSON")
 
 
-def test_a_model_listed_twice_is_refused(tmp_path, bundle_site):
+def test_a_model_listed_twice_isassert_load_refused(tmp_path, bundle_site):
     bundle = synthetic_bundle(tmp_path, directory=True, images=False)
 
     def twice(manifest: dict) -> None:
         manifest["models"].append({**manifest["models"][0], "revision": "f" * 40})
 
     edit_manifest(bundle, twice)
-    _refused(bundle_site, bundle, MANIFEST_NAME, f"model {MODEL} twice")
+    assert_load_refused(bundle_site, bundle, MANIFEST_NAME, f"model {MODEL} twice")

@@ -16,8 +16,16 @@ from controller.config.settings import SiteConfig
 from controller.errors import WriteFailed
 from controller.runtime import hf_cache
 from tests.unit._support import make_hub_cache
-from tests.unit.bundle_support import FILES, MODEL, REVISION, sha256_hex, synthetic_bundle, tree_state, write_bundle
-from tests.unit.cli_support import collapse_whitespace, run_cli
+from tests.unit.bundle_support import (
+    FILES,
+    MODEL,
+    REVISION,
+    assert_load_refused,
+    sha256_hex,
+    synthetic_bundle,
+    tree_state,
+    write_bundle,
+)
 
 OLD_REVISION = "f" * 40
 OLD_FILES = {"config.json": b'{"model_type": "old"}', "model.safetensors": b"old weights"}
@@ -26,17 +34,6 @@ YES = BundleUI(confirm=lambda question: True)
 
 def _cache(site: SiteConfig) -> Path:
     return site.root / "hf"
-
-
-def _refused(site: SiteConfig, bundle: Path, *expected: str) -> None:
-    before = tree_state(site.root)
-    result = run_cli(site.root, "bundle", "load", str(bundle), "--yes")
-    message = collapse_whitespace(result.stderr)
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr and "internal error" not in message
-    for text in expected:
-        assert text in message, message
-    assert tree_state(site.root) == before
 
 
 def _git_sha1(data: bytes) -> str:
@@ -50,7 +47,7 @@ def _git_sha1(data: bytes) -> str:
 def test_a_file_and_a_directory_of_the_same_name_are_refused_before_writing(tmp_path, bundle_site, blobs):
     files = {"config.json": b"{}", "d/f": b"inside", "d": b"a file named like the directory"}
     bundle = write_bundle(tmp_path / "b.tar", directory=False, images=False, files=files, blobs=blobs)
-    _refused(bundle_site, bundle, "'d'", "directory")
+    assert_load_refused(bundle_site, bundle, "'d'", "directory")
 
 
 def test_a_directory_where_the_bundle_puts_a_file_is_refused_before_writing(tmp_path, bundle_site):
@@ -58,7 +55,7 @@ def test_a_directory_where_the_bundle_puts_a_file_is_refused_before_writing(tmp_
     repo = hf_cache.repo_dir(_cache(bundle_site), MODEL)
     (repo / "snapshots" / REVISION / "config.json").mkdir(parents=True)
     bundle = synthetic_bundle(tmp_path, directory=True, images=False)
-    _refused(bundle_site, bundle, f"snapshots/{REVISION}/config.json")
+    assert_load_refused(bundle_site, bundle, f"snapshots/{REVISION}/config.json")
 
 
 def test_a_file_where_the_bundle_needs_a_directory_is_refused_before_writing(tmp_path, bundle_site):
@@ -66,7 +63,7 @@ def test_a_file_where_the_bundle_needs_a_directory_is_refused_before_writing(tmp
     repo = hf_cache.repo_dir(_cache(bundle_site), MODEL)
     (repo / "snapshots" / REVISION).write_bytes(b"a file where the snapshot directory goes")
     bundle = synthetic_bundle(tmp_path, directory=True, images=False)
-    _refused(bundle_site, bundle, f"snapshots/{REVISION}", "not a directory")
+    assert_load_refused(bundle_site, bundle, f"snapshots/{REVISION}", "not a directory")
 
 
 @pytest.mark.parametrize("failing", ["env", "link"])
@@ -104,17 +101,17 @@ def test_a_failure_while_committing_leaves_cache_env_and_catalog_byte_identical(
 # ----- cache integrity: blob names are content hashes; nothing cached is overwritten ------------------
 
 
-def test_a_blob_named_with_the_hash_of_other_content_is_refused(tmp_path, bundle_site):
+def test_a_blob_named_with_the_hash_of_other_content_isassert_load_refused(tmp_path, bundle_site):
     make_hub_cache(_cache(bundle_site), MODEL, OLD_REVISION, OLD_FILES)
     old_blob = sha256_hex(OLD_FILES["model.safetensors"])
     bundle = write_bundle(tmp_path / "b", directory=True, images=False, blobs={"model.safetensors": old_blob})
-    _refused(bundle_site, bundle, old_blob[:16], "model.safetensors")
+    assert_load_refused(bundle_site, bundle, old_blob[:16], "model.safetensors")
     assert (hf_cache.repo_dir(_cache(bundle_site), MODEL) / "blobs" / old_blob).read_bytes() == b"old weights"
 
 
-def test_a_blob_named_by_a_wrong_git_sha1_is_refused(tmp_path, bundle_site):
+def test_a_blob_named_by_a_wrong_git_sha1_isassert_load_refused(tmp_path, bundle_site):
     bundle = write_bundle(tmp_path / "b", directory=True, images=False, blobs={"config.json": "0" * 40})
-    _refused(bundle_site, bundle, "0" * 16, "config.json")
+    assert_load_refused(bundle_site, bundle, "0" * 16, "config.json")
 
 
 def test_a_blob_named_by_its_git_sha1_loads(tmp_path, bundle_site):
@@ -134,7 +131,7 @@ def test_an_existing_cached_file_with_other_content_is_not_overwritten(tmp_path,
     existing.parent.mkdir(parents=True)
     existing.write_bytes(b"cached bytes of something else")
     bundle = write_bundle(tmp_path / "b", directory=True, images=False, blobs=blobs)
-    _refused(bundle_site, bundle, str(existing))
+    assert_load_refused(bundle_site, bundle, str(existing))
     assert existing.read_bytes() == b"cached bytes of something else"
 
 
