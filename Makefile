@@ -51,8 +51,16 @@ images: engine ## Local vLLM (CPU) and Open WebUI images, built without a regist
 tiny-model: images ## A tiny random-weight model for the CPU test profiles (cached)
 	$(PYTHON) scripts/build_images.py tiny-model
 
-test: install engine browser ## Unit, real-stack and browser tests
+# The images and the tiny model build in the background (about 5 minutes on a fresh machine) while
+# Chromium installs and the unit tests run, which come first; the real-stack tests then wait for the
+# build on .cache/build-images.lock and report its error if it failed.
+test: install engine ## Unit, real-stack and browser tests
+	@mkdir -p .cache
+	$(PYTHON) scripts/build_images.py tiny-model >.cache/build-images.out 2>.cache/build-images.log & \
+	builder=$$!; \
+	$(MAKE) --no-print-directory browser || { kill $$builder; exit 1; }; \
 	$(BIN)/python -m pytest tests --durations=25; rc=$$?; \
+	wait $$builder; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 test-unit: install ## Fast tests; no Docker needed

@@ -60,18 +60,27 @@ def test_site(tmp_path, docker_client, images, tiny_model) -> Iterator[harness.T
 
 # ----- one stack shared by the tests that only need "tiny-a serving" -------------------------------
 # A stack's first start (Open WebUI's first boot and migrations, vLLM's import and load) is the
-# slowest step of the suite. The tests that take `shared_site` run first, in file order, on one
-# stack; each finds tiny-a serving and .env as after the first `up`, and the stack is removed when
-# the last of them ends (test_bundle removes the images, which a live stack would hold).
+# slowest step of the suite. The tests that take `shared_site` run first of the real-stack tests, in
+# file order, on one stack; each finds tiny-a serving and .env as after the first `up`, and the
+# stack is removed when the last of them ends (test_bundle removes the images, which a live stack
+# would hold).
 
 SHARED_MODEL = "tiny-a"
 _LAST_SHARED = pytest.StashKey[str | None]()
 
 
 def pytest_collection_modifyitems(config, items) -> None:
-    users = [item for item in items if "shared_site" in getattr(item, "fixturenames", ())]
-    others = [item for item in items if "shared_site" not in getattr(item, "fixturenames", ())]
-    items[:] = users + others
+    """The unit tests first (`make test` builds the images meanwhile), then the shared stack's tests,
+    then the other real-stack tests; file order within each group."""
+    here = Path(__file__).parent
+
+    def group(item) -> int:
+        if here not in Path(item.fspath).parents:
+            return 0
+        return 1 if "shared_site" in getattr(item, "fixturenames", ()) else 2
+
+    items.sort(key=group)  # stable: file order is kept within a group
+    users = [item for item in items if group(item) == 1]
     config.stash[_LAST_SHARED] = users[-1].nodeid if users else None
 
 
