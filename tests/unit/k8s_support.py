@@ -71,14 +71,16 @@ def env_mapping(env: Mapping[str, str]) -> Callable[[str], str]:
     return lambda name: env[name] if name in env else f"$({name})"
 
 
-def snapshot(*roots: Path) -> dict[str, tuple[bytes, int] | None]:
-    """Every file and directory under roots with its bytes and mode (None for a directory)."""
+def snapshot(*roots: Path, skip: Path | None = None) -> dict[str, tuple[bytes, int] | None]:
+    """Every file and directory under roots with its bytes and mode (None for a directory); the
+    tree `skip` (the controller's lock and journal) is left out."""
     found: dict[str, tuple[bytes, int] | None] = {}
     for root in roots:
         if root.is_file():
             found[str(root)] = (root.read_bytes(), os.stat(root).st_mode)
             continue
         for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = [d for d in dirnames if skip is None or Path(dirpath, d) != skip]
             for name in dirnames:
                 found[os.path.join(dirpath, name)] = None
             for name in filenames:

@@ -334,13 +334,12 @@ def test_existing_secret_replaces_the_generator_and_the_env_file(tmp_path):
     assert not (out / SECRET_ENV_FILE).exists()  # the secrets now live in the cluster's Secret only
 
 
-def test_a_file_no_longer_rendered_is_removed_and_others_are_left_alone(tmp_path):
+def test_a_file_no_longer_rendered_is_removed(tmp_path):
+    # A directory with a file the controller did not write is refused: test_k8s_output_dir.py.
     out = tmp_path / "out"
     write_k8s_dir(out, manifests("deepseek-1.5b", K8S_INGRESS_HOST="chat.example.com"), "A=b\n")
-    (out / "my-notes.txt").write_text("mine", encoding="utf-8")
     changed = write_k8s_dir(out, manifests("deepseek-1.5b"), "A=b\n")
-    assert "ingress.yaml" in changed and not (out / "ingress.yaml").exists()
-    assert (out / "my-notes.txt").read_text(encoding="utf-8") == "mine"
+    assert changed == ["ingress.yaml", "kustomization.yaml"] and not (out / "ingress.yaml").exists()
     assert write_k8s_dir(out, manifests("deepseek-1.5b"), "A=b\n") == []  # unchanged: nothing written
 
 
