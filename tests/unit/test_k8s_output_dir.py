@@ -135,13 +135,14 @@ BASE_ENV = "COMPOSE_PROJECT_NAME=llmstack\n"
 
 def _fail_at(monkeypatch, step: int, spare: Path) -> list[str]:
     """Make the step-th file-system change (os.replace, rename, mkdir, ...) fail as a full disk
-    would; the controller's lock and journal under `spare` are left alone."""
+    would; the controller's lock and journal under `spare` are left alone, and so are calls relative
+    to a directory descriptor (shutil.rmtree tidying up after the swap)."""
     calls: list[str] = []
     for name in _MUTATIONS:
         real = getattr(os, name)
 
         def failing(*args, _real=real, _name=name, **kwargs):
-            if not Path(args[0]).is_relative_to(spare):
+            if Path(args[0]).is_absolute() and not Path(args[0]).is_relative_to(spare):
                 calls.append(f"{_name} {args[0]}")
                 if len(calls) == step + 1:
                     raise OSError(errno.ENOSPC, "No space left on device")
