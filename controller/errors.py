@@ -36,6 +36,10 @@ class RenderError(InputError):
     pass
 
 
+class OutputDirError(InputError):
+    """A directory the operator named is not one the controller may write into; nothing was written."""
+
+
 class PreflightError(InputError):
     """A check before launch failed; no container was created or changed."""
 

@@ -16,6 +16,7 @@ from controller.config.settings import Settings
 from controller.deploy.spec import SECRET_REFERENCES, WEBUI_BACKEND_KEYS, ServingSpec, build_spec
 from controller.errors import RenderError
 from controller.files import load_yaml
+from controller.yaml_out import double_quoted
 
 TEMPLATES_PACKAGE = "controller.templates"
 COMPOSE_TEMPLATE = "docker-compose.yml.j2"
@@ -77,7 +78,7 @@ def yaml_string(value: object) -> Rendered:
     _defined(value)
     if not isinstance(value, str):
         raise RenderError(f"template value {value!r} is not a string; use |n for numbers")
-    dumped = yaml.safe_dump(value, default_style='"', allow_unicode=True, width=2**31 - 1).rstrip("\n")
+    dumped = double_quoted(value)
     if "\n" in dumped or not (dumped.startswith('"') and dumped.endswith('"')):
         raise RenderError(f"template value {value!r} did not quote to a single line")
     return Rendered(compose_escape(dumped))

@@ -2,9 +2,10 @@
 kustomize directory.
 
 `render_manifests` turns a spec and the K8S_* settings into {file name: YAML text}: plain objects
-(controller.deploy.k8s_objects) dumped with yaml.safe_dump (no value can change the structure),
-each file with a generated-file header. `secret_env_text` is the `secrets.env` that kustomize's
-secretGenerator reads; no manifest holds a secret. Writing the directory, and the secrets into
+(controller.deploy.k8s_objects) dumped with controller.yaml_out (no value can change the structure,
+and every string reads back as that string in YAML 1.1 and 1.2), each file with a generated-file
+header. `secret_env_text` is the `secrets.env` that kustomize's secretGenerator reads; no manifest
+holds a secret. Writing the directory, and the secrets into
 .env, is the command's job: controller.lifecycle.render_k8s.
 """
 
@@ -18,14 +19,17 @@ from controller.deploy import k8s_objects as objects
 from controller.deploy.k8s_settings import K8sSettings
 from controller.deploy.spec import ServingSpec
 from controller.errors import RenderError
+from controller.yaml_out import dump_all
 
 if TYPE_CHECKING:
     from controller.config.settings import Settings
 
 KUSTOMIZATION = "kustomization.yaml"
-# Every manifest file render_manifests may return (ingress.yaml only with K8S_INGRESS_HOST).
+# Every manifest file render_manifests may return (ingress.yaml only with K8S_INGRESS_HOST,
+# namespace.yaml unless K8S_NAMESPACE=default).
 MANIFEST_FILES = (KUSTOMIZATION, "namespace.yaml", "vllm.yaml", "webui.yaml", "ingress.yaml")
 SECRET_ENV_FILE = "secrets.env"
+DEFAULT_NAMESPACE = "default"
 SECRET_ENV_KEYS = ("VLLM_API_KEY", "WEBUI_SECRET_KEY", "WEBUI_ADMIN_PASSWORD", "HF_TOKEN")
 
 
@@ -38,7 +42,7 @@ HEADER = (
 
 
 def _dump(documents: list[dict]) -> str:
-    text = yaml.safe_dump_all(documents, sort_keys=False, default_flow_style=False, allow_unicode=True, width=2**31 - 1)
+    text = dump_all(documents)
     if list(yaml.safe_load_all(text)) != documents:  # a round trip proves no value changed the structure
         raise RenderError("rendered Kubernetes manifests do not parse back to the objects; nothing was written")
     return HEADER + text
@@ -52,10 +56,11 @@ def gpu_count(spec: ServingSpec, tensor_parallel_size: int) -> int:
 def render_manifests(spec: ServingSpec, k8s: K8sSettings, *, load_timeout_s: float, gpus: int) -> dict[str, str]:
     """{file name: text} of the kustomize directory, without the secret env file."""
     files = {
-        "namespace.yaml": [objects.namespace_object(spec, k8s)],
         "vllm.yaml": objects.vllm_objects(spec, k8s, load_timeout_s, gpus),
         "webui.yaml": objects.webui_objects(spec, k8s),
     }
+    if k8s.namespace != DEFAULT_NAMESPACE:  # `default` exists in every cluster and is not ours to label
+        files = {"namespace.yaml": [objects.namespace_object(spec, k8s)], **files}
     if k8s.ingress_host:
         files["ingress.yaml"] = [objects.ingress_object(spec, k8s)]
     rendered = {name: _dump(docs) for name, docs in files.items()}

@@ -1,9 +1,9 @@
 """The Kubernetes objects of one serving spec, as Python data (controller.deploy.k8s_manifests dumps them).
 
 The vLLM arguments are the spec's (`spec.vllm_args`), the very list the Compose file's `command:`
-holds. Secrets appear only as references to a Secret's keys. The vLLM Service is named `vllm`,
-so the spec's backend URL (http://vllm:8000/v1) is right for Open WebUI in the same namespace, as
-it is on the Compose network.
+holds, `$` doubled for the kubelet as for Compose (kubelet_literal). Secrets appear only as
+references to a Secret's keys. The vLLM Service is named `vllm`, so the spec's backend URL
+(http://vllm:8000/v1) is right for Open WebUI in the same namespace, as it is on the Compose network.
 """
 
 from __future__ import annotations
@@ -21,6 +21,17 @@ WEBUI_DATA_PATH = "/app/backend/data"
 STARTUP_PERIOD_S = 10
 GPU_RESOURCE = "nvidia.com/gpu"
 MANAGED_BY = "llmstack-controller"
+
+
+def kubelet_literal(text: str) -> str:
+    """`text` as the kubelet must read it in a container's command, args or env value: it expands
+    `$(NAME)` there and reads `$$` as one `$` (k8s.io/kubernetes third_party/forked/golang/expansion),
+    so every `$` is doubled and the process gets `text` itself."""
+    return text.replace("$", "$$")
+
+
+def _literal_env(env: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**item, "value": kubelet_literal(item["value"])} if "value" in item else item for item in env]
 
 
 def selector(spec: ServingSpec, component: str) -> dict[str, str]:
@@ -129,8 +140,8 @@ def _vllm_container(spec: ServingSpec, k8s: K8sSettings, load_timeout_s: float, 
         "name": "vllm",
         "image": spec.vllm_image,
         # The image's entrypoint is `vllm serve`; these are the Compose file's `command:`.
-        "args": list(spec.vllm_args),
-        "env": env,
+        "args": [kubelet_literal(arg) for arg in spec.vllm_args],
+        "env": _literal_env(env),
         "ports": [{"name": "http", "containerPort": spec.vllm_port, "protocol": "TCP"}],
         # /health is not behind the API key (it guards /v1 only). The startup window is the load deadline.
         "startupProbe": _probe(spec.health_path, STARTUP_PERIOD_S, math.ceil(load_timeout_s / STARTUP_PERIOD_S)),
@@ -227,7 +238,7 @@ def webui_objects(spec: ServingSpec, k8s: K8sSettings) -> list[dict]:
     container = {
         "name": "webui",
         "image": spec.webui_image,
-        "env": env,
+        "env": _literal_env(env),
         "ports": [{"name": "http", "containerPort": spec.webui_port, "protocol": "TCP"}],
         "startupProbe": _probe(spec.health_path, 5, 60),
         "readinessProbe": _probe(spec.health_path, 10, 3),

@@ -107,6 +107,16 @@ class K8sSettings(BaseModel):
     def _empty_is_unset(cls, value: object) -> object:
         return _optional(value)
 
+    @field_validator("namespace")
+    @classmethod
+    def _not_kubernetes_own(cls, value: str) -> str:
+        if value.startswith("kube-"):
+            raise ValueError(
+                "kube-* namespaces belong to Kubernetes itself (kube-system, kube-public, kube-node-lease); "
+                "choose one of your own, e.g. llmstack"
+            )
+        return value
+
     @field_validator("node_selector", mode="before")
     @classmethod
     def _parse_selector(cls, value: object) -> object:

@@ -63,7 +63,7 @@ def test_a_symlink_in_a_directory_bundle_is_refused_naming_it(tmp_path, bundle_s
     assert_load_refused(bundle_site, bundle, name, "symbolic link")
 
 
-def test_a_symlinked_directory_and_manifest_in_a_directory_bundle_areassert_load_refused(tmp_path, bundle_site):
+def test_a_symlinked_directory_and_manifest_in_a_directory_bundle_are_refused(tmp_path, bundle_site):
     bundle = synthetic_bundle(tmp_path, directory=True, images=False)
     tokenizer = bundle / model_member(MODEL, REVISION, "tokenizer")
     os.rename(tokenizer, tmp_path / "elsewhere")
@@ -108,25 +108,25 @@ def test_links_and_unsafe_names_in_a_tar_bundle_are_refused_naming_the_member(
     ["fake-org/tiny\x00llama", "../../etc", "/srv/models/tiny", "org/name/extra", "org--name", "x" * 300],
     ids=["nul", "dotdot", "local-path", "three-parts", "double-dash", "too-long"],
 )
-def test_a_model_id_the_catalog_would_refuse_isassert_load_refused(tmp_path, bundle_site, model):
+def test_a_model_id_the_catalog_would_refuse_is_refused(tmp_path, bundle_site, model):
     bundle = synthetic_bundle(tmp_path, directory=True, images=False)
     edit_manifest(bundle, lambda manifest: manifest["models"][0].update(model=model))
     assert_load_refused(bundle_site, bundle, MANIFEST_NAME, "field 'models.0.model'")
 
 
-def test_a_deeply_nested_manifest_isassert_load_refused(tmp_path, bundle_site):
+def test_a_deeply_nested_manifest_is_refused(tmp_path, bundle_site):
     bundle = synthetic_bundle(tmp_path, directory=True, images=False)
     (bundle / MANIFEST_NAME).write_text("[" * 200_000 + "]" * 200_000)
     assert_load_refused(bundle_site, bundle, MANIFEST_NAME, "nested")
 
 
-def test_a_manifest_with_a_huge_number_isassert_load_refused(tmp_path, bundle_site):
+def test_a_manifest_with_a_huge_number_is_refused(tmp_path, bundle_site):
     bundle = synthetic_bundle(tmp_path, directory=True, images=False)
     (bundle / MANIFEST_NAME).write_text('{"format_version": ' + "9" * 5000 + "}")
     assert_load_refused(bundle_site, bundle, MANIFEST_NAME, "not JSON")
 
 
-def test_a_model_listed_twice_isassert_load_refused(tmp_path, bundle_site):
+def test_a_model_listed_twice_is_refused(tmp_path, bundle_site):
     bundle = synthetic_bundle(tmp_path, directory=True, images=False)
 
     def twice(manifest: dict) -> None:

@@ -101,7 +101,7 @@ def test_a_failure_while_committing_leaves_cache_env_and_catalog_byte_identical(
 # ----- cache integrity: blob names are content hashes; nothing cached is overwritten ------------------
 
 
-def test_a_blob_named_with_the_hash_of_other_content_isassert_load_refused(tmp_path, bundle_site):
+def test_a_blob_named_with_the_hash_of_other_content_is_refused(tmp_path, bundle_site):
     make_hub_cache(_cache(bundle_site), MODEL, OLD_REVISION, OLD_FILES)
     old_blob = sha256_hex(OLD_FILES["model.safetensors"])
     bundle = write_bundle(tmp_path / "b", directory=True, images=False, blobs={"model.safetensors": old_blob})
@@ -109,7 +109,7 @@ def test_a_blob_named_with_the_hash_of_other_content_isassert_load_refused(tmp_p
     assert (hf_cache.repo_dir(_cache(bundle_site), MODEL) / "blobs" / old_blob).read_bytes() == b"old weights"
 
 
-def test_a_blob_named_by_a_wrong_git_sha1_isassert_load_refused(tmp_path, bundle_site):
+def test_a_blob_named_by_a_wrong_git_sha1_is_refused(tmp_path, bundle_site):
     bundle = write_bundle(tmp_path / "b", directory=True, images=False, blobs={"config.json": "0" * 40})
     assert_load_refused(bundle_site, bundle, "0" * 16, "config.json")
 

@@ -24,6 +24,7 @@ from controller.deploy.k8s_settings import K8sSettings, load_k8s_settings, parse
 from controller.deploy.spec import build_spec
 from controller.errors import PreflightError, SettingsError
 from controller.lifecycle.render_k8s import GITIGNORE, render_k8s, write_k8s_dir
+from controller.output_dir import MARKER
 from tests.unit._support import BUILTIN_NAMES, DUMMY_SECRETS, TINY_ARCH, fixed_settings, write_catalog
 
 GOLDEN = Path(__file__).parent / "golden" / "k8s"
@@ -334,13 +335,12 @@ def test_existing_secret_replaces_the_generator_and_the_env_file(tmp_path):
     assert not (out / SECRET_ENV_FILE).exists()  # the secrets now live in the cluster's Secret only
 
 
-def test_a_file_no_longer_rendered_is_removed_and_others_are_left_alone(tmp_path):
+def test_a_file_no_longer_rendered_is_removed(tmp_path):
+    # A directory with a file the controller did not write is refused: test_k8s_output_dir.py.
     out = tmp_path / "out"
     write_k8s_dir(out, manifests("deepseek-1.5b", K8S_INGRESS_HOST="chat.example.com"), "A=b\n")
-    (out / "my-notes.txt").write_text("mine", encoding="utf-8")
     changed = write_k8s_dir(out, manifests("deepseek-1.5b"), "A=b\n")
-    assert "ingress.yaml" in changed and not (out / "ingress.yaml").exists()
-    assert (out / "my-notes.txt").read_text(encoding="utf-8") == "mine"
+    assert changed == ["ingress.yaml", "kustomization.yaml"] and not (out / "ingress.yaml").exists()
     assert write_k8s_dir(out, manifests("deepseek-1.5b"), "A=b\n") == []  # unchanged: nothing written
 
 
@@ -429,7 +429,7 @@ def test_cli_render_target_k8s_writes_the_directory_and_prints_the_next_commands
     done = _cli(tmp_path, "llama3-8b-gptq", "--target", "k8s")
     assert done.returncode == 0, done.stderr
     out = tmp_path / "deploy" / "k8s"
-    assert sorted(p.name for p in out.iterdir()) == sorted([*GOLDEN_FILES, SECRET_ENV_FILE, GITIGNORE])
+    assert sorted(p.name for p in out.iterdir()) == sorted([*GOLDEN_FILES, SECRET_ENV_FILE, GITIGNORE, MARKER])
     flat = " ".join(done.stderr.split())
     assert f"kubectl apply -k {out}" in flat and "kubectl -n llmstack rollout status deployment/vllm" in flat
     result = json.loads(_cli(tmp_path, "deepseek-1.5b", "--target", "k8s", "--out", "elsewhere", "--json").stdout)
