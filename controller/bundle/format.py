@@ -39,6 +39,8 @@ _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 # Relative paths of plain names: no '..', no absolute path, nothing a tar could use to escape.
 _SEGMENT = r"[A-Za-z0-9_][A-Za-z0-9._+=-]*"
 MEMBER_PATH = re.compile(rf"^{_SEGMENT}(/{_SEGMENT})*$")
+# The longest name of one file or directory most file systems hold (NAME_MAX): a snapshot path's parts.
+NAME_MAX = 255
 
 # A blob is named by its content's hash, as the hub names them: sha256 (64 hex digits) or git's blob sha1 (40).
 BLOB_NAME = re.compile(r"^([0-9a-f]{40}|[0-9a-f]{64})$")
@@ -142,6 +144,10 @@ def parse_manifest(text: bytes, origin: str) -> Manifest:
     return manifest
 
 
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _check_models(manifest: Manifest, where: str) -> None:
     """Each model once; in each, a snapshot path once and never both a file and a directory; a blob
     named by a sha256 carries the content of that sha256 (the member's checksum, verified later)."""
@@ -156,6 +162,13 @@ def _check_models(manifest: Manifest, where: str) -> None:
             twice = next(p for p in files if sum(f.path == p for f in model.files) > 1)
             raise InputError(f"{where}: model {model.model} lists the file '{twice}' twice")
         for item in model.files:
+            long = next((part for part in item.path.split("/") if len(part.encode()) > NAME_MAX), None)
+            if long is not None:
+                raise InputError(
+                    f"{where}: model {model.model} file '{_short(item.path)}' (member {_short(item.member)}): "
+                    f"a name in its path is {len(long.encode())} characters long, more than a file system holds "
+                    f"({NAME_MAX}); it cannot be put in the HF cache"
+                )
             parent = item.path.rpartition("/")[0]
             while parent:
                 if parent in files:

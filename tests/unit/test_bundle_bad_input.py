@@ -134,3 +134,12 @@ def test_a_model_listed_twice_is_refused(tmp_path, bundle_site):
 
     edit_manifest(bundle, twice)
     assert_load_refused(bundle_site, bundle, MANIFEST_NAME, f"model {MODEL} twice")
+
+
+@pytest.mark.parametrize("path", ["x" * 256, "tokenizer/" + "y" * 300], ids=["file", "inside-a-directory"])
+def test_a_snapshot_path_with_a_name_longer_than_a_file_system_holds_is_refused(tmp_path, bundle_site, path):
+    # Found by tests/unit/test_bundle_properties.py: it was WriteFailed (exit 1) while committing, naming a blob.
+    bundle = synthetic_bundle(tmp_path, directory=True, images=False)
+    edit_manifest(bundle, lambda manifest: manifest["models"][0]["files"][0].update(path=path))
+    member = model_member(MODEL, REVISION, "config.json")
+    assert_load_refused(bundle_site, bundle, MANIFEST_NAME, f"member {member}", "characters long", "(255)")
