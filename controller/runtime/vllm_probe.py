@@ -91,8 +91,13 @@ class VllmProbe:
         return container
 
     def logs(self) -> str:
+        import docker.errors
+
         container = self.container()
-        return self.engine.logs_since(container, self._since(container))
+        try:
+            return self.engine.logs_since(container, self._since(container))
+        except docker.errors.APIError as exc:
+            raise NotReady(f"the vLLM container's log cannot be read: {exc.explanation or exc}") from None
 
     def fail_fast(self, phase: str) -> str:
         """Raise StartupFailed when vLLM logged a fatal error, exited or restarted; else return the log."""
@@ -104,6 +109,8 @@ class VllmProbe:
             log = self.engine.logs_since(container, self._since(container))
         except docker.errors.NotFound:
             raise NotReady("the vLLM container is being replaced") from None
+        except docker.errors.APIError as exc:  # 409: removed under us ("dead or marked for removal")
+            raise NotReady(f"the vLLM container cannot be read: {exc.explanation or exc}") from None
         fatal = vllm_text.find_fatal(log)
         if fatal:
             raise StartupFailed(
