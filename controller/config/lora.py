@@ -9,6 +9,7 @@ from pathlib import Path, PurePosixPath
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from controller.config.profile import DTYPE_BYTES, LORA_MOUNT, VLLM_LORA_RANKS, Profile
+from controller.config.profile_fields import is_local
 from controller.errors import CatalogError
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -26,11 +27,7 @@ class AdapterConfig(BaseModel):
 
 def local_adapters(profile: Profile) -> dict[str, Path]:
     """The adapters that are host directories, by name."""
-    return {
-        name: Path(ref).expanduser()
-        for name, ref in profile.lora_adapters.items()
-        if ref.startswith(("/", "./", "../", "~"))
-    }
+    return {name: Path(ref).expanduser() for name, ref in profile.lora_adapters.items() if is_local(ref)}
 
 
 def container_path(profile: Profile, name: str) -> str:

@@ -14,12 +14,10 @@ from dataclasses import asdict, dataclass, field, replace
 
 from controller.config.lora import lora_buffer_bytes
 from controller.config.profile import Profile
-from controller.planner.engine import GIB, GPU_BLOCK_TOKENS, EngineBudget, cpu_budget, gpu_budget, kv_tokens
+from controller.planner.engine import GIB, EngineBudget, cpu_budget, gpu_budget, kv_tokens
 from controller.planner.model_memory import kv_bytes_per_token, loaded_bytes, model_shape
 from controller.planner.vllm_versions import PINNED_VLLM_VERSION, EngineSettings, rules_for
 
-# The GPU block size; kept under its old name for callers.
-KV_BLOCK_TOKENS = GPU_BLOCK_TOKENS
 CONCURRENCY_WARNING_BELOW = 4
 # Recommendations: the shortest context worth suggesting, and the utilization ceiling to offer.
 MIN_USEFUL_CONTEXT = 512

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 from controller.config.catalog import load_catalog
-from controller.planner.engine import GIB
-from controller.planner.fit import KV_BLOCK_TOKENS, plan
+from controller.planner.engine import GIB, GPU_BLOCK_TOKENS
+from controller.planner.fit import plan
 from controller.planner.model_memory import GB, kv_bytes_per_token, weight_bytes
 from tests.unit._support import TINY_ARCH, make_profile
 
@@ -94,7 +94,7 @@ def test_gpu_profile_needs_gpu_memory():
 @pytest.mark.parametrize("gib", [6, 8, 9, 10, 12, 16, 24, 80])
 def test_max_model_len_fit_is_whole_blocks_within_the_model_context(name, gib):
     result = _on(name, gib)
-    assert result.max_model_len_fit % KV_BLOCK_TOKENS == 0
+    assert result.max_model_len_fit % GPU_BLOCK_TOKENS == 0
     assert 0 <= result.max_model_len_fit <= _p(name).architecture.max_context
     assert result.fits == (result.max_model_len_fit >= result.max_model_len)
 
