@@ -1,5 +1,5 @@
 """Soak benchmark: N switches between tiny-a and tiny-b on the real CPU stack, with an independent
-chat prober running throughout (tests/integration/soak.py; the CI test runs the same code with 3).
+chat prober running throughout (tests/integration/soak.py; the CI test runs the same code with 1).
 
 Reports failed chats and cut streams, the project's containers, volumes and networks and the
 engine's images before and after, the journal's size, the controller's own peak memory and the

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from . import docker
@@ -86,13 +87,16 @@ def stage_context(name: str, src_dir: Path, wheels: Path) -> Path:
     return ctx
 
 
-def build_app_image(spec: AppSpec, base_tag: str, timer: Timer) -> str:
+def build_app_image(spec: AppSpec, base: Future[str], timer: Timer) -> str:
+    """Download the image's wheels (they need no image, so this runs while the base builds), then
+    build it on the base once that is ready."""
     name, tag = spec.key, spec.tag
     if docker.image_exists(tag):
         with timer.phase(name) as st:
             st["status"] = "cached"
         return tag
     wheels = ensure_wheels(spec, timer)
+    base_tag = base.result()
     with timer.phase(name) as st:
         log(f"building {tag} (log: {LOGS / (name + '.log')})")
         ctx = stage_context(name, spec.dir, wheels)
@@ -122,8 +126,12 @@ def build_app_image(spec: AppSpec, base_tag: str, timer: Timer) -> str:
 def build_all(plan: ImagePlan, timer: Timer) -> dict[str, str]:
     check_locks(plan)
     docker.require_docker()
-    base = build_base(plan.base, timer)
-    return {"base": base, **{spec.key: build_app_image(spec, base, timer) for spec in plan.apps}}
+    # Side by side: the base and every app's wheel download, then the app images. On a fresh 2-core
+    # machine this takes about 4 minutes instead of 7 one after another (README, "Tests").
+    with ThreadPoolExecutor(max_workers=1 + len(plan.apps)) as pool:
+        base = pool.submit(build_base, plan.base, timer)
+        apps = {spec.key: pool.submit(build_app_image, spec, base, timer) for spec in plan.apps}
+        return {"base": base.result(), **{key: job.result() for key, job in apps.items()}}
 
 
 def prune_old_tags(current: dict[str, str]) -> None:

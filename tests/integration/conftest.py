@@ -70,17 +70,21 @@ _LAST_SHARED = pytest.StashKey[str | None]()
 
 
 def pytest_collection_modifyitems(config, items) -> None:
-    """The unit tests first (`make test` builds the images meanwhile), then the shared stack's tests,
-    then the other real-stack tests; file order within each group."""
+    """While `make test` builds the images: the unit tests, then the integration tests that need no
+    image (kubectl, compose config, the wheel). Then the shared stack's tests, then the other
+    real-stack tests; file order within each group."""
     here = Path(__file__).parent
 
     def group(item) -> int:
+        needs = getattr(item, "fixturenames", ())  # every fixture the test needs, directly or not
         if here not in Path(item.fspath).parents:
             return 0
-        return 1 if "shared_site" in getattr(item, "fixturenames", ()) else 2
+        if "images" not in needs:
+            return 1
+        return 2 if "shared_site" in needs else 3
 
     items.sort(key=group)  # stable: file order is kept within a group
-    users = [item for item in items if group(item) == 1]
+    users = [item for item in items if group(item) == 2]
     config.stash[_LAST_SHARED] = users[-1].nodeid if users else None
 
 

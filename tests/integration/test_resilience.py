@@ -1,6 +1,6 @@
 """Faults nobody plans for, on one real stack shared by the module (in this order): the Docker
-engine restarted under it, a full disk when a switch writes the journal, a 3-switch soak under
-an independent prober, a secrets audit of everything the stack and the controller left behind,
+engine restarted under it, a full disk when a switch writes the journal, a switch under an
+independent prober that leaves nothing behind (the long soak is benchmarks/bench_soak.py), a secrets audit of everything the stack and the controller left behind,
 and `up`, `switch` and `down` started at the same moment.
 
 The site directory (.env, compose/, .controller/) is a small tmpfs of its own, so that the
@@ -206,7 +206,9 @@ def test_a_full_disk_refuses_the_switch_before_anything_changes(stack, docker_cl
 # ----- the soak and the secrets audit --------------------------------------------------------
 
 
-SOAK_SWITCHES = 3
+# One switch in CI: the prober, the leftover counts and the journal are checked the same way for
+# any number, and benchmarks/bench_soak.py runs the same code for as many as you like (README).
+SOAK_SWITCHES = 1
 
 
 def test_soak_switches_lose_no_chat_and_leave_nothing_behind(stack, docker_client, tmp_path):

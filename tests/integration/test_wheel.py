@@ -97,7 +97,9 @@ def _copy_source(dest: Path) -> None:
             shutil.copy2(source, dest / name)
 
 
-@pytest.fixture(scope="module")
+# Session scope: the tests that need no image run while the images build, the last one (the CPU demo)
+# after them, and the wheel and venv are built once for both.
+@pytest.fixture(scope="session")
 def installed(tmp_path_factory) -> Installed:
     work = tmp_path_factory.mktemp("wheel")
     assert REPO not in work.parents, f"the venv must live outside the checkout, got {work}"

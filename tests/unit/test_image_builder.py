@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -38,7 +39,7 @@ def ib():
     """The package's modules; scripts/ is on sys.path only while they are imported (it is not a package)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.syspath_prepend(str(SCRIPTS))
-        names = ["common", "specs", "hashing", "wheels", "locks", "fetch"]
+        names = ["common", "specs", "hashing", "wheels", "locks", "fetch", "build"]
         mods = {n: importlib.import_module(f"image_builder.{n}") for n in names}
     return SimpleNamespace(**mods)
 
@@ -308,6 +309,59 @@ def test_ensure_wheels_stamps_a_matching_set_without_downloading(ib, tmp_path, m
     assert ib.locks.ensure_wheels(spec, timer, wheels_root=tmp_path / "wheels") == dest
     assert ib.fetch.stamp_matches(dest, ib.fetch.wheel_stamp(spec.lock.read_bytes(), "3.11.2"))
     assert timer.timings["wheels-vllm"]["status"] == "cached"
+
+
+# --------------------------------------------------------------------------- build order
+
+
+@pytest.fixture
+def fake_build(ib, tmp_path, monkeypatch):
+    """build_all with every external step replaced: the base waits (10 s at most) until both wheel
+    downloads have started, which holds only if they run side by side with it."""
+    events: list[str] = []
+    downloads_started = threading.Barrier(3)  # the two downloads and the base
+
+    def build_base(spec, timer):
+        downloads_started.wait(timeout=10)
+        events.append("base")
+        return "base:tag"
+
+    def ensure_wheels(spec, timer):
+        downloads_started.wait(timeout=10)
+        return tmp_path
+
+    def run(cmd, **kw):
+        events.append(f"build {cmd[cmd.index('-t') + 1]} on {cmd[cmd.index('--build-arg') + 1]}")
+
+    monkeypatch.setattr(ib.build, "build_base", build_base)
+    monkeypatch.setattr(ib.build, "ensure_wheels", ensure_wheels)
+    monkeypatch.setattr(ib.build, "check_locks", lambda plan: None)
+    monkeypatch.setattr(ib.build, "stage_context", lambda name, src, wheels: tmp_path)
+    monkeypatch.setattr(ib.build.docker, "require_docker", lambda: None)
+    monkeypatch.setattr(ib.build.docker, "image_exists", lambda tag: False)
+    monkeypatch.setattr(ib.build.docker, "buildkit_client", lambda: "docker")
+    monkeypatch.setattr(ib.build.docker, "run", run)
+    return SimpleNamespace(events=events, plan=ib.specs.plan(PINS, fake_images(tmp_path)))
+
+
+def test_the_wheels_download_while_the_base_builds_and_the_apps_build_on_it(ib, fake_build):
+    tags = ib.build.build_all(fake_build.plan, ib.common.Timer())
+    assert tags["base"] == "base:tag" and set(tags) == {"base", "vllm", "webui"}
+    assert fake_build.events[0] == "base"
+    assert sorted(fake_build.events[1:]) == sorted(
+        f"build {tags[key]} on BASE_IMAGE=base:tag" for key in ("vllm", "webui")
+    )
+
+
+def test_a_failed_base_fails_the_build_and_no_app_image_is_built(ib, fake_build, monkeypatch):
+    def broken_base(spec, timer):
+        raise ib.common.BuildError("debootstrap failed")
+
+    monkeypatch.setattr(ib.build, "build_base", broken_base)
+    monkeypatch.setattr(ib.build, "ensure_wheels", lambda spec, timer: Path())
+    with pytest.raises(ib.common.BuildError, match="debootstrap failed"):
+        ib.build.build_all(fake_build.plan, ib.common.Timer())
+    assert fake_build.events == []
 
 
 def test_package_modules_stay_small():
