@@ -1,7 +1,8 @@
 """Faults nobody plans for, on one real stack shared by the module (in this order): the Docker
 engine restarted under it, a full disk when a switch writes the journal, a switch under an
-independent prober that leaves nothing behind (the long soak is benchmarks/bench_soak.py), a secrets audit of everything the stack and the controller left behind,
-and `up`, `switch` and `down` started at the same moment.
+independent prober that leaves nothing behind (the long soak is benchmarks/bench_soak.py), a
+secrets audit of everything the stack and the controller left behind, and `up`, `switch` and
+`down` started at the same moment.
 
 The site directory (.env, compose/, .controller/) is a small tmpfs of its own, so that the
 full-disk test fills the filesystem the controller really writes to.
