@@ -1,10 +1,9 @@
 """`controller switch` on the real stack: users and chats survive, failures roll back, runs serialise.
 
-The concurrency test runs on the suite's shared stack (conftest.py `shared_site`). The first test
-has a stack of its own: on the shared stack the active vLLM is in the second slot by then, and a
-recreate switch there failed Open WebUI's chat path (500, "Server Connection Error") and rolled
-back; that is a defect of its own, left open (see the README). The last test breaks its stack on
-purpose."""
+The first two tests run on the suite's shared stack (conftest.py `shared_site`). The first starts
+with the active vLLM in the second slot (`vllm-b`): a recreate switch there used to fail Open WebUI's
+chat path (500, "Server Connection Error"; Open WebUI kept the old container's address, see the
+README), so it is the regression test of that fix. The last test breaks its stack on purpose."""
 
 from __future__ import annotations
 
@@ -26,18 +25,28 @@ from tests.integration.webui_api import admin_session, assert_serving, chat_titl
 pytestmark = [pytest.mark.integration, pytest.mark.stack]
 
 
+def _active_slot(site) -> str:
+    status = json.loads(site.controller("status", "--json").stdout)
+    assert status["model"] == "tiny-a", status
+    return status["services"]["vllm"]["service"]
+
+
 def _up(site, model: str = "tiny-a") -> None:
     result = site.controller("up", model)
     assert result.returncode == 0, result.stderr
 
 
-def test_switch_keeps_users_and_chats_and_a_broken_target_rolls_back(test_site, docker_client):
-    _up(test_site)
-    with WebUI(test_site.url) as webui:
-        session = admin_session(test_site, webui)
-        chat_id = create_chat(test_site.url, session.token, "before the switch")
+def test_switch_keeps_users_and_chats_and_a_broken_target_rolls_back(shared_site, docker_client):
+    site = shared_site
+    if _active_slot(site) == "vllm":  # into the second slot, then back to tiny-a by recreate
+        assert site.controller("switch", "tiny-b", "--strategy", "blue-green").returncode == 0
+        assert site.controller("switch", "tiny-a", "--strategy", "recreate").returncode == 0
+    assert _active_slot(site) == "vllm-b"
+    with WebUI(site.url) as webui:
+        session = admin_session(site, webui)
+        chat_id = create_chat(site.url, session.token, "before the switch")
 
-    switched = test_site.controller("switch", "tiny-b", "--strategy", "recreate", "--json")
+    switched = site.controller("switch", "tiny-b", "--strategy", "recreate", "--json")
     assert switched.returncode == 0, switched.stderr
     summary = json.loads(switched.stdout)
     assert summary["previous"] == "tiny-a" and summary["model"] == "tiny-b"
@@ -49,35 +58,35 @@ def test_switch_keeps_users_and_chats_and_a_broken_target_rolls_back(test_site, 
     # The rendered file describes what runs: the README's hand-run command changes nothing.
     running = {
         c.name: c.id
-        for c in docker_client.containers.list(filters={"label": f"{harness.PROJECT_LABEL}={test_site.project}"})
+        for c in docker_client.containers.list(filters={"label": f"{harness.PROJECT_LABEL}={site.project}"})
     }
     by_hand = subprocess.run(
         ["docker", "compose", "--env-file", ".env", "-f", "compose/docker-compose.yml", "up", "-d"],
-        cwd=test_site.root, capture_output=True, text=True, timeout=300, check=False,
+        cwd=site.root, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert by_hand.returncode == 0, by_hand.stderr
     after = {
         c.name: c.id
-        for c in docker_client.containers.list(filters={"label": f"{harness.PROJECT_LABEL}={test_site.project}"})
+        for c in docker_client.containers.list(filters={"label": f"{harness.PROJECT_LABEL}={site.project}"})
     }
     assert after == running, "a hand-run `docker compose up -d` after the switch recreated a container"
 
-    with WebUI(test_site.url) as webui:
-        session = admin_session(test_site, webui)
+    with WebUI(site.url) as webui:
+        session = admin_session(site, webui)
         # tiny-b has no tool-call parser: Open WebUI must offer tools by prompt, not in the request.
         assert webui.serving_config(session.token) == ("tiny-b", "legacy")
-        assert chat_title(test_site.url, session.token, chat_id) == "before the switch"
-    assert_serving(test_site, "tiny-b")
+        assert chat_title(site.url, session.token, chat_id) == "before the switch"
+    assert_serving(site, "tiny-b")
 
-    broken = test_site.controller("switch", "tiny-broken", "--strategy", "recreate")
+    broken = site.controller("switch", "tiny-broken", "--strategy", "recreate")
     assert broken.returncode == 1, broken.stderr
     assert "rolled back" in broken.stderr and "'tiny-b' is serving again" in broken.stderr
     assert "greater than the derived max_model_len" in broken.stderr
-    assert_serving(test_site, "tiny-b")
-    with WebUI(test_site.url) as webui:
-        assert webui.serving_config(admin_session(test_site, webui).token) == ("tiny-b", "legacy")
+    assert_serving(site, "tiny-b")
+    with WebUI(site.url) as webui:
+        assert webui.serving_config(admin_session(site, webui).token) == ("tiny-b", "legacy")
 
-    state = JournalStore(test_site.site.state_dir).load()
+    state = JournalStore(site.site.state_dir).load()
     assert state.active_profile == "tiny-b" and state.pending is None
     last = state.history[-1]
     assert (last.action, last.profile, last.outcome, last.previous) == (
@@ -87,7 +96,7 @@ def test_switch_keeps_users_and_chats_and_a_broken_target_rolls_back(test_site, 
         "tiny-b",
     )
     assert "derived" in last.error or "max model len" in last.error
-    status = json.loads(test_site.controller("status", "--json").stdout)
+    status = json.loads(site.controller("status", "--json").stdout)
     assert status["model"] == "tiny-b"
     assert [e["outcome"] for e in status["history"]][-2:] == ["ok", "rolled_back"]
 

@@ -109,7 +109,8 @@ def test_webui_gets_the_compose_environment_with_secrets_as_secret_references(of
     # Compose lists both blue-green slots; a cluster runs one vLLM Service.
     key = "${VLLM_API_KEY:?set VLLM_API_KEY in .env}"
     urls = "http://vllm:8000/v1;http://vllm-b:8000/v1"
-    compose_slots = {"OPENAI_API_BASE_URLS": urls, "OPENAI_API_KEYS": f"{key};{key}"}
+    # A Service's address outlives its pods, so only Compose turns off Open WebUI's DNS cache.
+    compose_slots = {"OPENAI_API_BASE_URLS": urls, "OPENAI_API_KEYS": f"{key};{key}", "AIOHTTP_POOL_DNS_TTL": "0"}
     assert {name: compose_env.pop(name) for name in compose_slots} == compose_slots
     assert set(env) == set(compose_env) | {"OPENAI_API_BASE_URL", "OPENAI_API_KEY"}
     assert env["OPENAI_API_KEY"]["valueFrom"]["secretKeyRef"]["key"] == "VLLM_API_KEY"
