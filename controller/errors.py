@@ -101,3 +101,7 @@ class WriteFailed(RuntimeFailure):
 
 class SwitchFailed(RuntimeFailure):
     pass
+
+
+class RestoreFailed(RuntimeFailure):
+    """A restored backup did not come up; the safety backup was put back (or that failed too)."""

@@ -28,12 +28,12 @@ from controller.bundle.format import (
     ModelFile,
     model_member,
 )
-from controller.bundle.ui import BundleUI, human_size
 from controller.bundle.writer import writer_for
 from controller.config.catalog import Catalog
 from controller.config.profile import Profile
 from controller.config.settings import Settings, SiteConfig, read_settings
 from controller.errors import InputError
+from controller.operator_ui import OperatorUI, human_size
 from controller.runtime import hf_cache
 from controller.runtime.docker import Engine, run_command
 from controller.runtime.host import free_disk_bytes
@@ -116,7 +116,7 @@ def _blob(item: hf_cache.SnapshotFile, member: Member) -> str | None:
 
 
 def create_bundle(site: SiteConfig, catalog: Catalog, catalog_file: Path | None, names: list[str], out: Path, *,
-                  directory: bool, ui: BundleUI) -> dict:  # fmt: skip
+                  directory: bool, ui: OperatorUI) -> dict:  # fmt: skip
     if out.exists() or out.with_name(out.name + ".partial").exists():
         raise InputError(f"{out} already exists", hint="choose another -o path, or delete it first")
     if not out.parent.is_dir():

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from controller.bundle.ui import human_size
 from controller.errors import InputError
+from controller.operator_ui import human_size
 
 # Free space kept beyond what a bundle needs: a full disk breaks Docker and the journal alike.
 # Not controller.runtime.host.DISK_MARGIN: that one also covers a download's temporary files.

@@ -18,13 +18,14 @@ import hashlib
 import json
 import re
 import tarfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import IO, Annotated, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from controller.config.profile_fields import HfRepoId
 from controller.errors import InputError
+from controller.operator_ui import Advance
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -47,7 +48,6 @@ BLOB_NAME = re.compile(r"^([0-9a-f]{40}|[0-9a-f]{64})$")
 
 MemberPath = Annotated[str, Field(pattern=MEMBER_PATH.pattern, max_length=1024)]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
-Advance = Callable[[int], None]
 
 
 class _Strict(BaseModel):

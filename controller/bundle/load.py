@@ -30,11 +30,11 @@ from controller.bundle.format import (
     verify_bundle,
 )
 from controller.bundle.reader import open_bundle
-from controller.bundle.ui import BundleUI, human_size
 from controller.config.catalog import load_catalog_text
 from controller.config.settings import Settings, SiteConfig, read_settings
 from controller.errors import CatalogError, InputError, RuntimeFailure
 from controller.files import MAX_INPUT_BYTES, decode_utf8
+from controller.operator_ui import OperatorUI, human_size
 from controller.runtime.docker import Engine
 from controller.runtime.host import free_disk_bytes
 
@@ -159,7 +159,7 @@ def _check_disk(plan: LoadPlan, manifest: Manifest, settings: Settings, engine: 
     return checked
 
 
-def _load_images(reader: BundleReader, manifest: Manifest, plan: LoadPlan, engine: Engine, ui: BundleUI) -> None:
+def _load_images(reader: BundleReader, manifest: Manifest, plan: LoadPlan, engine: Engine, ui: OperatorUI) -> None:
     import docker.errors
 
     member = manifest.member(IMAGES_MEMBER)
@@ -177,7 +177,7 @@ def _load_images(reader: BundleReader, manifest: Manifest, plan: LoadPlan, engin
             raise RuntimeFailure(f"after docker load, {entry.reference} is {loaded or 'absent'}, not {entry.id}")
 
 
-def _stage(reader: BundleReader, plan: LoadPlan, catalog: bytes | None, cache: Path, ui: BundleUI,
+def _stage(reader: BundleReader, plan: LoadPlan, catalog: bytes | None, cache: Path, ui: OperatorUI,
            exit_stack: contextlib.ExitStack) -> tuple[Staging | None, Path | None]:  # fmt: skip
     """The new model files and the catalog, copied beside their places (checked while copied)."""
     staging = None
@@ -215,7 +215,7 @@ def _commit(plan: LoadPlan, staging: Staging | None, staged_catalog: Path | None
         raise
 
 
-def load_bundle(site: SiteConfig, path: Path, *, ui: BundleUI, lock_timeout_s: float = 600.0) -> dict:
+def load_bundle(site: SiteConfig, path: Path, *, ui: OperatorUI, lock_timeout_s: float = 600.0) -> dict:
     from controller.journal import JournalStore
 
     settings = read_settings(site).settings  # a bad .env stops here, before the bundle is read

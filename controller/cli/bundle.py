@@ -2,59 +2,21 @@
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from controller.cli.context import JsonOption, context
+from controller.cli.operator import operator_ui
 from controller.cli.output import emit
-from controller.errors import InputError
+
+NOTHING_LOADED = "nothing was loaded"
 
 group = typer.Typer(
     help="Air-gapped sites: carry images, model weights and the catalog to a box without internet.",
     no_args_is_help=True,
 )
-
-
-def _ui(*, quiet: bool, yes: bool = False):
-    from controller.bundle.ui import BundleUI
-    from controller.cli.console import err
-
-    if quiet:
-        return BundleUI(confirm=lambda question: yes)
-
-    @contextmanager
-    def progress(description: str, total: int) -> Iterator:
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            SpinnerColumn,
-            TextColumn,
-            TimeElapsedColumn,
-            TransferSpeedColumn,
-        )
-
-        columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                   TransferSpeedColumn(), TimeElapsedColumn()] if total else [SpinnerColumn(),
-                   TextColumn("{task.description}"), TimeElapsedColumn()]  # fmt: skip
-        with Progress(*columns, console=err.get(), transient=False) as bar:
-            task = bar.add_task(description, total=total or None)
-            yield lambda n: bar.advance(task, n)
-
-    def confirm(question: str) -> bool:
-        if yes:
-            return True
-        if not sys.stdin.isatty():
-            raise InputError(f"{question} Add --yes to confirm in a script; nothing was loaded")
-        return typer.confirm(question)
-
-    return BundleUI(say=lambda text: err.print(text, markup=False, highlight=False), progress=progress,
-                    confirm=confirm)  # fmt: skip
 
 
 @group.command("create")
@@ -83,7 +45,7 @@ def create(
 
     c = context(ctx)
     result = create_bundle(c.site, c.catalog(), c.catalog_path, models, out.absolute(), directory=directory,
-                           ui=_ui(quiet=as_json))  # fmt: skip
+                           ui=operator_ui(quiet=as_json))  # fmt: skip
     emit(result, as_json=as_json, text=_print_created)
 
 
@@ -114,7 +76,9 @@ def load(
     is loaded when a check fails; what is already here is skipped, so a second load changes nothing."""
     from controller.bundle.load import load_bundle
 
-    result = load_bundle(context(ctx).site, bundle.absolute(), ui=_ui(quiet=as_json, yes=yes))
+    result = load_bundle(
+        context(ctx).site, bundle.absolute(), ui=operator_ui(quiet=as_json, yes=yes, nothing_done="nothing was loaded")
+    )
     emit(result, as_json=as_json, text=_print_loaded)
 
 

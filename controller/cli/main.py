@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from controller.cli import bench, bundle, doctor, plan, stack_commands
+from controller.cli import backup, bench, bundle, doctor, plan, stack_commands
 from controller.cli.console import err
 from controller.cli.context import Context, resolve_catalog, warn_unknown_env_keys
 from controller.errors import ControllerError
@@ -59,7 +59,7 @@ def main_options(
     ctx.obj = Context(site=site, catalog_path=resolve_catalog(catalog, site))
 
 
-for group in (bundle, plan, stack_commands, bench, doctor):
+for group in (bundle, plan, stack_commands, bench, doctor, backup):
     group.add_commands(app)
 
 

@@ -14,9 +14,9 @@ import pytest
 from controller.bundle.format import FORMAT_VERSION, IMAGES_MEMBER, MANIFEST_NAME, model_member, verify_bundle
 from controller.bundle.load import load_bundle
 from controller.bundle.reader import open_bundle
-from controller.bundle.ui import BundleUI
 from controller.config.settings import SiteConfig
 from controller.errors import InputError
+from controller.operator_ui import OperatorUI
 from controller.runtime import hf_cache
 from tests.unit.bundle_support import BUNDLE_CATALOG, FILES, MODEL, REVISION, synthetic_bundle
 from tests.unit.cli_support import collapse_whitespace, run_cli
@@ -61,7 +61,7 @@ def test_truncated_member_is_named(tmp_path, bundle_site):
     member.write_bytes(member.read_bytes()[:1000])
     before = bundle_site.env_file.read_text()
     with pytest.raises(InputError, match=r"member models/fake-org--tiny-llama/.*/model\.safetensors is 1000 bytes"):
-        load_bundle(bundle_site, bundle, ui=BundleUI(confirm=lambda q: True))
+        load_bundle(bundle_site, bundle, ui=OperatorUI(confirm=lambda q: True))
     _unchanged(bundle_site, before)
 
 
@@ -101,13 +101,13 @@ def test_member_outside_the_manifest_and_unsafe_paths_are_refused(tmp_path, bund
     bundle = synthetic_bundle(tmp_path, directory=True)
     (bundle / "extra.bin").write_bytes(b"x")
     with pytest.raises(InputError, match="member extra.bin is not in the manifest"):
-        load_bundle(bundle_site, bundle, ui=BundleUI(confirm=lambda q: True))
+        load_bundle(bundle_site, bundle, ui=OperatorUI(confirm=lambda q: True))
     (bundle / "extra.bin").unlink()
     manifest = json.loads((bundle / MANIFEST_NAME).read_text())
     manifest["members"][0]["path"] = "../../etc/passwd"
     (bundle / MANIFEST_NAME).write_text(json.dumps(manifest))
     with pytest.raises(InputError, match="field 'members.0.path'"):
-        load_bundle(bundle_site, bundle, ui=BundleUI(confirm=lambda q: True))
+        load_bundle(bundle_site, bundle, ui=OperatorUI(confirm=lambda q: True))
 
 
 def test_unconfirmed_load_changes_nothing(tmp_path, bundle_site):
@@ -147,7 +147,7 @@ def test_a_different_catalog_next_to_env_is_not_overwritten(tmp_path, bundle_sit
     (bundle_site.root / "catalog.yaml").write_text("profiles: {mine: {}}\n")
     before = bundle_site.env_file.read_text()
     with pytest.raises(InputError, match="catalog.yaml exists and differs"):
-        load_bundle(bundle_site, bundle, ui=BundleUI(confirm=lambda q: True))
+        load_bundle(bundle_site, bundle, ui=OperatorUI(confirm=lambda q: True))
     assert bundle_site.env_file.read_text() == before and not (bundle_site.root / "hf").exists()
 
 
@@ -160,7 +160,7 @@ def test_too_little_disk_is_refused_before_anything_is_loaded(tmp_path, bundle_s
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
     before = bundle_site.env_file.read_text()
     with pytest.raises(InputError, match=r"has 1.0 kB free; loading models in .* needs about"):
-        load_bundle(bundle_site, bundle, ui=BundleUI(confirm=lambda q: True))
+        load_bundle(bundle_site, bundle, ui=OperatorUI(confirm=lambda q: True))
     _unchanged(bundle_site, before)
 
 
@@ -211,7 +211,7 @@ def test_a_project_directory_with_a_quote_in_its_path_loads_and_reads_back_liter
     monkeypatch.delenv("HF_CACHE_DIR", raising=False)
     site = _quoted_site(tmp_path, "it's")
     bundle = synthetic_bundle(tmp_path, directory=True, images=False)
-    result = load_bundle(site, bundle, ui=BundleUI(confirm=lambda q: True))
+    result = load_bundle(site, bundle, ui=OperatorUI(confirm=lambda q: True))
     assert result["env_written"] == ["CONTROLLER_CATALOG", "OFFLINE"]
     from controller.config.envfile import read_env_file
 
@@ -227,6 +227,6 @@ def test_a_project_path_that_cannot_be_stored_in_env_is_refused_before_anything_
     bundle = synthetic_bundle(tmp_path, directory=True, images=False)
     before = site.env_file.read_text()
     with pytest.raises(SettingsError, match="CONTROLLER_CATALOG"):
-        load_bundle(site, bundle, ui=BundleUI(confirm=lambda q: True))
+        load_bundle(site, bundle, ui=OperatorUI(confirm=lambda q: True))
     assert site.env_file.read_text() == before
     assert not (tmp_path / "hf").exists() and not (site.root / "catalog.yaml").exists()

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from controller.bundle.load import load_bundle
-from controller.bundle.ui import BundleUI
 from controller.config.settings import SiteConfig
 from controller.errors import WriteFailed
+from controller.operator_ui import OperatorUI
 from controller.runtime import hf_cache
 from tests.unit._support import make_hub_cache
 from tests.unit.bundle_support import (
@@ -29,7 +29,7 @@ from tests.unit.bundle_support import (
 
 OLD_REVISION = "f" * 40
 OLD_FILES = {"config.json": b'{"model_type": "old"}', "model.safetensors": b"old weights"}
-YES = BundleUI(confirm=lambda question: True)
+YES = OperatorUI(confirm=lambda question: True)
 
 
 def _cache(site: SiteConfig) -> Path:

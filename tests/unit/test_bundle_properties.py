@@ -24,9 +24,9 @@ from hypothesis import strategies as st
 
 from controller.bundle.format import MANIFEST_NAME
 from controller.bundle.load import LOADED_CATALOG_NAME, load_bundle
-from controller.bundle.ui import BundleUI
 from controller.config.settings import SiteConfig, merged_values, read_settings
 from controller.errors import InputError
+from controller.operator_ui import OperatorUI
 from controller.runtime import hf_cache
 from tests.unit._support import CPU_PROFILE
 from tests.unit.bundle_support import (
@@ -45,7 +45,7 @@ DERANDOMIZE = os.environ.get("CI") == "true"
 PHASES = [Phase.explicit, Phase.generate] if os.environ.get("NOSHRINK") else list(Phase)
 PROPERTY = settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=DERANDOMIZE, phases=PHASES,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])  # fmt: skip
-YES = BundleUI(confirm=lambda question: True)
+YES = OperatorUI(confirm=lambda question: True)
 SITE = "site"
 
 # Names a tar member or a manifest field could carry to escape the cache, collide with what is there,

@@ -1,5 +1,6 @@
-"""How `bundle create` and `bundle load` talk to the operator: messages, progress bars, the one
-question they ask, the time each step took, and byte counts as a person reads them."""
+"""How the long file commands (`bundle create|load`, `backup`, `restore`) talk to the operator:
+messages, progress bars, the one question they ask, the time each step took, and byte counts as a
+person reads them."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
-from controller.bundle.format import Advance
+# Called with the number of bytes just processed, to move a progress bar.
+Advance = Callable[[int], None]
 
 
 @dataclass
-class BundleUI:
+class OperatorUI:
     """How the commands talk to the operator; the defaults stay silent and answer no."""
 
     say: Callable[[str], None] = lambda text: None

@@ -1,0 +1,87 @@
+"""`controller backup` and `controller restore`: Open WebUI's users, chats and files kept safe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from controller.cli.console import err
+from controller.cli.context import JsonOption, context, make_stack
+from controller.cli.operator import operator_ui
+from controller.cli.output import emit
+
+
+def backup(
+    ctx: typer.Context,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="File to write (default: PROJECT_DIR/backups/webui-<UTC time>.backup.tar).",
+            show_default=False,
+        ),
+    ] = None,
+    keep: Annotated[
+        int | None,
+        typer.Option(
+            "--keep", min=1, help="Then remove all but the newest N backups in that folder.", show_default=False
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Copy Open WebUI's data (users, chats, uploads, settings) while it serves, with .env, the catalog
+    and the journal, into one file (mode 0600). The database is copied with SQLite's online backup.
+
+    The file holds .env, so the site's secrets: keep it where .env may go.
+    Nightly, from cron: `15 2 * * * cd /srv/llm && controller backup --keep 14 --json`."""
+    from controller.backup.create import check_output, create_backup, default_path
+
+    c = context(ctx)
+    stack = make_stack(ctx, quiet=as_json)
+    path = (out or default_path(stack)).absolute()
+    check_output(path)
+    with stack.locked("backup"):
+        result = create_backup(stack, path, catalog=c.catalog_path, keep=keep, ui=operator_ui(quiet=as_json))
+    emit(result, as_json=as_json, text=_backup_text)
+
+
+def _backup_text(result: dict) -> None:
+    err.print(f"backup: {result['users']} users, {result['chats']} chats, Open WebUI schema "
+              f"{result['schema_revision']}, in {result['seconds']} s", markup=False, highlight=False)  # fmt: skip
+    for path in result["removed"]:
+        err.print(f"removed the older backup {path} (--keep)", markup=False, highlight=False)
+
+
+def restore(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="A file that `controller backup` wrote.", show_default=False)],
+    yes: Annotated[bool, typer.Option("--yes", help="Restore without asking.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Put a backup's Open WebUI data back: checks the whole file first (manifest, sizes, sha256,
+    format), refuses a schema newer than the Open WebUI image (exit 2, nothing changed), takes a
+    safety backup, restores, and proves it (the admin signs in, the user and chat counts match, a chat
+    answers). A failed restore puts the safety backup back (exit 1)."""
+    from controller.backup.restore import restore_backup
+
+    c = context(ctx)
+    stack = make_stack(ctx, quiet=as_json)
+    result = restore_backup(stack, file.absolute(), catalog=c.catalog_path, ui=operator_ui(quiet=as_json, yes=yes))
+    emit(result, as_json=as_json, text=_restore_text)
+
+
+def _restore_text(result: dict) -> None:
+    proof = result["proof"]
+    err.print(f"restored {result['restored']} (of {result['created']}): the admin signs in, "
+              f"{proof['users']} users and {proof['chats']} chats as in the backup"
+              + (", and a chat answers" if proof["chat_answers"] else ""), markup=False, highlight=False)  # fmt: skip
+    if result["safety_backup"]:
+        err.print(f"the data from before the restore: {result['safety_backup']}", markup=False, highlight=False)
+
+
+def add_commands(app: typer.Typer) -> None:
+    app.command("backup")(backup)
+    app.command("restore")(restore)
