@@ -12,7 +12,7 @@ from pathlib import Path
 from controller import __version__
 from controller.backup.archive import pack_folder, sha256_file, write_backup
 from controller.backup.manifest import CATALOG, ENV_FILE, FORMAT, FORMAT_VERSION, JOURNAL, WEBUI_DATA, Image, Manifest
-from controller.config.backups import backup_name, beyond_keep
+from controller.config.backups import backup_dir, backup_name, beyond_keep
 from controller.config.settings import read_settings
 from controller.errors import InputError, RuntimeFailure
 from controller.lifecycle.stack import Stack
@@ -23,7 +23,7 @@ SECRETS_WARNING = "it holds .env with the site's secrets (admin password, API ke
 
 
 def default_path(stack: Stack) -> Path:
-    return stack.site.backup_dir / backup_name(time.time())
+    return backup_dir(stack.site.root) / backup_name(time.time())
 
 
 def check_output(out: Path) -> None:
@@ -71,7 +71,7 @@ def create_backup(stack: Stack, out: Path, *, catalog: Path | None, keep: int | 
         "webui_version": manifest.webui.version,
         "removed": removed,
         "seconds": round(time.monotonic() - started, 1),
-        "warning": f"the backup {SECRETS_WARNING}",
+        "warning": f"the backup file: {SECRETS_WARNING}",
     }
 
 

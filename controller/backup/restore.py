@@ -11,7 +11,7 @@ from pathlib import Path
 from controller.backup.archive import read_manifest, unpack_folder, verify_and_extract
 from controller.backup.create import create_backup
 from controller.backup.manifest import WEBUI_DATA, Manifest
-from controller.config.backups import backup_name
+from controller.config.backups import backup_dir, backup_name
 from controller.config.settings import read_settings
 from controller.errors import ControllerError, InputError, RestoreFailed
 from controller.lifecycle.stack import Stack
@@ -66,7 +66,7 @@ def restore_backup(stack: Stack, path: Path, *, catalog: Path | None, ui: Operat
 
 
 def _safety_backup(stack: Stack, catalog: Path | None, ui: OperatorUI) -> Path:
-    out = stack.site.backup_dir / ("pre-restore-" + backup_name(time.time()))
+    out = backup_dir(stack.site.root) / ("pre-restore-" + backup_name(time.time()))
     create_backup(stack, out, catalog=catalog, keep=None, ui=ui)
     return out
 

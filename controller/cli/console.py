@@ -193,6 +193,11 @@ def print_status(result: dict) -> None:
             f"prefix cache: {100 * m['prefix_cache_hit_rate']:.1f}% of prompt tokens hit "
             f"({m.get('prefix_cache_hits', 0):.0f} of {m['prefix_cache_queries']:.0f} since vLLM started)"
         )
+    backup = result.get("last_backup")
+    if backup is None:
+        out.print("[yellow]backup:[/] none yet; run `controller backup` (users and chats have no other copy)")
+    else:
+        out.print(f"backup: {backup['age_s'] / 3600:.1f} h ago ({backup['path']})", highlight=False)
     print_history(result["history"][-5:])
 
 

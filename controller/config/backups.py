@@ -11,6 +11,11 @@ SUFFIX = ".backup.tar"
 STALE_AFTER_S = 24 * 3600
 
 
+def backup_dir(root: Path) -> Path:
+    """The default folder: PROJECT_DIR/backups."""
+    return root / "backups"
+
+
 def backup_name(now: float) -> str:
     """webui-20261203T101500Z.backup.tar: names sort by time."""
     return "webui-" + time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)) + SUFFIX

@@ -179,10 +179,6 @@ class SiteConfig(BaseModel):
     def state_dir(self) -> Path:
         return self.root / ".controller"
 
-    @property
-    def backup_dir(self) -> Path:
-        return self.root / "backups"
-
 
 @dataclass(frozen=True)
 class SettingValues:

@@ -20,6 +20,7 @@ from controller.doctor.gpu_checks import (
     check_nvidia_runtime,
 )
 from controller.doctor.host_checks import (
+    check_backup,
     check_compose,
     check_disk,
     check_engine,
@@ -51,6 +52,8 @@ def diagnose(profile: Profile, facts: Facts, *, catalog_profiles: list[Profile],
         checks.append(check_port(facts.port))
     checks += check_settings(profile, facts.env)
     checks += offline_checks(profile, facts, offline=offline)
+    if facts.backup is not None:
+        checks.append(check_backup(facts.backup))
     return checks
 
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from controller.config.backups import backup_dir, newest_backup
 from controller.config.profile import Profile
 from controller.config.settings import GENERATED_SECRETS, Settings, SiteConfig, collect_values, read_settings
 from controller.deploy.spec import build_spec
 from controller.doctor.records import (
+    BackupFacts,
     ContainerGpuFacts,
     DiskFacts,
     DockerFacts,
@@ -47,7 +49,14 @@ def gather(site: SiteConfig, profile: Profile) -> Facts:
         port = port_facts(engine, settings)
         if profile.accelerator == "gpu" and docker.nvidia_runtime:
             container = gpu_container_facts(engine, images[0])
-    return Facts(nvidia_facts(), docker, env, images, port, disk, container)
+    return Facts(nvidia_facts(), docker, env, images, port, disk, container, backup_facts(site))
+
+
+def backup_facts(site: SiteConfig) -> BackupFacts:
+    newest = newest_backup(backup_dir(site.root))
+    if newest is None:
+        return BackupFacts(str(backup_dir(site.root)))
+    return BackupFacts(str(backup_dir(site.root)), str(newest[0]), newest[1])
 
 
 def nvidia_facts() -> NvidiaFacts:

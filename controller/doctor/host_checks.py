@@ -5,11 +5,13 @@ downloading (pure).
 
 from __future__ import annotations
 
+from controller.config.backups import STALE_AFTER_S
 from controller.config.profile import Profile
 from controller.doctor.records import (
     FAIL,
     OK,
     WARN,
+    BackupFacts,
     Check,
     DiskFacts,
     DockerFacts,
@@ -164,3 +166,17 @@ def offline_checks(profile: Profile, facts: Facts, *, offline: bool) -> list[Che
             hint,
         ))  # fmt: skip
     return checks
+
+
+def check_backup(backup: BackupFacts) -> Check:
+    """Open WebUI's volume holds the only copy of every user and chat."""
+    name = "backup"
+    fix = "run `controller backup --keep 14` now, and nightly from cron or a systemd timer (README, Backups)"
+    if backup.newest is None or backup.age_s is None:
+        return Check(
+            name, WARN, f"no backup in {backup.folder}: the Open WebUI volume is the only copy of users and chats", fix
+        )
+    age_h = backup.age_s / 3600
+    if backup.age_s > STALE_AFTER_S:
+        return Check(name, WARN, f"the newest backup is {age_h:.0f} h old ({backup.newest})", fix)
+    return Check(name, OK, f"the newest backup is {age_h:.1f} h old ({backup.newest})")

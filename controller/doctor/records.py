@@ -95,6 +95,13 @@ class ContainerGpuFacts:
 
 
 @dataclass(frozen=True)
+class BackupFacts:
+    folder: str
+    newest: str | None = None
+    age_s: float | None = None
+
+
+@dataclass(frozen=True)
 class Facts:
     nvidia: NvidiaFacts
     docker: DockerFacts
@@ -103,6 +110,7 @@ class Facts:
     port: PortFacts | None = None
     disk: DiskFacts | None = None
     gpu_container: ContainerGpuFacts | None = None
+    backup: BackupFacts | None = None
 
 
 # ----- version strings in the facts -----------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+from controller.config.backups import backup_dir, newest_backup
 from controller.config.settings import read_settings
 from controller.errors import DockerUnavailable
 from controller.journal import Pending
@@ -36,7 +37,13 @@ def stack_status(stack: Stack) -> dict:
         "kv_tokens": deployment.kv_tokens if deployment and served else None,
         "pending": _pending_status(journal.pending),
         "history": [vars(event) for event in journal.history[-10:]],
+        "last_backup": _last_backup(stack),
     }
+
+
+def _last_backup(stack: Stack) -> dict | None:
+    newest = newest_backup(backup_dir(stack.site.root))
+    return {"path": str(newest[0]), "age_s": round(newest[1])} if newest else None
 
 
 def _pending_status(pending: Pending | None) -> dict | None:

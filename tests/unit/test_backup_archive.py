@@ -23,6 +23,8 @@ from controller.backup.archive import (
 )
 from controller.backup.manifest import ENV_FILE, FORMAT, FORMAT_VERSION, MANIFEST, WEBUI_DATA, Image, Manifest
 from controller.config.backups import backup_name, backups_in, beyond_keep, newest_backup
+from controller.doctor.host_checks import check_backup
+from controller.doctor.records import OK, WARN, BackupFacts
 from controller.errors import InputError
 from controller.runtime.webui_data import database_facts
 from tests.unit.cli_support import collapse_whitespace, run_cli
@@ -175,3 +177,18 @@ def test_cli_backup_refuses_an_existing_file_and_keep_0(tmp_path):
     keep = run_cli(tmp_path, "backup", "--keep", "0")
     assert keep.returncode == 2 and "--keep" in keep.stderr
     assert json.dumps(sorted(p.name for p in tmp_path.iterdir())) == '["old.backup.tar"]'
+
+
+@pytest.mark.parametrize(
+    ("facts", "status", "words"),
+    [
+        (BackupFacts("/srv/llm/backups"), WARN, "no backup in /srv/llm/backups"),
+        (BackupFacts("/b", "/b/webui-x.backup.tar", 3 * 86400), WARN, "72 h old"),
+        (BackupFacts("/b", "/b/webui-x.backup.tar", 3600), OK, "1.0 h old"),
+    ],
+    ids=["none", "three-days-old", "an-hour-old"],
+)
+def test_doctor_warns_without_a_backup_of_the_last_day(facts, status, words):
+    check = check_backup(facts)
+    assert check.status == status and words in check.finding
+    assert (check.fix is not None) == (status == WARN)
