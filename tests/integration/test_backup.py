@@ -1,0 +1,125 @@
+"""`controller backup` and `controller restore` on the real stack (the suite's shared stack): users,
+chats and uploaded files come back, what changed after the backup goes, a safety copy is kept, a
+newer schema is refused with nothing changed, and a restore that does not prove itself puts the
+data from before it back."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from controller.backup.archive import read_manifest
+from controller.runtime.webui_client import WebUI
+from tests.integration import harness
+from tests.integration.webui_api import admin_session, chat_title, create_chat
+
+pytestmark = [pytest.mark.integration, pytest.mark.stack]
+
+
+def _backup(site, out: Path) -> dict:
+    result = site.controller("backup", "-o", str(out), "--json")
+    assert result.returncode == 0, result.stderr
+    assert os.stat(out).st_mode & 0o777 == 0o600 and not out.with_name(out.name + ".partial").exists()
+    return json.loads(result.stdout)
+
+
+def _restore(site, path: Path):
+    return site.controller("restore", str(path), "--yes", "--json")
+
+
+def _forged(path: Path, out: Path, **manifest_changes) -> Path:
+    """A copy of the backup whose manifest says something else (its members untouched)."""
+    with tarfile.open(path) as source, tarfile.open(out, "w") as target:
+        for info in source:
+            data = source.extractfile(info).read()
+            if info.name == "manifest.json":
+                data = json.dumps({**json.loads(data), **manifest_changes}).encode()
+                info.size = len(data)
+            target.addfile(info, io.BytesIO(data))
+    return out
+
+
+def _auth(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_restore_brings_back_users_chats_and_files_and_keeps_a_safety_copy(shared_site, tmp_path):
+    site = shared_site
+    password = uuid.uuid4().hex
+    with WebUI(site.url) as webui:
+        token = admin_session(site, webui).token
+        ada = {"name": "Ada", "email": "ada@example.com", "password": password, "role": "user"}
+        added = httpx.post(f"{site.url}/api/v1/auths/add", headers=_auth(token), timeout=30, json=ada)
+        assert added.status_code == 200, added.text
+        kept = create_chat(site.url, token, "kept by the backup")
+        uploaded = httpx.post(f"{site.url}/api/v1/files/?process=false", headers=_auth(token), timeout=30,
+                              files={"file": ("notes.txt", b"minutes of the meeting", "text/plain")})  # fmt: skip
+        assert uploaded.status_code == 200, uploaded.text
+        file_id = uploaded.json()["id"]
+
+    backup = tmp_path / "site.backup.tar"
+    written = _backup(site, backup)
+    manifest = read_manifest(backup)
+    assert (manifest.users, manifest.chats) == (written["users"], written["chats"])
+    assert manifest.users >= 2 and manifest.chats >= 1 and manifest.webui.version == "0.12.4"
+    assert site.settings().webui_admin_password.get_secret_value() not in json.dumps(written)
+
+    with WebUI(site.url) as webui:  # after the backup: one chat more, Ada removed
+        token = admin_session(site, webui).token
+        later = create_chat(site.url, token, "made after the backup")
+        assert httpx.delete(
+            f"{site.url}/api/v1/users/{added.json()['id']}", headers=_auth(token), timeout=30
+        ).is_success
+        assert webui.signin("ada@example.com", password) is None
+
+    restored = _restore(site, backup)
+    assert restored.returncode == 0, restored.stderr
+    result = json.loads(restored.stdout)
+    assert result["proof"] == {"admin_signs_in": True, "users": manifest.users, "chats": manifest.chats,
+                               "chat_answers": True}  # fmt: skip
+    with WebUI(site.url) as webui:
+        token = admin_session(site, webui).token
+        assert chat_title(site.url, token, kept) == "kept by the backup"
+        assert chat_title(site.url, token, later) is None
+        assert webui.signin("ada@example.com", password) is not None
+        content = httpx.get(f"{site.url}/api/v1/files/{file_id}/content", headers=_auth(token), timeout=30)
+        assert content.status_code == 200 and content.content == b"minutes of the meeting"
+    safety = read_manifest(Path(result["safety_backup"]))
+    assert (safety.users, safety.chats) == (manifest.users - 1, manifest.chats + 1)
+
+
+def _webui_container(client, project: str) -> str:
+    labels = [f"{harness.PROJECT_LABEL}={project}", "com.docker.compose.service=webui"]
+    (container,) = client.containers.list(filters={"label": labels})
+    return container.id
+
+
+def test_a_newer_schema_is_refused_and_a_restore_that_fails_its_proof_puts_the_data_back(
+    shared_site, docker_client, tmp_path
+):
+    site = shared_site
+    backup = tmp_path / "site.backup.tar"
+    _backup(site, backup)
+    with WebUI(site.url) as webui:
+        token = admin_session(site, webui).token
+        after = create_chat(site.url, token, "made after the backup")
+    webui_id = _webui_container(docker_client, site.project)
+
+    newer = _restore(site, _forged(backup, tmp_path / "newer.backup.tar", schema_revision="ffffffffffff"))
+    assert newer.returncode == 2, newer.stderr
+    assert "ffffffffffff" in newer.stderr and "is newer than" in newer.stderr and "nothing was changed" in newer.stderr
+    assert _webui_container(docker_client, site.project) == webui_id
+
+    wrong = _restore(site, _forged(backup, tmp_path / "wrong.backup.tar", users=99))
+    assert wrong.returncode == 1, wrong.stderr
+    assert "the backup holds 99" in wrong.stderr and "the data from before it is back" in wrong.stderr
+    with WebUI(site.url) as webui:
+        token = admin_session(site, webui).token
+        assert chat_title(site.url, token, after) == "made after the backup"
