@@ -1,6 +1,10 @@
 """`controller restore FILE`: check the whole file, refuse a schema the image cannot read, take a
 safety backup, put the data back, and prove it (the admin signs in, the counts match the manifest,
-a browser-shaped chat answers). A restore that fails puts the safety backup back."""
+a browser-shaped chat answers). A restore that fails or is interrupted puts the safety backup back.
+
+Open WebUI must be running: the safety backup copies it as it serves, and without one nothing is
+replaced. Staging lives in the site's state folder (the controller's own), not beside the file,
+which may be on read-only media."""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from controller.backup.create import create_backup
 from controller.backup.manifest import WEBUI_DATA, Manifest
 from controller.config.backups import backup_dir, backup_name
 from controller.config.settings import read_settings
-from controller.errors import ControllerError, InputError, RestoreFailed
+from controller.errors import ControllerError, InputError, RestoreFailed, RuntimeFailure
 from controller.lifecycle.stack import Stack
 from controller.operator_ui import OperatorUI, human_size
 from controller.runtime import webui_data
@@ -24,13 +28,16 @@ def restore_backup(stack: Stack, path: Path, *, catalog: Path | None, ui: Operat
     manifest = read_manifest(path)
     settings = read_settings(stack.site).settings
     target = stack.target(settings)
-    with tempfile.TemporaryDirectory(prefix=".restore-", dir=path.parent) as tmp:
-        staging = Path(tmp)
+    with stack.locked("restore"), _staging(stack, ".restore-") as staging:
+        if target.services()["webui"]["state"] != "running":
+            raise RuntimeFailure(
+                "Open WebUI is not running: a restore first takes a safety backup of it; nothing was changed",
+                hint="start the stack with `controller up MODEL`, then restore",
+            )
         total = sum(member.size for member in manifest.members.values())
         with ui.progress(f"verify {path.name} (size and sha256 of every member)", total) as advance:
             members = verify_and_extract(path, manifest, staging, advance)
-        running = target.services()["webui"]["state"] == "running"
-        image = webui_data.image_facts(target.project, running=running)
+        image = webui_data.image_facts(target.project, running=True)
         if manifest.schema_revision not in image["revisions"]:
             raise InputError(
                 f"{path}: Open WebUI's schema in the backup ({manifest.schema_revision}, written by Open WebUI "
@@ -39,39 +46,29 @@ def restore_backup(stack: Stack, path: Path, *, catalog: Path | None, ui: Operat
                 hint=f"set WEBUI_IMAGE to Open WebUI {manifest.webui.version or 'as new as the one that wrote it'} "
                 "or newer, then restore it",
             )
-        question = (
-            f"Replace Open WebUI's users, chats and files with the backup of {manifest.created} "
-            f"({manifest.users} users, {manifest.chats} chats, {human_size(total)})? "
-            "A safety backup of the current data is taken first."
-        )
+        question = (f"Replace Open WebUI's users, chats and files with the backup of {manifest.created} "
+                    f"({manifest.users} users, {manifest.chats} chats, {human_size(total)})? "
+                    "A safety backup of the current data is taken first.")  # fmt: skip
         if not ui.confirm(question):
             raise InputError("restore not confirmed; nothing was changed", hint="add --yes to restore without asking")
         data = staging / "data"
         unpack_folder(members[WEBUI_DATA], data)
-        with stack.locked("restore"):
-            safety = _safety_backup(stack, catalog, ui) if running else None
-            try:
-                proof = _put_back(stack, target, settings, data, manifest, ui)
-            except ControllerError as exc:
-                raise _rolled_back(stack, target, settings, safety, exc, ui) from None
-    return {
-        "restored": str(path),
-        "created": manifest.created,
-        "users": manifest.users,
-        "chats": manifest.chats,
-        "safety_backup": str(safety) if safety else None,
-        "proof": proof,
-        "seconds": round(time.monotonic() - started, 1),
-    }
+        safety = backup_dir(stack.site.root) / ("pre-restore-" + backup_name(time.time()))
+        create_backup(stack, safety, catalog=catalog, keep=None, ui=ui)
+        try:
+            proof = _put_back(stack, target, settings, data, manifest, ui)
+        except BaseException as exc:  # Ctrl-C too: Open WebUI may be stopped or half-restored
+            raise _rolled_back(stack, target, settings, safety, exc, ui) from None
+    return {"restored": str(path), "created": manifest.created, "users": manifest.users, "chats": manifest.chats,
+            "safety_backup": str(safety), "proof": proof, "seconds": round(time.monotonic() - started, 1)}  # fmt: skip
 
 
-def _safety_backup(stack: Stack, catalog: Path | None, ui: OperatorUI) -> Path:
-    out = backup_dir(stack.site.root) / ("pre-restore-" + backup_name(time.time()))
-    create_backup(stack, out, catalog=catalog, keep=None, ui=ui)
-    return out
+def _staging(stack: Stack, prefix: str) -> tempfile.TemporaryDirectory:
+    stack.site.state_dir.mkdir(parents=True, exist_ok=True)
+    return tempfile.TemporaryDirectory(prefix=prefix, dir=stack.site.state_dir)
 
 
-def _put_back(stack: Stack, target, settings, data: Path, manifest: Manifest | None, ui: OperatorUI) -> dict:
+def _put_back(stack: Stack, target, settings, data: Path, manifest: Manifest, ui: OperatorUI) -> dict:
     """Stop Open WebUI, replace its data folder, start it, and prove what a person would check."""
     runner = stack.runner()
     ui.say("stopping Open WebUI, replacing its data folder")
@@ -79,44 +76,36 @@ def _put_back(stack: Stack, target, settings, data: Path, manifest: Manifest | N
     webui_data.copy_in(target.project, data)
     target.project.up("webui", no_deps=True)
     target.wait_webui(runner)
-    with target.webui() as client, tempfile.TemporaryDirectory(prefix=".restore-check-", dir=data.parent) as tmp:
+    with target.webui() as client:
         setup = stack.webui_setup(settings, target, client)
         setup.admin(runner)
-        copied = webui_data.copy_out(target.project, Path(tmp))
-        facts = webui_data.database_facts(copied / webui_data.DATABASES[0])
-        if manifest is not None and (facts["users"], facts["chats"]) != (manifest.users, manifest.chats):
-            raise RestoreFailed(
-                f"after the restore Open WebUI has {facts['users']} users and {facts['chats']} chats; "
-                f"the backup holds {manifest.users} and {manifest.chats}"
-            )
+        counts = webui_data.live_counts(target.project)
+        # Users may chat again as soon as Open WebUI is up: more chats than the backup is not a failure.
+        if counts["users"] != manifest.users or counts["chats"] < manifest.chats:
+            raise RestoreFailed(f"after the restore Open WebUI has {counts['users']} users and {counts['chats']} "
+                                f"chats; the backup holds {manifest.users} and {manifest.chats}")  # fmt: skip
         active = stack.store.load().active
-        if active is not None and target.services()["vllm"]["state"] == "running":
+        answers = active is not None and target.services()["vllm"]["state"] == "running"
+        if answers:
             setup.serve(runner, active)  # the default model again, and a browser-shaped chat answers
-    return {
-        "admin_signs_in": True,
-        "users": facts["users"],
-        "chats": facts["chats"],
-        "chat_answers": active is not None,
-    }
+    return {"admin_signs_in": True, **counts, "chat_answers": answers}
 
 
-def _rolled_back(stack: Stack, target, settings, safety: Path | None, cause: ControllerError, ui: OperatorUI):
-    if safety is None:
-        return RestoreFailed(f"the restore failed: {cause.message}", hint=cause.hint, details=list(cause.details))
-    ui.say(f"the restore failed ({cause.message}); putting the safety backup {safety} back")
+def _rolled_back(stack: Stack, target, settings, safety: Path, cause: BaseException, ui: OperatorUI) -> RestoreFailed:
+    message = cause.message if isinstance(cause, ControllerError) else (
+        "interrupted" if isinstance(cause, KeyboardInterrupt) else f"{type(cause).__name__}: {cause}")  # fmt: skip
+    ui.say(f"the restore failed ({message}); putting the safety backup {safety} back")
     try:
         manifest = read_manifest(safety)
-        with tempfile.TemporaryDirectory(prefix=".rollback-", dir=safety.parent) as tmp:
+        with _staging(stack, ".rollback-") as tmp:
             members = verify_and_extract(safety, manifest, Path(tmp))
             unpack_folder(members[WEBUI_DATA], Path(tmp) / "data")
             _put_back(stack, target, settings, Path(tmp) / "data", manifest, ui)
-    except ControllerError as again:
+    except Exception as again:
+        detail = again.message if isinstance(again, ControllerError) else f"{type(again).__name__}: {again}"
         return RestoreFailed(
-            f"the restore failed ({cause.message}) and putting the safety backup back failed too ({again.message})",
+            f"the restore failed ({message}) and putting the safety backup back failed too ({detail})",
             hint=f"put it back by hand: `controller restore {safety} --yes`",
         )
-    return RestoreFailed(
-        f"the restore failed: {cause.message}; the data from before it is back ({safety})",
-        hint=cause.hint,
-        details=list(cause.details),
-    )
+    hint = cause.hint if isinstance(cause, ControllerError) else None
+    return RestoreFailed(f"the restore failed: {message}; the data from before it is back ({safety})", hint=hint)

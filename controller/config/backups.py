@@ -3,10 +3,12 @@ shows the newest one's age, and `doctor` warns when it is missing or old."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
 SUFFIX = ".backup.tar"
+AUTOMATIC = re.compile(r"^webui-\d{8}T\d{6}Z\.backup\.tar$")
 # `doctor` warns when the newest backup is older than this.
 STALE_AFTER_S = 24 * 3600
 
@@ -38,6 +40,7 @@ def newest_backup(directory: Path) -> tuple[Path, float] | None:
 
 
 def beyond_keep(directory: Path, keep: int) -> list[Path]:
-    """The backups that `--keep N` removes: all but the newest N."""
-    found = backups_in(directory)
+    """The backups that `--keep N` removes: all but the newest N of the ones `backup` names itself
+    (never a `pre-restore-` safety copy or a file named by hand with -o)."""
+    found = [path for path in backups_in(directory) if AUTOMATIC.match(path.name)]
     return found[: max(0, len(found) - keep)]

@@ -57,13 +57,21 @@ except importlib.metadata.PackageNotFoundError:
 print(json.dumps({'revisions': revisions, 'version': version}))
 """
 
+_COUNTS = """
+import json, sqlite3, sys
+db = sqlite3.connect('file:' + sys.argv[1] + '?mode=ro', uri=True)
+users = db.execute('SELECT count(*) FROM "user"').fetchone()[0]
+chats = db.execute('SELECT count(*) FROM chat').fetchone()[0]
+print(json.dumps({'users': users, 'chats': chats}))
+"""
+
 
 def copy_out(project: ComposeProject, dest: Path, timeout: float = 1800) -> Path:
     """Open WebUI's data folder at dest/data, its databases replaced by online-backup snapshots
     taken while it serves. Returns dest/data."""
     data = dest / "data"
-    project.exec(SERVICE, "python3", "-c", _SNAPSHOT, DATA_DIR, SNAPSHOT_DIR, *DATABASES, timeout=timeout)
-    try:
+    try:  # the snapshot holds password hashes: it never stays in the container
+        project.exec(SERVICE, "python3", "-c", _SNAPSHOT, DATA_DIR, SNAPSHOT_DIR, *DATABASES, timeout=timeout)
         project.run("cp", f"{SERVICE}:{DATA_DIR}/.", str(data), timeout=timeout)
         project.run("cp", f"{SERVICE}:{SNAPSHOT_DIR}/.", str(dest / "snapshots"), timeout=timeout)
     finally:
@@ -104,8 +112,28 @@ def image_facts(project: ComposeProject, *, running: bool, timeout: float = 300)
     else:
         out = project.run("run", "--rm", "--no-deps", "-T", "--entrypoint", "python3", SERVICE, *argv[1:],
                           timeout=timeout).stdout  # fmt: skip
-    facts = json.loads(out.strip().splitlines()[-1])
-    return {"revisions": set(facts["revisions"]), "version": facts["version"]}
+    facts = _last_json_line(out, f"the schema revisions of {SERVICE}'s image")
+    if not facts.get("revisions"):
+        raise ControllerError(f"found no database migrations in {SERVICE}'s image",
+                              hint="is WEBUI_IMAGE an Open WebUI image?")  # fmt: skip
+    return {"revisions": set(facts["revisions"]), "version": facts.get("version")}
+
+
+def live_counts(project: ComposeProject, timeout: float = 120) -> dict:
+    """User and chat counts, read from the running Open WebUI's database (read-only)."""
+    out = project.exec(SERVICE, "python3", "-c", _COUNTS, f"{DATA_DIR}/{DATABASES[0]}", timeout=timeout).stdout
+    counts = _last_json_line(out, "Open WebUI's user and chat counts")
+    return {"users": int(counts["users"]), "chats": int(counts["chats"])}
+
+
+def _last_json_line(out: str, what: str) -> dict:
+    try:
+        value = json.loads(out.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise ControllerError(f"could not read {what}: unexpected output {out.strip()[-200:]!r}") from None
+    if not isinstance(value, dict):
+        raise ControllerError(f"could not read {what}: unexpected output {out.strip()[-200:]!r}")
+    return value
 
 
 def copy_in(project: ComposeProject, data: Path, timeout: float = 1800) -> None:

@@ -120,15 +120,30 @@ def test_damage_is_refused_by_name(backup, tmp_path, change, complaint):
 
 def test_an_added_member_and_a_truncated_file_are_refused(backup, tmp_path):
     out, manifest = backup
+    whole = out.read_bytes()
     with tarfile.open(out, "a") as tar:
         info = tarfile.TarInfo("../../etc/cron.d/x")
         info.size = 1
         tar.addfile(info, io.BytesIO(b"x"))
     with pytest.raises(InputError, match="unexpected member"):
         verify_and_extract(out, manifest, tmp_path)
-    out.write_bytes(out.read_bytes()[:700])
+    out.write_bytes(whole[:4000])  # the manifest is whole, the data member is cut
+    assert read_manifest(out) == manifest
     with pytest.raises(InputError, match="not a readable backup"):
-        verify_and_extract(out, read_manifest(out), tmp_path)
+        verify_and_extract(out, manifest, tmp_path)
+
+
+@pytest.mark.parametrize("name", ["../outside.txt", "/etc/passwd", "link"])
+def test_a_data_folder_member_outside_the_folder_or_a_link_is_refused(tmp_path, name):
+    member = tmp_path / WEBUI_DATA
+    with tarfile.open(member, "w") as tar:
+        info = tarfile.TarInfo(name)
+        if name == "link":
+            info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(info, io.BytesIO(b""))
+    with pytest.raises(InputError, match="is not a plain file or folder inside the data folder"):
+        unpack_folder(member, tmp_path / "restored")
+    assert not (tmp_path / "restored").exists() and not (tmp_path.parent / "outside.txt").exists()
 
 
 def test_database_facts_read_revision_and_counts_from_a_snapshot(tmp_path):
@@ -149,8 +164,11 @@ def test_rotation_keeps_the_newest_and_ignores_partial_and_other_files(tmp_path)
         os.utime(tmp_path / name, (time.time() - age, time.time() - age))
     (tmp_path / (names[-1] + ".partial")).write_bytes(b"")
     (tmp_path / "notes.txt").write_text("")
-    assert [p.name for p in backups_in(tmp_path)] == names
-    assert [p.name for p in beyond_keep(tmp_path, 2)] == names[:1]
+    safety = tmp_path / ("pre-restore-" + backup_name(time.time() - 400))
+    safety.write_bytes(b"")
+    os.utime(safety, (time.time() - 400, time.time() - 400))
+    assert [p.name for p in backups_in(tmp_path)] == [safety.name, *names]
+    assert [p.name for p in beyond_keep(tmp_path, 2)] == names[:1]  # never the safety copy
     newest, age = newest_backup(tmp_path)
     assert newest.name == names[-1] and 99 <= age < 200
     assert newest_backup(tmp_path / "none") is None
