@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from controller.errors import InputError
+from controller.json_manifest import load_json, validated
 
 FORMAT = "controller-backup"
 FORMAT_VERSION = 1
@@ -20,6 +21,8 @@ CATALOG = "catalog.yaml"
 JOURNAL = "journal.json"
 MEMBER_NAMES = (WEBUI_DATA, ENV_FILE, CATALOG, JOURNAL)
 REQUIRED = (WEBUI_DATA, ENV_FILE)
+# The manifest nests three levels (members.NAME.sha256); more is not one of ours.
+MAX_DEPTH = 8
 NOT_A_BACKUP = "the file is not a controller backup, or is damaged: nothing was changed"
 
 
@@ -59,24 +62,14 @@ class Manifest(BaseModel):
 
 def parse_manifest(text: bytes, where: str) -> Manifest:
     """The manifest of the backup at `where`, or an InputError that names the first bad field."""
-    try:
-        raw = json.loads(text)
-    except ValueError as exc:
-        raise InputError(
-            f"{where}: {MANIFEST} is not JSON ({exc})", hint="the file is not a controller backup, or is damaged"
-        ) from None
+    raw = load_json(text, f"{where}: {MANIFEST}", max_depth=MAX_DEPTH, hint=NOT_A_BACKUP)
     if isinstance(raw, dict) and raw.get("format") == FORMAT and raw.get("format_version") != FORMAT_VERSION:
         raise InputError(
             f"{where}: backup format version {raw.get('format_version')!r}; "
             f"this controller reads version {FORMAT_VERSION}",
             hint="restore it with the controller version that wrote it (see controller_version in its manifest)",
         )
-    try:
-        manifest = Manifest.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        raise InputError(f"{where}: {MANIFEST} field {field}: {first['msg']}", hint=NOT_A_BACKUP) from None
+    manifest = validated(Manifest, raw, f"{where}: {MANIFEST}", hint=NOT_A_BACKUP)
     missing = [name for name in REQUIRED if name not in manifest.members]
     unknown = [name for name in manifest.members if name not in MEMBER_NAMES]
     if missing or unknown:

@@ -21,10 +21,11 @@ import tarfile
 from collections.abc import Iterator
 from typing import IO, Annotated, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from controller.config.profile_fields import HfRepoId
 from controller.errors import InputError
+from controller.json_manifest import load_json, validated
 from controller.operator_ui import Advance
 
 FORMAT_VERSION = 1
@@ -35,8 +36,6 @@ CHUNK = 1 << 20
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 # A manifest nests five levels (manifest, models, model, files, file); the limit keeps json's recursion safe.
 MAX_MANIFEST_DEPTH = 16
-_JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 # Relative paths of plain names: no '..', no absolute path, nothing a tar could use to escape.
 _SEGMENT = r"[A-Za-z0-9_][A-Za-z0-9._+=-]*"
 MEMBER_PATH = re.compile(rf"^{_SEGMENT}(/{_SEGMENT})*$")
@@ -100,37 +99,16 @@ def model_member(model: str, revision: str, path: str) -> str:
     return f"models/{model.replace('/', '--')}/{revision}/{path}"
 
 
-def _nesting_exceeds(text: bytes, limit: int) -> bool:
-    """Whether [ and { nest deeper than `limit` in JSON text (strings skipped), before json recurses."""
-    depth = 0
-    for byte in _JSON_STRING.sub(b"", text).translate(None, _NOT_BRACKETS):
-        depth += 1 if byte in b"[{" else -1
-        if depth > limit:
-            return True
-    return False
-
-
 def parse_manifest(text: bytes, origin: str) -> Manifest:
     """The manifest, checked: a newer format version is refused before its fields are read."""
-    if _nesting_exceeds(text, MAX_MANIFEST_DEPTH):
-        raise InputError(f"bundle {origin}: {MANIFEST_NAME} is nested more than {MAX_MANIFEST_DEPTH} levels deep")
-    try:
-        data = json.loads(text)
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError, bad UTF-8, an integer of 5000 digits
-        raise InputError(f"bundle {origin}: {MANIFEST_NAME} is not JSON ({exc})") from None
+    data = load_json(text, f"bundle {origin}: {MANIFEST_NAME}", max_depth=MAX_MANIFEST_DEPTH)
     version = data.get("format_version") if isinstance(data, dict) else None
     if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
         raise InputError(
             f"bundle {origin}: format version {version} is newer than this controller reads ({FORMAT_VERSION})",
             hint="install the controller version that created the bundle (see controller_version in its manifest)",
         )
-    try:
-        manifest = Manifest.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "top level"
-        message = first["msg"].removeprefix("Value error, ")
-        raise InputError(f"bundle {origin}: {MANIFEST_NAME}: field '{where}': {message}") from None
+    manifest = validated(Manifest, data, f"bundle {origin}: {MANIFEST_NAME}")
     paths = [m.path for m in manifest.members]
     if len(set(paths)) != len(paths) or MANIFEST_NAME in paths:
         raise InputError(f"bundle {origin}: {MANIFEST_NAME} lists a member twice")

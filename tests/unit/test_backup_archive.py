@@ -97,7 +97,7 @@ def _rewrite(path: Path, change) -> None:
     [
         (lambda name, data: data[:-1] + b"!" if name == ENV_FILE else data, "member env does not match the manifest"),
         (lambda name, data: None if name == WEBUI_DATA else data, "are in the manifest but not in the file"),
-        (lambda name, data: data.replace(b'"users": 2', b'"users": -1') if name == MANIFEST else data, "field users"),
+        (lambda name, data: data.replace(b'"users": 2', b'"users": -1') if name == MANIFEST else data, "field 'users'"),
         (
             lambda name, data: (
                 data.replace(b'"format_version": 1', b'"format_version": 9') if name == MANIFEST else data
@@ -105,8 +105,9 @@ def _rewrite(path: Path, change) -> None:
             "backup format version 9; this controller reads version 1",
         ),
         (lambda name, data: b"{not json" if name == MANIFEST else data, "manifest.json is not JSON"),
+        (lambda name, data: b"[" * 50_000 if name == MANIFEST else data, "nested more than 8 levels deep"),
     ],
-    ids=["changed-byte", "missing-member", "bad-field", "newer-format", "not-json"],
+    ids=["changed-byte", "missing-member", "bad-field", "newer-format", "not-json", "deep"],
 )
 def test_damage_is_refused_by_name(backup, tmp_path, change, complaint):
     out, _ = backup
