@@ -11,6 +11,8 @@ from pathlib import Path
 
 from controller import __version__
 from controller.backup.archive import pack_folder, sha256_file, write_backup
+from controller.backup.crypto import SUFFIX as AGE_SUFFIX
+from controller.backup.crypto import encrypt_to
 from controller.backup.manifest import CATALOG, ENV_FILE, FORMAT, FORMAT_VERSION, JOURNAL, WEBUI_DATA, Image, Manifest
 from controller.config.backups import backup_dir, backup_name, beyond_keep
 from controller.config.settings import read_settings
@@ -22,8 +24,8 @@ from controller.runtime import webui_data
 SECRETS_WARNING = "it holds .env with the site's secrets (admin password, API keys): keep it where .env may go"
 
 
-def default_path(stack: Stack) -> Path:
-    return backup_dir(stack.site.root) / backup_name(time.time())
+def default_path(stack: Stack, *, encrypted: bool) -> Path:
+    return backup_dir(stack.site.root) / (backup_name(time.time()) + (AGE_SUFFIX if encrypted else ""))
 
 
 def check_output(out: Path) -> None:
@@ -36,8 +38,10 @@ def check_output(out: Path) -> None:
         raise InputError(f"{out.parent} is not a folder", hint="-o takes a file path in an existing or new folder")
 
 
-def create_backup(stack: Stack, out: Path, *, catalog: Path | None, keep: int | None, ui: OperatorUI) -> dict:
-    """Write the backup to `out`; with `keep`, remove all but the newest `keep` backups in its folder."""
+def create_backup(stack: Stack, out: Path, *, catalog: Path | None, keep: int | None, ui: OperatorUI,
+                  passphrase: str | None = None) -> dict:  # fmt: skip
+    """Write the backup to `out` (encrypted when a passphrase is given); with `keep`, remove all but
+    the newest `keep` backups in its folder."""
     check_output(out)
     if keep is not None and keep < 1:
         raise InputError(f"--keep {keep}: keep at least 1 backup", hint="--keep N removes all but the newest N")
@@ -56,12 +60,19 @@ def create_backup(stack: Stack, out: Path, *, catalog: Path | None, keep: int | 
         staging = Path(tmp)
         manifest, members = _stage(stack, target, staging, catalog, services, ui)
         total = sum(member.size for member in manifest.members.values())
+        plain = staging / "backup.tar" if passphrase else out
         with ui.progress(f"write {out.name}", total) as advance:
-            write_backup(out, manifest, members, advance)
+            write_backup(plain, manifest, members, advance)
+        if passphrase:
+            with ui.progress(f"encrypt {out.name} (age, passphrase)", 0):
+                encrypt_to(plain, out, passphrase)
     removed = [str(path) for path in beyond_keep(out.parent, keep)] if keep else []
     for path in removed:
         Path(path).unlink(missing_ok=True)
-    ui.say(f"wrote {out} ({human_size(out.stat().st_size)}, mode 0600): {SECRETS_WARNING}")
+    ui.say(
+        f"wrote {out} ({human_size(out.stat().st_size)}, mode 0600, "
+        + ("encrypted with the passphrase)" if passphrase else f"not encrypted): {SECRETS_WARNING}")
+    )
     return {
         "path": str(out),
         "bytes": out.stat().st_size,

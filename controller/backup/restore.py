@@ -14,6 +14,7 @@ from pathlib import Path
 
 from controller.backup.archive import read_manifest, unpack_folder, verify_and_extract
 from controller.backup.create import create_backup
+from controller.backup.crypto import decrypt_to, is_encrypted, require_passphrase
 from controller.backup.manifest import WEBUI_DATA, Manifest
 from controller.config.backups import backup_dir, backup_name
 from controller.config.settings import read_settings
@@ -23,12 +24,24 @@ from controller.operator_ui import OperatorUI, human_size
 from controller.runtime import webui_data
 
 
-def restore_backup(stack: Stack, path: Path, *, catalog: Path | None, ui: OperatorUI) -> dict:
+def restore_backup(stack: Stack, path: Path, *, catalog: Path | None, ui: OperatorUI,
+                   passphrase: str | None = None) -> dict:  # fmt: skip
     started = time.monotonic()
-    manifest = read_manifest(path)
+    # A missing or foreign file, or an encrypted one without its passphrase, is refused before the
+    # lock or the staging folder touch the site.
+    if is_encrypted(path):
+        require_passphrase(path, passphrase)
+    else:
+        read_manifest(path)
     settings = read_settings(stack.site).settings
     target = stack.target(settings)
-    with stack.locked("restore"), _staging(stack, ".restore-") as staging:
+    with stack.locked("restore"), _staging(stack, ".restore-") as tmp:
+        staging = Path(tmp)
+        source = path
+        if is_encrypted(path):
+            source = staging / "decrypted.tar"
+            decrypt_to(path, source, passphrase)
+        manifest = read_manifest(source)
         if target.services()["webui"]["state"] != "running":
             raise RuntimeFailure(
                 "Open WebUI is not running: a restore first takes a safety backup of it; nothing was changed",
@@ -36,7 +49,7 @@ def restore_backup(stack: Stack, path: Path, *, catalog: Path | None, ui: Operat
             )
         total = sum(member.size for member in manifest.members.values())
         with ui.progress(f"verify {path.name} (size and sha256 of every member)", total) as advance:
-            members = verify_and_extract(path, manifest, staging, advance)
+            members = verify_and_extract(source, manifest, staging, advance)
         image = webui_data.image_facts(target.project, running=True)
         if manifest.schema_revision not in image["revisions"]:
             raise InputError(
@@ -53,12 +66,14 @@ def restore_backup(stack: Stack, path: Path, *, catalog: Path | None, ui: Operat
             raise InputError("restore not confirmed; nothing was changed", hint="add --yes to restore without asking")
         data = staging / "data"
         unpack_folder(members[WEBUI_DATA], data)
-        safety = backup_dir(stack.site.root) / ("pre-restore-" + backup_name(time.time()))
-        create_backup(stack, safety, catalog=catalog, keep=None, ui=ui)
+        safety = backup_dir(stack.site.root) / (
+            "pre-restore-" + backup_name(time.time()) + (".age" if passphrase else "")
+        )
+        create_backup(stack, safety, catalog=catalog, keep=None, ui=ui, passphrase=passphrase)
         try:
             proof = _put_back(stack, target, settings, data, manifest, ui)
         except BaseException as exc:  # Ctrl-C too: Open WebUI may be stopped or half-restored
-            raise _rolled_back(stack, target, settings, safety, exc, ui) from None
+            raise _rolled_back(stack, target, settings, safety, exc, ui, passphrase) from None
     return {"restored": str(path), "created": manifest.created, "users": manifest.users, "chats": manifest.chats,
             "safety_backup": str(safety), "proof": proof, "seconds": round(time.monotonic() - started, 1)}  # fmt: skip
 
@@ -91,14 +106,19 @@ def _put_back(stack: Stack, target, settings, data: Path, manifest: Manifest, ui
     return {"admin_signs_in": True, **counts, "chat_answers": answers}
 
 
-def _rolled_back(stack: Stack, target, settings, safety: Path, cause: BaseException, ui: OperatorUI) -> RestoreFailed:
+def _rolled_back(stack: Stack, target, settings, safety: Path, cause: BaseException, ui: OperatorUI,
+                 passphrase: str | None) -> RestoreFailed:  # fmt: skip
     message = cause.message if isinstance(cause, ControllerError) else (
         "interrupted" if isinstance(cause, KeyboardInterrupt) else f"{type(cause).__name__}: {cause}")  # fmt: skip
     ui.say(f"the restore failed ({message}); putting the safety backup {safety} back")
     try:
-        manifest = read_manifest(safety)
         with _staging(stack, ".rollback-") as tmp:
-            members = verify_and_extract(safety, manifest, Path(tmp))
+            source = safety
+            if passphrase:
+                source = Path(tmp) / "decrypted.tar"
+                decrypt_to(safety, source, passphrase)
+            manifest = read_manifest(source)
+            members = verify_and_extract(source, manifest, Path(tmp))
             unpack_folder(members[WEBUI_DATA], Path(tmp) / "data")
             _put_back(stack, target, settings, Path(tmp) / "data", manifest, ui)
     except Exception as again:

@@ -12,6 +12,16 @@ from controller.cli.context import JsonOption, context, make_stack
 from controller.cli.operator import operator_ui
 from controller.cli.output import emit
 
+PassphraseOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--passphrase-file",
+        help="Encrypt (backup) or decrypt (restore) with the passphrase in this file "
+        "(else CONTROLLER_BACKUP_PASSPHRASE, if set).",
+        show_default=False,
+    ),
+]
+
 
 def backup(
     ctx: typer.Context,
@@ -30,21 +40,26 @@ def backup(
             "--keep", min=1, help="Then remove all but the newest N backups in that folder.", show_default=False
         ),
     ] = None,
+    passphrase_file: PassphraseOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Copy Open WebUI's data (users, chats, uploads, settings) while it serves, with .env, the catalog
     and the journal, into one file (mode 0600). The database is copied with SQLite's online backup.
 
-    The file holds .env, so the site's secrets: keep it where .env may go.
+    The file holds .env, so the site's secrets: keep it where .env may go, or encrypt it with a
+    passphrase (--passphrase-file, or CONTROLLER_BACKUP_PASSPHRASE in the environment; age format).
     Nightly, from cron: `15 2 * * * cd /srv/llm && controller backup --keep 14 --json`."""
     from controller.backup.create import check_output, create_backup, default_path
+    from controller.backup.crypto import read_passphrase
 
     c = context(ctx)
+    passphrase = read_passphrase(passphrase_file)
     stack = make_stack(ctx, quiet=as_json)
-    path = (out or default_path(stack)).absolute()
+    path = (out or default_path(stack, encrypted=passphrase is not None)).absolute()
     check_output(path)
     with stack.locked("backup"):
-        result = create_backup(stack, path, catalog=c.catalog_path, keep=keep, ui=operator_ui(quiet=as_json))
+        result = create_backup(stack, path, catalog=c.catalog_path, keep=keep, ui=operator_ui(quiet=as_json),
+                               passphrase=passphrase)  # fmt: skip
     emit(result, as_json=as_json, text=_backup_text)
 
 
@@ -59,17 +74,21 @@ def restore(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="A file that `controller backup` wrote.", show_default=False)],
     yes: Annotated[bool, typer.Option("--yes", help="Restore without asking.")] = False,
+    passphrase_file: PassphraseOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Put a backup's Open WebUI data back: checks the whole file first (manifest, sizes, sha256,
     format), refuses a schema newer than the Open WebUI image (exit 2, nothing changed), takes a
     safety backup, restores, and proves it (the admin signs in, the user and chat counts match, a chat
     answers). A failed restore puts the safety backup back (exit 1)."""
+    from controller.backup.crypto import read_passphrase
     from controller.backup.restore import restore_backup
 
     c = context(ctx)
+    passphrase = read_passphrase(passphrase_file)
     stack = make_stack(ctx, quiet=as_json)
-    result = restore_backup(stack, file.absolute(), catalog=c.catalog_path, ui=operator_ui(quiet=as_json, yes=yes))
+    result = restore_backup(stack, file.absolute(), catalog=c.catalog_path, ui=operator_ui(quiet=as_json, yes=yes),
+                            passphrase=passphrase)  # fmt: skip
     emit(result, as_json=as_json, text=_restore_text)
 
 

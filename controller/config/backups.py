@@ -8,7 +8,9 @@ import time
 from pathlib import Path
 
 SUFFIX = ".backup.tar"
-AUTOMATIC = re.compile(r"^webui-\d{8}T\d{6}Z\.backup\.tar$")
+# Encrypted ones (`backup --passphrase-file`) end in .backup.tar.age.
+SUFFIXES = (SUFFIX, SUFFIX + ".age")
+AUTOMATIC = re.compile(r"^webui-\d{8}T\d{6}Z\.backup\.tar(\.age)?$")
 # `doctor` warns when the newest backup is older than this.
 STALE_AFTER_S = 24 * 3600
 
@@ -27,7 +29,7 @@ def backups_in(directory: Path) -> list[Path]:
     """The finished backups in `directory`, oldest first (a `.partial` is not one)."""
     if not directory.is_dir():
         return []
-    found = [path for path in directory.iterdir() if path.name.endswith(SUFFIX) and path.is_file()]
+    found = [path for path in directory.iterdir() if path.name.endswith(SUFFIXES) and path.is_file()]
     return sorted(found, key=lambda path: (path.stat().st_mtime, path.name))
 
 

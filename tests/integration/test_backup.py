@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from controller.backup.archive import read_manifest
+from controller.backup.crypto import decrypt_to
 from controller.runtime.webui_client import WebUI
 from tests.integration import harness
 from tests.integration.webui_api import admin_session, chat_title, create_chat
@@ -23,15 +24,21 @@ from tests.integration.webui_api import admin_session, chat_title, create_chat
 pytestmark = [pytest.mark.integration, pytest.mark.stack]
 
 
-def _backup(site, out: Path) -> dict:
-    result = site.controller("backup", "-o", str(out), "--json")
+def _backup(site, out: Path, *options: str) -> dict:
+    result = site.controller("backup", "-o", str(out), "--json", *options)
     assert result.returncode == 0, result.stderr
     assert os.stat(out).st_mode & 0o777 == 0o600 and not out.with_name(out.name + ".partial").exists()
     return json.loads(result.stdout)
 
 
-def _restore(site, path: Path):
-    return site.controller("restore", str(path), "--yes", "--json")
+def _restore(site, path: Path, *options: str):
+    return site.controller("restore", str(path), "--yes", "--json", *options)
+
+
+def _manifest(path: Path, passphrase: str, tmp_path: Path):
+    plain = tmp_path / f"{path.name}.plain"
+    decrypt_to(path, plain, passphrase)
+    return read_manifest(plain)
 
 
 def _forged(path: Path, out: Path, **manifest_changes) -> Path:
@@ -64,9 +71,16 @@ def test_restore_brings_back_users_chats_and_files_and_keeps_a_safety_copy(share
         assert uploaded.status_code == 200, uploaded.text
         file_id = uploaded.json()["id"]
 
-    backup = tmp_path / "site.backup.tar"
-    written = _backup(site, backup)
-    manifest = read_manifest(backup)
+    # Encrypted: the passphrase from a file, as a nightly job would give it.
+    passphrase = tmp_path / "passphrase"
+    passphrase.write_text(uuid.uuid4().hex + "\n")
+    encrypted = ("--passphrase-file", str(passphrase))
+    backup = tmp_path / "site.backup.tar.age"
+    written = _backup(site, backup, *encrypted)
+    assert written["encrypted"] and written["warning"] is None
+    secret = passphrase.read_text().strip()
+    assert b"kept by the backup" not in backup.read_bytes()
+    manifest = _manifest(backup, secret, tmp_path)
     assert (manifest.users, manifest.chats) == (written["users"], written["chats"])
     assert manifest.users >= 2 and manifest.chats >= 1 and manifest.webui.version == "0.12.4"
     assert site.settings().webui_admin_password.get_secret_value() not in json.dumps(written)
@@ -79,7 +93,8 @@ def test_restore_brings_back_users_chats_and_files_and_keeps_a_safety_copy(share
         ).is_success
         assert webui.signin("ada@example.com", password) is None
 
-    restored = _restore(site, backup)
+    assert _restore(site, backup).returncode == 2  # encrypted: not without its passphrase
+    restored = _restore(site, backup, *encrypted)
     assert restored.returncode == 0, restored.stderr
     result = json.loads(restored.stdout)
     assert result["proof"] == {"admin_signs_in": True, "users": manifest.users, "chats": manifest.chats,
@@ -91,7 +106,7 @@ def test_restore_brings_back_users_chats_and_files_and_keeps_a_safety_copy(share
         assert webui.signin("ada@example.com", password) is not None
         content = httpx.get(f"{site.url}/api/v1/files/{file_id}/content", headers=_auth(token), timeout=30)
         assert content.status_code == 200 and content.content == b"minutes of the meeting"
-    safety = read_manifest(Path(result["safety_backup"]))
+    safety = _manifest(Path(result["safety_backup"]), secret, tmp_path)
     assert (safety.users, safety.chats) == (manifest.users - 1, manifest.chats + 1)
 
 
