@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -145,11 +146,18 @@ def serving_scratch_site(model: str = "tiny-a") -> Iterator[tuple[Path, str, int
         yield site
 
 
+def _as_from_a_terminal() -> None:
+    # A test run started in the background by a script (`make test &`, a CI runner) inherits SIGINT
+    # ignored, and Python then leaves it ignored: the Ctrl-C a test sends would never arrive. An
+    # operator's command starts with SIGINT at its default.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def controller_process(root: Path, *args: str) -> subprocess.Popen:
-    """Start the real CLI in the background (for concurrency and kill tests)."""
+    """Start the real CLI in the background (for concurrency, Ctrl-C and kill tests)."""
     return subprocess.Popen(
         [sys.executable, "-m", "controller", "--project-dir", str(root), *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_as_from_a_terminal,
     )  # fmt: skip
 
 
