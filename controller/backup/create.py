@@ -82,7 +82,8 @@ def create_backup(stack: Stack, out: Path, *, catalog: Path | None, keep: int | 
         "webui_version": manifest.webui.version,
         "removed": removed,
         "seconds": round(time.monotonic() - started, 1),
-        "warning": f"the backup file: {SECRETS_WARNING}",
+        "encrypted": passphrase is not None,
+        "warning": None if passphrase else f"the backup file: {SECRETS_WARNING}",
     }
 
 
