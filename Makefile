@@ -59,7 +59,7 @@ test: install engine ## Unit, real-stack and browser tests
 	$(PYTHON) scripts/build_images.py tiny-model >.cache/build-images.out 2>.cache/build-images.log & \
 	builder=$$!; \
 	$(MAKE) --no-print-directory browser || { kill $$builder; exit 1; }; \
-	$(BIN)/python -m pytest tests --durations=25; rc=$$?; \
+	$(BIN)/python -m pytest tests --durations=0 --durations-min=5; rc=$$?; \
 	wait $$builder; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
