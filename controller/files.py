@@ -41,12 +41,13 @@ def write_atomic(path: Path, text: str, mode: int = 0o644) -> bool:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
         if isinstance(exc, OSError):
-            raise _write_failed(path, exc) from None
+            raise write_failed(path, exc) from None
         raise
     return True
 
 
-def _write_failed(path: Path, exc: OSError) -> WriteFailed:
+def write_failed(path: Path, exc: OSError) -> WriteFailed:
+    """A write to `path` that the filesystem refused, as a message that names the file and the cause."""
     kept = f"{path.name} is unchanged" if path.exists() else f"{path.name} was not created"
     if exc.errno == errno.ENOSPC:
         hint = f"the filesystem holding {path.parent} is full: free some space and run the command again"

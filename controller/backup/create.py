@@ -17,6 +17,7 @@ from controller.backup.manifest import CATALOG, ENV_FILE, FORMAT, FORMAT_VERSION
 from controller.config.backups import backup_dir, backup_name, beyond_keep
 from controller.config.settings import read_settings
 from controller.errors import ControllerError, InputError, RuntimeFailure
+from controller.files import write_failed
 from controller.lifecycle.stack import Stack
 from controller.operator_ui import OperatorUI, human_size
 from controller.runtime import webui_data
@@ -55,17 +56,20 @@ def create_backup(stack: Stack, out: Path, *, catalog: Path | None, keep: int | 
             f"Open WebUI is {state}, not running: a backup copies it while it serves",
             hint="start the stack with `controller up MODEL`, then run the backup again",
         )
-    out.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with tempfile.TemporaryDirectory(prefix=".backup-", dir=out.parent) as tmp:
-        staging = Path(tmp)
-        manifest, members = _stage(stack, target, staging, catalog, services, ui)
-        total = sum(member.size for member in manifest.members.values())
-        plain = staging / "backup.tar" if passphrase else out
-        with ui.progress(f"write {out.name}", total) as advance:
-            write_backup(plain, manifest, members, advance)
-        if passphrase:
-            with ui.progress(f"encrypt {out.name} (age, passphrase)", 0):
-                encrypt_to(plain, out, passphrase)
+    try:  # a full disk or a read-only folder is named, and no partial file stays
+        out.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with tempfile.TemporaryDirectory(prefix=".backup-", dir=out.parent) as tmp:
+            staging = Path(tmp)
+            manifest, members = _stage(stack, target, staging, catalog, services, ui)
+            total = sum(member.size for member in manifest.members.values())
+            plain = staging / "backup.tar" if passphrase else out
+            with ui.progress(f"write {out.name}", total) as advance:
+                write_backup(plain, manifest, members, advance)
+            if passphrase:
+                with ui.progress(f"encrypt {out.name} (age, passphrase)", 0):
+                    encrypt_to(plain, out, passphrase)
+    except OSError as exc:
+        raise write_failed(out, exc) from None
     removed = [str(path) for path in beyond_keep(out.parent, keep)] if keep else []
     for path in removed:
         Path(path).unlink(missing_ok=True)
@@ -98,7 +102,10 @@ def _stage(stack: Stack, target, staging: Path, catalog: Path | None, services: 
     with ui.progress("pack the data folder", size) as advance:
         pack_folder(data, files[WEBUI_DATA], advance)
     shutil.rmtree(data)
-    shutil.copyfile(stack.site.env_file, files[ENV_FILE])
+    if stack.site.env_file.is_file():  # absent when every setting comes from the environment
+        shutil.copyfile(stack.site.env_file, files[ENV_FILE])
+    else:
+        del files[ENV_FILE]
     if catalog is not None and catalog.is_file():
         files[CATALOG] = staging / CATALOG
         shutil.copyfile(catalog, files[CATALOG])

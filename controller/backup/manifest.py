@@ -20,7 +20,7 @@ ENV_FILE = "env"
 CATALOG = "catalog.yaml"
 JOURNAL = "journal.json"
 MEMBER_NAMES = (WEBUI_DATA, ENV_FILE, CATALOG, JOURNAL)
-REQUIRED = (WEBUI_DATA, ENV_FILE)
+REQUIRED = (WEBUI_DATA,)
 # The manifest nests three levels (members.NAME.sha256); more is not one of ours.
 MAX_DEPTH = 8
 NOT_A_BACKUP = "the file is not a controller backup, or is damaged: nothing was changed"

@@ -19,6 +19,7 @@ from controller.backup.manifest import WEBUI_DATA, Manifest
 from controller.config.backups import backup_dir, backup_name
 from controller.config.settings import read_settings
 from controller.errors import ControllerError, InputError, RestoreFailed, RuntimeFailure
+from controller.files import write_failed
 from controller.lifecycle.stack import Stack
 from controller.operator_ui import OperatorUI, human_size
 from controller.runtime import webui_data
@@ -37,19 +38,13 @@ def restore_backup(stack: Stack, path: Path, *, catalog: Path | None, ui: Operat
     target = stack.target(settings)
     with stack.locked("restore"), _staging(stack, ".restore-") as tmp:
         staging = Path(tmp)
-        source = path
-        if is_encrypted(path):
-            source = staging / "decrypted.tar"
-            decrypt_to(path, source, passphrase)
-        manifest = read_manifest(source)
         if target.services()["webui"]["state"] != "running":
             raise RuntimeFailure(
                 "Open WebUI is not running: a restore first takes a safety backup of it; nothing was changed",
                 hint="start the stack with `controller up MODEL`, then restore",
             )
+        manifest, members = _verified(path, staging, passphrase, ui)
         total = sum(member.size for member in manifest.members.values())
-        with ui.progress(f"verify {path.name} (size and sha256 of every member)", total) as advance:
-            members = verify_and_extract(source, manifest, staging, advance)
         image = webui_data.image_facts(target.project, running=True)
         if manifest.schema_revision not in image["revisions"]:
             raise InputError(
@@ -65,7 +60,10 @@ def restore_backup(stack: Stack, path: Path, *, catalog: Path | None, ui: Operat
         if not ui.confirm(question):
             raise InputError("restore not confirmed; nothing was changed", hint="add --yes to restore without asking")
         data = staging / "data"
-        unpack_folder(members[WEBUI_DATA], data)
+        try:
+            unpack_folder(members[WEBUI_DATA], data)
+        except OSError as exc:  # nothing was changed yet
+            raise write_failed(data, exc) from None
         safety = backup_dir(stack.site.root) / (
             "pre-restore-" + backup_name(time.time()) + (".age" if passphrase else "")
         )
@@ -76,6 +74,22 @@ def restore_backup(stack: Stack, path: Path, *, catalog: Path | None, ui: Operat
             raise _rolled_back(stack, target, settings, safety, exc, ui, passphrase) from None
     return {"restored": str(path), "created": manifest.created, "users": manifest.users, "chats": manifest.chats,
             "safety_backup": str(safety), "proof": proof, "seconds": round(time.monotonic() - started, 1)}  # fmt: skip
+
+
+def _verified(path: Path, staging: Path, passphrase: str | None, ui: OperatorUI):
+    """The manifest and the members, decrypted and checked, in `staging` (the state folder, so a full
+    disk there is named as such; nothing was changed yet)."""
+    try:
+        source = path
+        if is_encrypted(path):
+            source = staging / "decrypted.tar"
+            decrypt_to(path, source, passphrase)
+        manifest = read_manifest(source)
+        total = sum(member.size for member in manifest.members.values())
+        with ui.progress(f"verify {path.name} (size and sha256 of every member)", total) as advance:
+            return manifest, verify_and_extract(source, manifest, staging, advance)
+    except OSError as exc:
+        raise write_failed(staging, exc) from None
 
 
 def _staging(stack: Stack, prefix: str) -> tempfile.TemporaryDirectory:
