@@ -101,6 +101,10 @@ def shared_site(request, _shared_stack, docker_client) -> Iterator[harness.TestS
     """The shared stack, serving tiny-a, with .env as the first `up` left it (a test that failed
     half-way is repaired here, so one failure does not fail the tests after it)."""
     site = _shared_stack["site"]
+    if request.node.nodeid == request.config.stash[_LAST_SHARED]:
+        # Registered first, so that the stack goes even when this repair fails: the images it holds
+        # must be free for test_bundle.
+        request.addfinalizer(lambda: harness.remove_project(docker_client, site.project))
     if _shared_stack["env"] is not None:
         site.site.env_file.write_bytes(_shared_stack["env"])
     up = site.controller("up", SHARED_MODEL)
@@ -110,8 +114,6 @@ def shared_site(request, _shared_stack, docker_client) -> Iterator[harness.TestS
     if _shared_stack["env"] is None:  # after the first `up`, which generated the secrets
         _shared_stack["env"] = site.site.env_file.read_bytes()
     yield site
-    if request.node.nodeid == request.config.stash[_LAST_SHARED]:
-        harness.remove_project(docker_client, site.project)
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

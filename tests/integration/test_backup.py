@@ -1,4 +1,6 @@
-"""`controller backup` and `controller restore` on the real stack (the suite's shared stack): users,
+"""`controller backup` and `controller restore` on the real stack (a stack of the module's own: its
+restores sign the admin in often, and Open WebUI limits sign-ins per e-mail to 15 in 3 minutes,
+which on the shared stack starved the tests after it): users,
 chats and uploaded files come back, what changed after the backup goes, a safety copy is kept, a
 newer schema is refused with nothing changed, and a restore that does not prove itself puts the
 data from before it back."""
@@ -10,6 +12,7 @@ import json
 import os
 import tarfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -22,6 +25,17 @@ from tests.integration import harness
 from tests.integration.webui_api import admin_session, chat_title, create_chat
 
 pytestmark = [pytest.mark.integration, pytest.mark.stack]
+
+
+@pytest.fixture(scope="module")
+def backup_site(tmp_path_factory, docker_client, images, tiny_model) -> Iterator[harness.TestSite]:
+    site = harness.new_test_site(tmp_path_factory.mktemp("backup"), images, "backup")
+    try:
+        up = site.controller("up", "tiny-a")
+        assert up.returncode == 0, up.stderr
+        yield site
+    finally:
+        harness.remove_project(docker_client, site.project)
 
 
 def _backup(site, out: Path, *options: str) -> dict:
@@ -57,8 +71,8 @@ def _auth(token: str) -> dict:
     return {"Authorization": f"Bearer {token}"}
 
 
-def test_restore_brings_back_users_chats_and_files_and_keeps_a_safety_copy(shared_site, tmp_path):
-    site = shared_site
+def test_restore_brings_back_users_chats_and_files_and_keeps_a_safety_copy(backup_site, tmp_path):
+    site = backup_site
     password = uuid.uuid4().hex
     with WebUI(site.url) as webui:
         token = admin_session(site, webui).token
@@ -118,9 +132,9 @@ def _webui_container(client, project: str) -> str:
 
 
 def test_a_newer_schema_is_refused_and_a_restore_that_fails_its_proof_puts_the_data_back(
-    shared_site, docker_client, tmp_path
+    backup_site, docker_client, tmp_path
 ):
-    site = shared_site
+    site = backup_site
     backup = tmp_path / "site.backup.tar"
     _backup(site, backup)
     with WebUI(site.url) as webui:

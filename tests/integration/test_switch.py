@@ -1,9 +1,11 @@
 """`controller switch` on the real stack: users and chats survive, failures roll back, runs serialise.
 
-The first two tests run on the suite's shared stack (conftest.py `shared_site`). The first starts
-with the active vLLM in the second slot (`vllm-b`): a recreate switch there used to fail Open WebUI's
-chat path (500, "Server Connection Error"; Open WebUI kept the old container's address, see the
-README), so it is the regression test of that fix. The last test breaks its stack on purpose."""
+The concurrency test runs on the suite's shared stack (conftest.py `shared_site`). The first test
+has a stack of its own (its many sign-ins would count against Open WebUI's limit of 15 per e-mail
+in 3 minutes on the shared stack) and moves the active vLLM into the second slot (`vllm-b`) first:
+a recreate switch there used to fail Open WebUI's chat path (500, "Server Connection Error"; Open
+WebUI kept the old container's address, see the README), so it is the regression test of that fix.
+The last test breaks its stack on purpose."""
 
 from __future__ import annotations
 
@@ -36,8 +38,9 @@ def _up(site, model: str = "tiny-a") -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_switch_keeps_users_and_chats_and_a_broken_target_rolls_back(shared_site, docker_client):
-    site = shared_site
+def test_switch_keeps_users_and_chats_and_a_broken_target_rolls_back(test_site, docker_client):
+    site = test_site
+    _up(site)
     if _active_slot(site) == "vllm":  # into the second slot, then back to tiny-a by recreate
         assert site.controller("switch", "tiny-b", "--strategy", "blue-green").returncode == 0
         assert site.controller("switch", "tiny-a", "--strategy", "recreate").returncode == 0
