@@ -15,7 +15,7 @@ from pathlib import Path
 from controller.backup.archive import read_manifest, unpack_folder, verify_and_extract
 from controller.backup.create import create_backup
 from controller.backup.crypto import decrypt_to, is_encrypted, require_passphrase
-from controller.backup.manifest import WEBUI_DATA, Manifest
+from controller.backup.manifest import WEBUI_DATA, Manifest, newer_than_image
 from controller.config.backups import backup_dir, backup_name
 from controller.config.settings import read_settings
 from controller.errors import ControllerError, InputError, RestoreFailed, RuntimeFailure
@@ -46,7 +46,7 @@ def restore_backup(stack: Stack, path: Path, *, catalog: Path | None, ui: Operat
         manifest, members = _verified(path, staging, passphrase, ui)
         total = sum(member.size for member in manifest.members.values())
         image = webui_data.image_facts(target.project, running=True)
-        if manifest.schema_revision not in image["revisions"]:
+        if newer_than_image(manifest.schema_revision, image["revisions"]):
             raise InputError(
                 f"{path}: Open WebUI's schema in the backup ({manifest.schema_revision}, written by Open WebUI "
                 f"{manifest.webui.version or 'unknown'}) is newer than {settings.webui_image} "
