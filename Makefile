@@ -53,15 +53,25 @@ tiny-model: images ## A tiny random-weight model for the CPU test profiles (cach
 
 # The images and the tiny model build in the background (about 5 minutes on a fresh machine) while
 # Chromium installs and the unit tests run, which come first; the real-stack tests then wait for the
-# build on .cache/build-images.lock and report its error if it failed.
+# build on .cache/build-images.lock and report its error if it failed. Two pytest-xdist workers run
+# the tests side by side (each integration module, and the shared stack's tests, one unit of work;
+# tests/integration/conftest.py), then the `serial` tests run alone (they restart the engine, fill
+# the disk and remove the images).
+TEST_WORKERS ?= 2
+PYTEST_REPORT := --durations=0 --durations-min=5
 test: install engine ## Unit, real-stack and browser tests
 	@mkdir -p .cache
 	$(PYTHON) scripts/build_images.py tiny-model >.cache/build-images.out 2>.cache/build-images.log & \
 	builder=$$!; \
 	$(MAKE) --no-print-directory browser || { kill $$builder; exit 1; }; \
-	$(BIN)/python -m pytest tests --durations=0 --durations-min=5; rc=$$?; \
+	$(BIN)/python -m pytest tests -m "not serial" -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_REPORT); \
+	side_by_side=$$?; \
+	$(BIN)/python -m pytest tests -m serial $(PYTEST_REPORT); alone=$$?; \
 	wait $$builder; \
-	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+	for rc in $$side_by_side $$alone; do \
+	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; \
+	  if [ $$rc -ne 0 ]; then exit $$rc; fi; \
+	done
 
 test-unit: install ## Fast tests; no Docker needed
 	$(BIN)/python -m pytest tests/unit

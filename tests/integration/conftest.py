@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import docker
 import pytest
+from filelock import FileLock
 
 from controller.errors import ControllerError
 from tests.integration import harness
@@ -21,7 +23,7 @@ os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 
 
 @pytest.fixture(scope="session")
-def docker_client() -> docker.DockerClient:
+def docker_client(tmp_path_factory) -> docker.DockerClient:
     from controller.runtime.docker import compose_v2_version, run_command
 
     try:
@@ -34,10 +36,27 @@ def docker_client() -> docker.DockerClient:
             pytrace=False,
         )
     client = docker.from_env()
-    removed = harness.remove_leftover_test_projects(client)
-    if removed:
-        print(f"removed left-over test projects: {', '.join(removed)}")
+    with _once_per_run(tmp_path_factory, "leftover-test-projects") as first:
+        if first:
+            removed = harness.remove_leftover_test_projects(client)
+            if removed:
+                print(f"removed left-over test projects: {', '.join(removed)}")
     return client
+
+
+@contextmanager
+def _once_per_run(tmp_path_factory, name: str) -> Iterator[bool]:
+    """True for the first process of this run to get here. Under pytest-xdist each worker runs the
+    session fixtures: the left-over cleanup must run once, before any worker starts a stack, or it
+    would remove the other worker's. The workers share their parent's temporary directory."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        yield True
+        return
+    shared = tmp_path_factory.getbasetemp().parent
+    with FileLock(shared / f"{name}.lock"):
+        marker = shared / f"{name}.done"
+        yield not marker.exists()
+        marker.touch()
 
 
 @pytest.fixture(scope="session")
@@ -66,13 +85,18 @@ def test_site(tmp_path, docker_client, images, tiny_model) -> Iterator[harness.T
 # would hold).
 
 SHARED_MODEL = "tiny-a"
-_LAST_SHARED = pytest.StashKey[str | None]()
+SHARED_GROUP = "shared-stack"
+_LAST_SHARED = pytest.StashKey[pytest.Item | None]()
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups below
 def pytest_collection_modifyitems(config, items) -> None:
     """While `make test` builds the images: the unit tests, then the integration tests that need no
     image (kubectl, compose config, the wheel). Then the shared stack's tests, then the other
-    real-stack tests; file order within each group."""
+    real-stack tests; file order within each group.
+
+    For `pytest -n 2 --dist loadgroup` (make test), each integration module is one unit of work, so
+    its module fixtures (a stack) are made once, and all the shared stack's tests are one unit."""
     here = Path(__file__).parent
 
     def group(item) -> int:
@@ -84,8 +108,11 @@ def pytest_collection_modifyitems(config, items) -> None:
         return 2 if "shared_site" in needs else 3
 
     items.sort(key=group)  # stable: file order is kept within a group
+    for item in items:
+        if group(item) and not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group(SHARED_GROUP if group(item) == 2 else Path(item.fspath).stem))
     users = [item for item in items if group(item) == 2]
-    config.stash[_LAST_SHARED] = users[-1].nodeid if users else None
+    config.stash[_LAST_SHARED] = users[-1] if users else None
 
 
 @pytest.fixture(scope="session")
@@ -101,7 +128,7 @@ def shared_site(request, _shared_stack, docker_client) -> Iterator[harness.TestS
     """The shared stack, serving tiny-a, with .env as the first `up` left it (a test that failed
     half-way is repaired here, so one failure does not fail the tests after it)."""
     site = _shared_stack["site"]
-    if request.node.nodeid == request.config.stash[_LAST_SHARED]:
+    if request.node is request.config.stash[_LAST_SHARED]:
         # Registered first, so that the stack goes even when this repair fails: the images it holds
         # must be free for test_bundle.
         request.addfinalizer(lambda: harness.remove_project(docker_client, site.project))

@@ -62,10 +62,27 @@ def images_and_tiny_model() -> dict:
     return images
 
 
+def _port_block() -> range:
+    """Ports of this process's own: below the kernel's ephemeral range (32768 and up), one block per
+    pytest-xdist worker, so that two workers never pick the same free port before either binds it."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    index = int(worker[2:]) + 1 if worker.startswith("gw") else 0
+    return range(16000 + 2000 * index, 18000 + 2000 * index)
+
+
+_CANDIDATE_PORTS = iter(_port_block())
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A port no other process holds now and this process has not handed out before."""
+    for port in _CANDIDATE_PORTS:
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port left in {_port_block()}")
 
 
 def container_processes(container) -> dict:

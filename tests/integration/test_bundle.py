@@ -20,7 +20,7 @@ from tests.integration import harness
 from tests.integration.bundle_sites import HF_ID, REVISION, OfflineSite, connected_site, restore_images
 from tests.integration.webui_api import admin_session
 
-pytestmark = [pytest.mark.integration, pytest.mark.stack]
+pytestmark = [pytest.mark.integration, pytest.mark.stack, pytest.mark.serial]
 
 
 @pytest.fixture(scope="module")

@@ -133,8 +133,13 @@ def test_missing_image_and_a_loose_env_file(site):
 def test_gpus_container_refused_by_an_engine_without_nvidia_runtime_leaves_nothing(docker_client, images):
     """doctor starts it only where Docker has an NVIDIA runtime; on this engine the refusal to start
     it is the evidence that the create, start and remove steps work and clean up."""
-    before = {c.id for c in docker_client.containers.list(all=True)}
+    # Only doctor's own kind of container: another pytest-xdist worker's containers come and go meanwhile.
+    def probes() -> set[str]:
+        found = docker_client.containers.list(all=True, filters={"ancestor": images["base"]}, ignore_removed=True)
+        return {c.id for c in found if (c.attrs["Config"].get("Entrypoint") or [None])[0] == "nvidia-smi"}
+
+    before = probes()
     result = gpu_container_facts(Engine(), ImageFacts("vLLM", "VLLM_IMAGE", images["base"], present=True))
     check = check_gpu_container(result)
     assert check.status == "fail" and "could not select device driver" in check.finding, check
-    assert {c.id for c in docker_client.containers.list(all=True)} == before
+    assert probes() == before

@@ -33,7 +33,7 @@ from tests.integration import harness
 from tests.integration.soak import ControllerRun, Soak, changed_counts, dockerd_pid, run_controller
 from tests.integration.webui_api import admin_session, chat_title, create_chat
 
-pytestmark = [pytest.mark.integration, pytest.mark.stack]
+pytestmark = [pytest.mark.integration, pytest.mark.stack, pytest.mark.serial]
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 # A made-up token: HF_TOKEN reaches vLLM's environment, so the audit covers it too.
