@@ -54,9 +54,8 @@ tiny-model: images ## A tiny random-weight model for the CPU test profiles (cach
 # The images and the tiny model build in the background (about 5 minutes on a fresh machine) while
 # Chromium installs and the unit tests run, which come first; the real-stack tests then wait for the
 # build on .cache/build-images.lock and report its error if it failed. Two pytest-xdist workers run
-# the tests side by side (each integration module, and the shared stack's tests, one unit of work;
-# tests/integration/conftest.py), then the `serial` tests run alone (they restart the engine, fill
-# the disk and remove the images).
+# the tests side by side, each module one unit of work (tests/integration/conftest.py), then the
+# `serial` tests run alone (they restart the engine, fill the disk and remove the images).
 TEST_WORKERS ?= 2
 PYTEST_REPORT := --durations=0 --durations-min=5
 test: install engine ## Unit, real-stack and browser tests
@@ -64,7 +63,7 @@ test: install engine ## Unit, real-stack and browser tests
 	$(PYTHON) scripts/build_images.py tiny-model >.cache/build-images.out 2>.cache/build-images.log & \
 	builder=$$!; \
 	$(MAKE) --no-print-directory browser || { kill $$builder; exit 1; }; \
-	$(BIN)/python -m pytest tests -m "not serial" -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_REPORT); \
+	$(BIN)/python -m pytest tests -m "not serial" -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder $(PYTEST_REPORT); \
 	side_by_side=$$?; \
 	$(BIN)/python -m pytest tests -m serial $(PYTEST_REPORT); alone=$$?; \
 	wait $$builder; \

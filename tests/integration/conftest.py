@@ -85,18 +85,19 @@ def test_site(tmp_path, docker_client, images, tiny_model) -> Iterator[harness.T
 # would hold).
 
 SHARED_MODEL = "tiny-a"
-SHARED_GROUP = "shared-stack"
 _LAST_SHARED = pytest.StashKey[pytest.Item | None]()
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups below
 def pytest_collection_modifyitems(config, items) -> None:
     """While `make test` builds the images: the unit tests, then the integration tests that need no
     image (kubectl, compose config, the wheel). Then the shared stack's tests, then the other
     real-stack tests; file order within each group.
 
-    For `pytest -n 2 --dist loadgroup` (make test), each integration module is one unit of work, so
-    its module fixtures (a stack) are made once, and all the shared stack's tests are one unit."""
+    `make test` runs two pytest-xdist workers with `--dist loadscope --no-loadscope-reorder`: each
+    module is one unit of work, handed out in this order, so a module's fixtures (a stack) are made
+    once. Each worker that runs a shared-stack test has a shared stack of its own. (xdist_group
+    marks cannot gather them on one worker: pytest-xdist 3.8 renames the nodeid in a way pytest 9.2
+    no longer reads.)"""
     here = Path(__file__).parent
 
     def group(item) -> int:
@@ -108,9 +109,6 @@ def pytest_collection_modifyitems(config, items) -> None:
         return 2 if "shared_site" in needs else 3
 
     items.sort(key=group)  # stable: file order is kept within a group
-    for item in items:
-        if group(item) and not item.get_closest_marker("xdist_group"):
-            item.add_marker(pytest.mark.xdist_group(SHARED_GROUP if group(item) == 2 else Path(item.fspath).stem))
     users = [item for item in items if group(item) == 2]
     config.stash[_LAST_SHARED] = users[-1] if users else None
 
