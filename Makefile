@@ -8,7 +8,7 @@ MODEL ?= deepseek-1.5b
 SERVICE ?=
 DEMO_MODEL ?= tiny-a
 
-.PHONY: install up down switch status logs render plan test test-unit test-integration lint demo images tiny-model engine browser clean-test-projects
+.PHONY: catalog-snapshot install up down switch status logs render plan test test-unit test-integration lint demo images tiny-model engine browser clean-test-projects
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -71,6 +71,9 @@ test: install engine ## Unit, real-stack and browser tests
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; \
 	  if [ $$rc -ne 0 ]; then exit $$rc; fi; \
 	done
+
+catalog-snapshot: install ## After editing controller/builtin_models.yaml: write the JSON snapshot the package reads
+	$(BIN)/python scripts/catalog_snapshot.py
 
 test-unit: install ## Fast tests; no Docker needed
 	$(BIN)/python -m pytest tests/unit

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from controller.config.profile import BUILTIN_CATALOG_NAME, Profile
 from controller.config.profile_fields import PROFILE_NAME_PATTERN
 from controller.errors import CatalogError
-from controller.files import expand_home, load_yaml, read_text_file
+from controller.files import expand_home, read_text_file
 
 
 class Catalog:
@@ -37,7 +37,12 @@ class Catalog:
 
 
 def _read_yaml(text: str, origin: str) -> dict[str, dict[str, Any]]:
-    data = load_yaml(text, f"catalog {origin}", CatalogError)
+    from controller.yaml_in import load_yaml
+
+    return _profiles_of(load_yaml(text, f"catalog {origin}", CatalogError), origin)
+
+
+def _profiles_of(data: Any, origin: str) -> dict[str, dict[str, Any]]:
     data = {} if data is None else data
     if not isinstance(data, dict) or set(data) - {"profiles"} or not isinstance(data.get("profiles") or {}, dict):
         raise CatalogError(
@@ -102,8 +107,29 @@ def build_profile(name: str, fields: dict[str, Any], origin: str) -> Profile:
         ) from None
 
 
-def builtin_catalog_text() -> str:
-    return resources.files("controller").joinpath("builtin_models.yaml").read_text(encoding="utf-8")
+# The built-in catalog is written, with its comments, in builtin_models.yaml; the package reads its
+# JSON snapshot, so that a command with no user catalog does not import PyYAML (start-up time).
+# `make catalog-snapshot` writes it; tests/unit/test_catalog_snapshot.py fails when it is stale.
+BUILTIN_SOURCE = "builtin_models.yaml"
+BUILTIN_SNAPSHOT = "builtin_models.json"
+
+
+def builtin_profiles_raw() -> dict[str, dict[str, Any]]:
+    import json
+
+    text = resources.files("controller").joinpath(BUILTIN_SNAPSHOT).read_text(encoding="utf-8")
+    return _profiles_of(json.loads(text), BUILTIN_CATALOG_NAME)
+
+
+def snapshot_of_builtin_source() -> str:
+    """The JSON snapshot that builtin_models.yaml gives (what `make catalog-snapshot` writes)."""
+    import json
+
+    from controller.yaml_in import load_yaml
+
+    text = resources.files("controller").joinpath(BUILTIN_SOURCE).read_text(encoding="utf-8")
+    data = load_yaml(text, f"catalog {BUILTIN_CATALOG_NAME}", CatalogError)
+    return json.dumps(data, indent=1, sort_keys=True) + "\n"
 
 
 def load_catalog(user_catalog: Path | None = None) -> Catalog:
@@ -123,7 +149,7 @@ def load_catalog_text(text: str | None, origin: str, directory: Path) -> Catalog
     """Built-in profiles, then a user catalog's text (None: none) over them, its relative local paths
     relative to `directory`: what load_catalog does once the file is read. Raises CatalogError naming
     `origin`, the profile and the field."""
-    raw = _read_yaml(builtin_catalog_text(), BUILTIN_CATALOG_NAME)
+    raw = builtin_profiles_raw()
     origins = dict.fromkeys(raw, BUILTIN_CATALOG_NAME)
     if text is not None:
         for name, fields in _read_yaml(text, origin).items():

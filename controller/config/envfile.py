@@ -8,9 +8,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from dotenv import dotenv_values
-from dotenv.parser import parse_stream
-
 from controller.errors import SettingsError
 from controller.files import read_text_file, write_atomic
 
@@ -39,6 +36,11 @@ def read_env_entries(path: Path) -> dict[str, EnvEntry]:
 
 
 def _entries(text: str, path: Path) -> dict[str, EnvEntry]:
+    # Imported here: a site with no .env (settings from the environment) never parses one, and the
+    # quick commands' start-up budget is tight.
+    from dotenv import dotenv_values
+    from dotenv.parser import parse_stream
+
     entries: dict[str, EnvEntry] = {}
     for binding in parse_stream(io.StringIO(text)):
         raw = binding.original.string

@@ -15,7 +15,7 @@ from controller.config.profile import Profile
 from controller.config.settings import Settings
 from controller.deploy.spec import SECRET_REFERENCES, WEBUI_BACKEND_KEYS, ServingSpec, build_spec
 from controller.errors import RenderError
-from controller.files import load_yaml
+from controller.yaml_in import load_yaml
 from controller.yaml_out import double_quoted
 
 TEMPLATES_PACKAGE = "controller.templates"

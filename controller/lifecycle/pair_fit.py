@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 from controller.config.profile import Profile
 from controller.errors import PreflightError, RenderError
-from controller.files import load_yaml
 from controller.planner.engine import GIB
 from controller.planner.fit import plan
 from controller.planner.model_memory import weight_bytes
+from controller.yaml_in import load_yaml
 
 STRATEGIES = ("auto", "blue-green", "recreate")
 # Python, torch and vLLM's own buffers in one CPU instance, beyond weights and KV space (measured:

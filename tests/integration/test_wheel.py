@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 # What the installed package must carry: the built-in catalog and every template, under controller/.
-PACKAGE_DATA = ["controller/builtin_models.yaml"] + [
+PACKAGE_DATA = ["controller/builtin_models.yaml", "controller/builtin_models.json"] + [
     f"controller/templates/{path.name}" for path in sorted((REPO / "templates").glob("*.j2"))
 ]
 # Working-tree leftovers that a fresh clone does not have (and the copy below leaves out without git).

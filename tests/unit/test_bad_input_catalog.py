@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from controller import files
+from controller import files, yaml_in
 from tests.unit._support import TINY_ARCH
 from tests.unit.bad_input_harness import Project
 
@@ -89,7 +89,7 @@ def test_catalog_alias_bomb_fails_fast(project):
 
 
 def test_catalog_too_many_aliases(project):
-    text = "x: &x 1\nl: [" + ", ".join(["*x"] * (files.MAX_YAML_ALIASES + 1)) + "]\nprofiles: {}\n"
+    text = "x: &x 1\nl: [" + ", ".join(["*x"] * (yaml_in.MAX_YAML_ALIASES + 1)) + "]\nprofiles: {}\n"
     _render(project, project.catalog(text=text), "mine", "aliases")
 
 
