@@ -9,7 +9,13 @@ take turns (one run of each per round), so a burst of other load on the machine 
 alike; the CPU time the process used (user + system, from getrusage) is printed too, as it barely
 moves with other load. The verdict is on the median wall time.
 
-    .venv/bin/python benchmarks/bench_startup.py [--runs 7] [--json] [--controller PATH]
+    .venv/bin/python benchmarks/bench_startup.py [--runs 7] [--json] [--controller PATH | --wheel]
+
+--wheel measures the package as users install it (pipx, or pip and a wheel): it builds the wheel of
+this checkout and installs it with its dependencies into a new venv (about a minute, from the
+package index), then times that venv's `controller` and its python for the baseline. The default,
+the checkout's editable install, pays for the editable-install finder and a venv with the test tools
+on top (about 15% more instructions for `models`).
 
 The same figure by hand, for one command:
 
@@ -64,6 +70,20 @@ def controller_argv(explicit: str | None) -> list[str]:
     return [found] if found else [sys.executable, "-m", "controller"]
 
 
+def install_wheel(work: Path) -> Path:
+    """The `controller` script of a new venv holding this checkout's wheel (what `pipx install` makes)."""
+    repo = Path(__file__).resolve().parents[1]
+    wheels, venv = work / "dist", work / "venv"
+    for argv in (
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheels), str(repo)],
+        [sys.executable, "-m", "venv", str(venv)],
+    ):
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+    (wheel,) = wheels.glob("*.whl")
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", str(wheel)], check=True)
+    return venv / "bin" / "controller"
+
+
 def clean_env(pycache: Path | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONTROLLER_")}
     if pycache is not None:
@@ -108,19 +128,23 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=DEFAULT_RUNS, help="whole-process runs per command")
     parser.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     parser.add_argument("--controller", help="path of the controller executable [default: next to this python]")
+    parser.add_argument("--wheel", action="store_true", help="time this checkout's wheel in a new venv (as users)")
     parser.add_argument(
         "--no-bytecode-cache", action="store_true", help="keep PYTHONDONTWRITEBYTECODE as it is (compile every run)"
     )
     args = parser.parse_args()
     if args.runs < 1:
         parser.error("--runs must be at least 1")
+    if args.wheel and args.controller:
+        parser.error("--wheel and --controller exclude each other")
 
-    base = controller_argv(args.controller)
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
+        base = [str(install_wheel(Path(tmp)))] if args.wheel else controller_argv(args.controller)
+        python = str(Path(base[0]).with_name("python")) if args.wheel else sys.executable
         project = Path(tmp) / "project"
         project.mkdir()
         env = clean_env(None if args.no_bytecode_cache else Path(tmp) / "pycache")
-        runs = [("python -c pass (baseline)", [sys.executable, "-c", "pass"], {0})] + [
+        runs = [("python -c pass (baseline)", [python, "-c", "pass"], {0})] + [
             (label, [*base, "--project-dir", str(project), *rest], ok_codes) for label, rest, ok_codes in COMMANDS
         ]
         # One untimed run of each warms the file-system cache (and fills the bytecode cache).
@@ -142,7 +166,8 @@ def main() -> int:
         report = {
             "budget_s": BUDGET_S,
             "controller": base,
-            "python": sys.executable,
+            "python": python,
+            "installed": "wheel in a new venv" if args.wheel else "as found",
             "bytecode_cached": not args.no_bytecode_cache,
             "commands": results,
         }

@@ -101,7 +101,12 @@ def test_cpu_profile_has_no_gpu_reservation_and_sets_kv_space(cpu_compose):
     vllm = compose["services"]["vllm"]
     assert "deploy" not in vllm
     assert vllm["environment"]["VLLM_CPU_KVCACHE_SPACE"] == "1"
+    assert vllm["environment"]["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"  # one process imports torch, not three
     assert "--gpu-memory-utilization" not in vllm["command"]
+
+
+def test_a_gpu_profile_keeps_vllms_engine_processes():
+    assert "VLLM_ENABLE_V1_MULTIPROCESSING" not in _compose("deepseek-1.5b")["services"]["vllm"]["environment"]
 
 
 def test_cpu_profile_mounts_local_model_read_only_and_serves_it(cpu_compose):
@@ -156,6 +161,14 @@ def test_both_services_restart_and_rotate_logs():
         assert set(spec["logging"]["options"]) == {"max-size", "max-file"}
         assert "healthcheck" in spec
     assert "webui-data" in compose["volumes"]
+
+
+def test_vllms_own_cache_is_a_volume_that_outlives_the_container():
+    compose = _compose("deepseek-1.5b")
+    assert {"type": "volume", "source": "vllm-cache", "target": "/root/.cache/vllm"} in compose["services"]["vllm"][
+        "volumes"
+    ]
+    assert "vllm-cache" in compose["volumes"]
 
 
 def test_hf_cache_is_mounted_where_vllm_looks():
