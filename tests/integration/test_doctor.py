@@ -133,6 +133,7 @@ def test_missing_image_and_a_loose_env_file(site):
 def test_gpus_container_refused_by_an_engine_without_nvidia_runtime_leaves_nothing(docker_client, images):
     """doctor starts it only where Docker has an NVIDIA runtime; on this engine the refusal to start
     it is the evidence that the create, start and remove steps work and clean up."""
+
     # Only doctor's own kind of container: another pytest-xdist worker's containers come and go meanwhile.
     def probes() -> set[str]:
         found = docker_client.containers.list(all=True, filters={"ancestor": images["base"]}, ignore_removed=True)

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+from filelock import FileLock
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from controller.errors import NotReady
@@ -24,13 +25,18 @@ CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
-UI_TIMEOUT_MS = 60_000
+# A page load waits on a condition, with room for a busy machine: with two test workers on two cores,
+# Open WebUI's first page took over 60 s to show its login form.
+UI_TIMEOUT_MS = 180_000
 REPLY_DEADLINE_S = 120
+# One Chromium at a time across pytest-xdist workers: two at once on two cores starve each other.
+BROWSER_LOCK = Path(__file__).resolve().parents[2] / ".cache" / "browser.lock"
 
 
 @contextmanager
 def chromium() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
+    BROWSER_LOCK.parent.mkdir(exist_ok=True)
+    with FileLock(BROWSER_LOCK), sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             yield browser

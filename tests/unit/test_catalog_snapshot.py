@@ -21,4 +21,3 @@ def test_the_catalog_read_from_the_snapshot_has_the_yaml_profiles():
 
     source = yaml.safe_load((REPO / "controller" / "builtin_models.yaml").read_text(encoding="utf-8"))
     assert sorted(p.name for p in load_catalog().profiles()) == sorted(source["profiles"])
-
