@@ -55,7 +55,7 @@ tiny-model: images ## A tiny random-weight model for the CPU test profiles (cach
 # Chromium installs and the unit tests run, which come first; the real-stack tests then wait for the
 # build on .cache/build-images.lock and report its error if it failed. Two pytest-xdist workers run
 # the tests side by side, each module one unit of work (tests/integration/conftest.py), then the
-# `serial` tests run alone (they restart the engine, fill the disk and remove the images).
+# `serial` tests run alone (they restart the Docker engine and remove the images).
 TEST_WORKERS ?= 2
 PYTEST_REPORT := --durations=0 --durations-min=5
 test: install engine ## Unit, real-stack and browser tests
