@@ -78,7 +78,8 @@ class Stack:
         return PhaseRunner(self.reporter, self.options.deadlines)
 
     def webui_setup(self, settings: Settings, target: Target, webui) -> WebUISetup:
-        return WebUISetup(webui, settings, self.site.env_file, self.reporter.warn, ensure_running=target.ensure_webui)
+        return WebUISetup(webui, settings, self.site.env_file, self.reporter.warn, ensure_running=target.ensure_webui,
+                          saved_token=self.site.admin_token_file)  # fmt: skip
 
     def locked(self, command: str):
         return self.store.locked(command, timeout=self.options.lock_timeout_s, on_wait=self.reporter.waiting_for_lock)

@@ -4,11 +4,14 @@ listed and default with the right function calling, and a chat shaped like the b
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
+from pathlib import Path
 from typing import Protocol
 
 from controller.config.settings import Settings
 from controller.deploy.spec import SLOTS, vllm_url
 from controller.errors import AdminError, NotReady
+from controller.files import write_atomic
 from controller.phases import ADMIN, CHAT_PATH, DEFAULT_MODEL, MODEL_IN_WEBUI, OLD_MODEL_UNLISTED, PhaseRunner
 from controller.runtime.target import WebUIClient
 
@@ -22,9 +25,16 @@ class Served(Protocol):
     function_calling: str
 
 
-def sign_in_admin(webui: WebUIClient, settings: Settings, env_file: object):
-    """Sign in as the configured admin; create it by first sign-up where the image did not."""
+def sign_in_admin(webui: WebUIClient, settings: Settings, env_file: object, saved_token: Path | None = None):
+    """The configured admin's session: the saved one while Open WebUI still accepts it, else a
+    sign-in (or the first sign-up where the image did not create the admin), saved 0600 for next time.
+
+    Why saved: Open WebUI 0.12.4 allows 15 sign-ins per address in 3 minutes and answers 429 after,
+    so a command per sign-in would lock the controller (and the admin's browser) out during a busy
+    stretch of switches; checking a saved token is not rate-limited."""
     email, password = settings.webui_admin_email, settings.webui_admin_password.get_secret_value()
+    if saved_token is not None and (session := _saved_session(webui, saved_token, email)) is not None:
+        return session
     session = webui.signin(email, password)
     if session is None:
         session = webui.signup_first_admin(settings.webui_admin_name, email, password)
@@ -39,17 +49,34 @@ def sign_in_admin(webui: WebUIClient, settings: Settings, env_file: object):
             f"{email} signs in to Open WebUI but has role '{session.role}', not admin",
             hint="promote it in Admin Panel > Users, or set WEBUI_ADMIN_EMAIL to the admin's address",
         )
+    if saved_token is not None:
+        write_atomic(saved_token, session.token, mode=0o600)
     return session
+
+
+def _saved_session(webui: WebUIClient, path: Path, email: str):
+    """The saved admin session, when it is still the configured admin's and still an admin."""
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None  # none saved yet, or unreadable: sign in afresh
+    found = webui.session_for(token) if token else None
+    if found is None:
+        return None
+    signed_in_as, session = found
+    return session if signed_in_as.lower() == email.lower() and session.role == "admin" else None
 
 
 class WebUISetup:
     """The Open WebUI steps of up, switch and rollback, each a phase of the given runner."""
 
     def __init__(self, webui: WebUIClient, settings: Settings, env_file: object, warn: Callable[[str], None],
-                 ensure_running: Callable[[PhaseRunner], str | None] | None = None):  # fmt: skip
+                 ensure_running: Callable[[PhaseRunner], str | None] | None = None,
+                 saved_token: Path | None = None):  # fmt: skip
         self.webui = webui
         self.settings = settings
         self.env_file = env_file
+        self.saved_token = saved_token
         self.warn = warn
         # Starts a stopped Open WebUI and says what it found (Target.ensure_webui).
         self.ensure_running = ensure_running
@@ -64,9 +91,8 @@ class WebUISetup:
     def admin(self, runner: PhaseRunner, *, deadline_s: float | None = None):
         """Sign in (waiting while Open WebUI starts) and make sure it holds the current vLLM key."""
         self._running(runner)
-        self.session = runner.wait(
-            ADMIN, lambda: sign_in_admin(self.webui, self.settings, self.env_file), deadline_s=deadline_s
-        )
+        sign_in = partial(sign_in_admin, self.webui, self.settings, self.env_file, self.saved_token)
+        self.session = runner.wait(ADMIN, sign_in, deadline_s=deadline_s)
         if self._connect_every_slot():
             self.warn("Open WebUI held another vLLM API key or instance in its database; updated it to VLLM_API_KEY")
         return self.session

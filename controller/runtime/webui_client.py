@@ -50,12 +50,25 @@ class WebUI:
     def signin(self, email: str, password: str) -> Session | None:
         """A session, or None when the credentials are refused."""
         response = self._request(
-            "POST", "/api/v1/auths/signin", json={"email": email, "password": password}, ok=(400, 401, 403)
+            "POST", "/api/v1/auths/signin", json={"email": email, "password": password}, ok=(400, 401, 403, 429)
         )
+        if response.status_code == 429:
+            # Open WebUI 0.12.4 counts every attempt, right or wrong, per address: 15 in 3 minutes.
+            raise NotReady(f"Open WebUI refuses sign-ins as {email} for now (429: over 15 in 3 minutes); "
+                           "it accepts them again within 3 minutes")  # fmt: skip
         if response.status_code >= 400:
             return None
         body = response.json()
         return Session(token=body["token"], role=body.get("role", ""))
+
+    def session_for(self, token: str) -> tuple[str, Session] | None:
+        """The (email, session) a saved token still signs in as, or None when Open WebUI no longer
+        accepts it (expired, another secret key, another database). Not rate-limited, unlike signin."""
+        response = self._request("GET", "/api/v1/auths/", headers=_bearer(token), ok=(401, 403))
+        if response.status_code >= 400:
+            return None
+        body = response.json()
+        return body.get("email", ""), Session(token=token, role=body.get("role", ""))
 
     def signup_first_admin(self, name: str, email: str, password: str) -> Session | None:
         """Sign up as the first user (who becomes admin). None when sign-up is closed (users exist)."""

@@ -64,7 +64,7 @@ def test_a_person_signs_in_chats_and_keeps_chatting_after_a_switch(shared_site):
 
         page.goto(f"{url}/")
         page.reload()
-        page.wait_for_selector("#chat-input")
+        ui.wait_for_chat_box(page, "after reloading")
         ui.dismiss_release_notes(page)
         assert ui.selected_model(page) == "tiny-b"
         expect(page.locator(f"a[href='/c/{chat_id}']")).to_be_visible()
@@ -79,7 +79,7 @@ def test_a_person_signs_in_chats_and_keeps_chatting_after_a_switch(shared_site):
         back = shared_site.controller("switch", "tiny-a")
         assert back.returncode == 0, back.stderr
         page.goto(f"{url}/c/{second_id}")
-        page.wait_for_selector("#chat-input")
+        ui.wait_for_chat_box(page, "in an earlier chat")
         assert ui.selected_model(page) == "tiny-a"
         third = "Are you still there?"
         page.locator("#chat-input").click()

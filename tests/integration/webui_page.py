@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 from filelock import FileLock
 from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from controller.errors import NotReady
 from controller.phases import wait_for
@@ -59,8 +60,20 @@ def submit_login(page: Page, base_url: str, email: str, password: str) -> None:
 
 def sign_in(page: Page, base_url: str, email: str, password: str) -> None:
     submit_login(page, base_url, email, password)
-    page.wait_for_selector("#chat-input")
+    wait_for_chat_box(page, "after sign-in")
     dismiss_release_notes(page)
+
+
+def wait_for_chat_box(page: Page, when: str) -> None:
+    """Wait for the chat box; when it does not come, fail with what the page shows instead (its
+    address and text, and a screenshot), since CI keeps only the test's output."""
+    try:
+        page.wait_for_selector("#chat-input")
+    except PlaywrightTimeout:
+        shown = page.locator("body").inner_text(timeout=10_000)[:1500]
+        path = screenshot(page, f"no-chat-box-{when.replace(' ', '-')}")
+        raise AssertionError(f"no chat box {when} within {UI_TIMEOUT_MS / 1000:.0f} s; the page at {page.url} "
+                             f"shows ({path}):\n{shown}") from None  # fmt: skip
 
 
 def dismiss_release_notes(page: Page) -> None:

@@ -30,6 +30,7 @@ class FakeWebUI:
     target: FakeTarget
     config: tuple[str | None, str | None] = (None, None)
     refuse_chat_for: set[str] = field(default_factory=set)
+    signed_in_as: str | None = None
 
     def __enter__(self) -> FakeWebUI:
         return self
@@ -46,7 +47,14 @@ class FakeWebUI:
     def signin(self, email: str, password: str) -> Session:
         self._answer()
         self.target.calls.append("signin")
+        self.signed_in_as = email
         return Session("token", "admin")
+
+    def session_for(self, token: str) -> tuple[str, Session] | None:
+        """A saved session is the admin step too (the real one skips the rate-limited sign-in)."""
+        self._answer()
+        self.target.calls.append("signin")
+        return (self.signed_in_as, Session(token, "admin")) if self.signed_in_as else None
 
     def signup_first_admin(self, name: str, email: str, password: str) -> Session:
         return Session("token", "admin")

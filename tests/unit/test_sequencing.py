@@ -177,7 +177,9 @@ def test_a_failed_admin_sign_in_during_a_switch_is_recorded_and_touches_nothing(
     stack = make_stack(site, target)
     stack.up("tiny-a")
     before = target.text
-    target.ui.signin = lambda email, password: (_ for _ in ()).throw(RuntimeFailure("Open WebUI is down"))
+    down = RuntimeFailure("Open WebUI is down")
+    target.ui.signin = lambda email, password: (_ for _ in ()).throw(down)
+    target.ui.session_for = lambda token: (_ for _ in ()).throw(down)
     with pytest.raises(RuntimeFailure):
         switch(stack, "tiny-b")
     recorded = read_journal(site)
