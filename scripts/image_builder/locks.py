@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .common import LOGS, WHEELS, BuildError, Timer, log, rel
 from .docker import run
-from .fetch import fetch, stamp_matches, wheel_stamp, write_stamp
+from .fetch import fetch, read_stamp, stamp_matches, wheel_stamp, write_stamp
 from .specs import AppSpec, ImagePlan, data_lines
 from .wheels import normalize_name, pip_download_cmd, set_diff, wheel_set
 
@@ -81,8 +81,12 @@ def ensure_wheels(spec: AppSpec, timer: Timer, wheels_root: Path = WHEELS) -> Pa
             st["status"] = "cached"
             return dest
         log(f"downloading the {len(locked)} wheels locked in {rel(lock)}")
-        # Reuse what an earlier (other-lock) download fetched; decided before fetch() replaces dest.
-        find_links = ["--find-links", str(dest)] if dest.is_dir() else []
+        # Reuse what an earlier download fetched, of this set (another lock) or of another image's
+        # (the previous Open WebUI shares most of its wheels with the current one); decided before
+        # fetch() replaces dest.
+        # Only finished sets (stamped): a download in progress beside it may hold a partial wheel.
+        sets = sorted(d for d in wheels_root.glob("*") if d.is_dir() and read_stamp(d) is not None)
+        find_links = [arg for d in sets for arg in ("--find-links", str(d))]
 
         def download(tmp: Path) -> None:
             run(

