@@ -48,6 +48,9 @@ class Event:
     error: str | None = None
     phases: dict[str, float] = field(default_factory=dict)
     downtime_s: float | None = None
+    # An upgrade's: the backup taken before it, and what changed ("WEBUI_IMAGE": "old -> new").
+    backup: str | None = None
+    changes: dict[str, str] | None = None
 
     @classmethod
     def from_dict(cls, data: dict) -> Event:
@@ -85,6 +88,10 @@ class Pending:
     started: str
     pid: int
     restore: Deployment | None
+    # An upgrade's, for the next run to roll it back: the backup of Open WebUI's data taken before
+    # it, and the image settings to put back in .env.
+    backup: str | None = None
+    images: dict[str, str] | None = None
 
     @classmethod
     def from_dict(cls, data: dict) -> Pending:

@@ -50,10 +50,13 @@ CHAT_PATH = Phase("chat path", 60, "webui", "a chat shaped like the browser's ge
 DRAIN = Phase("drain", 600, "vllm", "the old vLLM's /metrics show no running or waiting request")
 BENCHMARK = Phase("benchmark", 7200, "vllm", "vLLM's `bench serve` measured every concurrency level of a model")
 OLD_MODEL_UNLISTED = Phase("old model unlisted", 60, "webui", "Open WebUI no longer lists the removed model")
+# An upgrade's new Open WebUI migrates its database before it answers /health; a large one takes a while.
+MIGRATIONS = Phase("migrations", 1800, "webui", "Open WebUI's database is at its new image's schema head")
 
 PHASES: tuple[Phase, ...] = (
     IMAGE_PULL, COMPOSE_UP, RECREATE_VLLM, VLLM_STARTED, WEIGHTS_LOAD, ENGINE_READY, MODEL_LISTED,
     WEBUI_HEALTH, WEBUI_START, ADMIN, MODEL_IN_WEBUI, DEFAULT_MODEL, CHAT_PATH, DRAIN, OLD_MODEL_UNLISTED, BENCHMARK,
+    MIGRATIONS,
 )  # fmt: skip
 BY_NAME = {phase.name: phase for phase in PHASES}
 VLLM_PHASES = frozenset(phase.name for phase in PHASES if phase.subject == "vllm")

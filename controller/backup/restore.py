@@ -120,21 +120,27 @@ def _put_back(stack: Stack, target, settings, data: Path, manifest: Manifest, ui
     return {"admin_signs_in": True, **counts, "chat_answers": answers}
 
 
+def put_back_file(stack: Stack, target, settings, backup: Path, ui: OperatorUI, passphrase: str | None) -> dict:
+    """Open WebUI's data from a backup this controller took (a safety or pre-upgrade one) back in
+    place, proved; the compose file on disk says which Open WebUI image starts on it."""
+    with _staging(stack, ".rollback-") as tmp:
+        source = backup
+        if is_encrypted(backup):
+            source = Path(tmp) / "decrypted.tar"
+            decrypt_to(backup, source, require_passphrase(backup, passphrase))
+        manifest = read_manifest(source)
+        members = verify_and_extract(source, manifest, Path(tmp))
+        unpack_folder(members[WEBUI_DATA], Path(tmp) / "data")
+        return _put_back(stack, target, settings, Path(tmp) / "data", manifest, ui)
+
+
 def _rolled_back(stack: Stack, target, settings, safety: Path, cause: BaseException, ui: OperatorUI,
                  passphrase: str | None) -> RestoreFailed:  # fmt: skip
     message = cause.message if isinstance(cause, ControllerError) else (
         "interrupted" if isinstance(cause, KeyboardInterrupt) else f"{type(cause).__name__}: {cause}")  # fmt: skip
     ui.say(f"the restore failed ({message}); putting the safety backup {safety} back")
     try:
-        with _staging(stack, ".rollback-") as tmp:
-            source = safety
-            if passphrase:
-                source = Path(tmp) / "decrypted.tar"
-                decrypt_to(safety, source, passphrase)
-            manifest = read_manifest(source)
-            members = verify_and_extract(source, manifest, Path(tmp))
-            unpack_folder(members[WEBUI_DATA], Path(tmp) / "data")
-            _put_back(stack, target, settings, Path(tmp) / "data", manifest, ui)
+        put_back_file(stack, target, settings, safety, ui, passphrase)
     except Exception as again:
         detail = again.message if isinstance(again, ControllerError) else f"{type(again).__name__}: {again}"
         return RestoreFailed(

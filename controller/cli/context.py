@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
@@ -19,6 +20,14 @@ if TYPE_CHECKING:
     from controller.lifecycle.stack import Stack
 
 T = TypeVar("T")
+
+
+class Strategy(StrEnum):
+    """How vLLM is replaced (`switch`, and `upgrade` of the vLLM image)."""
+
+    auto = "auto"
+    blue_green = "blue-green"
+    recreate = "recreate"
 
 
 @dataclass(frozen=True)
@@ -122,7 +131,16 @@ def make_stack(ctx: typer.Context, *, quiet: bool = False, load_timeout_s: float
     deadlines = deadlines.overridden({WEIGHTS_LOAD.name: load_timeout_s}, lambda phase: "--timeout")
     options = Options(deadlines=deadlines, lock_timeout_s=lock_timeout_s, force=force,
                       **switch_settings(values, origin))  # fmt: skip
-    return Stack(c.site, c.catalog, ConsoleReporter(quiet=quiet), options)
+    stack = Stack(c.site, c.catalog, ConsoleReporter(quiet=quiet), options)
+    stack.pending_steps["upgrade"] = _roll_back_upgrade
+    return stack
+
+
+def _roll_back_upgrade(stack: Stack, pending, ctx) -> None:
+    """A controller killed mid-upgrade: its data and .env steps (imported only when one is found)."""
+    from controller.backup.upgrade import roll_back_interrupted
+
+    roll_back_interrupted(stack, pending, ctx)
 
 
 def switch_settings(values: Mapping[str, str], origin: str) -> dict:

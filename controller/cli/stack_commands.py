@@ -16,6 +16,7 @@ from controller.cli.context import (
     JsonOption,
     LockTimeoutOption,
     ModelArg,
+    Strategy,
     TimeoutOption,
     context,
     make_stack,
@@ -28,12 +29,6 @@ from controller.errors import InputError
 class RenderTarget(StrEnum):
     compose = "compose"
     k8s = "k8s"
-
-
-class Strategy(StrEnum):
-    auto = "auto"
-    blue_green = "blue-green"
-    recreate = "recreate"
 
 
 def render(

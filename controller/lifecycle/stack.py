@@ -16,7 +16,7 @@ from controller.config.profile import Profile
 from controller.config.settings import Settings, SiteConfig, read_settings, store_generated_secrets
 from controller.deploy.spec import SLOTS
 from controller.errors import ControllerError, PreflightError, StartupFailed
-from controller.journal import Deployment, Event, Journal, JournalStore, now_iso
+from controller.journal import Deployment, Event, Journal, JournalStore, Pending, now_iso
 from controller.lifecycle import prepare as checks
 from controller.lifecycle.prepare import Options, Prepared
 from controller.lifecycle.transaction import SwitchContext, roll_back_pending
@@ -58,6 +58,9 @@ class Stack:
         self._target_factory = target_factory
         self._targets: dict[str, Target] = {}
         self._gpus: list | None = None
+        # Steps that run before the usual rollback of a pending change, by its action (the CLI
+        # registers the upgrade's: Open WebUI's data and .env back).
+        self.pending_steps: dict[str, Callable[[Stack, Pending, SwitchContext], None]] = {}
 
     @property
     def catalog(self) -> Catalog:
@@ -167,8 +170,18 @@ class Stack:
         )
         target, runner = self.target(settings), self.runner()
         with target.webui() as webui:
-            roll_back_pending(self.store, pending, SwitchContext(target, self.webui_setup(settings, target, webui),
-                                                                 runner))  # fmt: skip
+            ctx = SwitchContext(target, self.webui_setup(settings, target, webui), runner)
+            # An upgrade also puts Open WebUI's data and .env back first (controller.backup.upgrade
+            # registers that step: it reads backups, a layer above this one).
+            if pending.backup or pending.images:
+                before = self.pending_steps.get(pending.action)
+                if before is None:
+                    raise PreflightError(
+                        f"an earlier `{pending.action}` did not finish, and this command cannot roll it back",
+                        hint=f"run `controller {pending.action}` to roll it back",
+                    )
+                before(self, pending, ctx)
+            roll_back_pending(self.store, pending, ctx)
 
     # ----- commands ------------------------------------------------------------------------
 

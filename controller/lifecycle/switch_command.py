@@ -32,21 +32,15 @@ def switch(stack: Stack, model: str, strategy: str | None = None) -> dict:
         if current == profile.name and active.text == prepared.compose_text and target.healthy():
             return stack.summary(prepared, {}, noop=True, previous=current)
 
-        decision = _decide(requested, prepared, active, target, stack.catalog, stack.options)
-        blue_green = decision.strategy == "blue-green"
-        if blue_green:  # the new instance goes into the other slot, with the GPU share the pair leaves it
-            prepared = respec(stack.catalog, prepared, slot=other_slot(target.slot),
-                              gpu_memory_utilization=decision.gpu_memory_utilization)  # fmt: skip
-            prepared.capacity = decision.capacity
+        decision, prepared = choose_strategy(stack, requested, prepared, active, target)
         stack.store_secrets(prepared)
 
         runner = stack.runner()
         with target.webui() as webui:
             setup = stack.webui_setup(settings, target, webui)
             ctx = SwitchContext(target, setup, runner)
-            chosen = (BlueGreenStrategy(ctx, prepared.spec.vllm_service, quiet_s=stack.options.drain_quiet_s)
-                      if blue_green else RecreateStrategy(ctx))  # fmt: skip
-            with transaction(stack.store, "switch", profile, active, stack.reporter.warn) as txn:
+            chosen = strategy_for(stack, decision, prepared, ctx)
+            with transaction(stack.store, "switch", profile.name, active, stack.reporter.warn) as txn:
                 # Signing in first proves the admin works before anything is stopped.
                 setup.admin(runner)
                 result = chosen.run(txn, prepared.compose_text, profile)
@@ -56,6 +50,24 @@ def switch(stack: Stack, model: str, strategy: str | None = None) -> dict:
     return stack.summary(prepared, runner.timings, noop=False, previous=current, strategy=chosen.name,
                          strategy_reason=decision.reason, capacity=decision.capacity,
                          kv_tokens=prepared.kv_tokens, **result)  # fmt: skip
+
+
+def choose_strategy(stack: Stack, requested: str, prepared: Prepared, active: Deployment,
+                    target: Target) -> tuple[Decision, Prepared]:  # fmt: skip
+    """Recreate or blue-green, and the deployment to start: for blue-green, in the other slot with
+    the GPU share the pair leaves it."""
+    decision = _decide(requested, prepared, active, target, stack.catalog, stack.options)
+    if decision.strategy == "blue-green":
+        prepared = respec(stack.catalog, prepared, slot=other_slot(target.slot),
+                          gpu_memory_utilization=decision.gpu_memory_utilization)  # fmt: skip
+        prepared.capacity = decision.capacity
+    return decision, prepared
+
+
+def strategy_for(stack: Stack, decision: Decision, prepared: Prepared, ctx: SwitchContext):
+    if decision.strategy == "blue-green":
+        return BlueGreenStrategy(ctx, prepared.spec.vllm_service, quiet_s=stack.options.drain_quiet_s)
+    return RecreateStrategy(ctx)
 
 
 def _decide(requested: str, prepared: Prepared, active: Deployment, target: Target, catalog: Catalog,

@@ -34,6 +34,11 @@ class Transaction:
     undo: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
     phases: dict[str, float] = field(default_factory=dict)
     commit: Callable[[Journal], None] | None = None
+    # For messages and records other than a switch's (an upgrade's): what is being done, what a
+    # rollback brought back, and fields every event of it carries.
+    label: str | None = None
+    restored_note: str | None = None
+    event_extra: dict = field(default_factory=dict)
 
     def on_failure(self, what: str, step: Callable[[], None]) -> None:
         """Register an undo step; `what` says what it restores (used in messages)."""
@@ -42,7 +47,7 @@ class Transaction:
     def event(self, outcome: str, **extra: object) -> Event:
         previous = self.restore.profile if self.restore else None
         return Event(self.action, self.target, outcome, self.started, now_iso(), previous=previous,
-                     phases=dict(self.phases), **extra)  # fmt: skip
+                     phases=dict(self.phases), **{**self.event_extra, **extra})  # fmt: skip
 
 
 def describe(cause: BaseException) -> tuple[str, str | None, list[str]]:
@@ -56,10 +61,12 @@ def describe(cause: BaseException) -> tuple[str, str | None, list[str]]:
 
 
 @contextmanager
-def transaction(store: JournalStore, action: str, target: Profile, restore: Deployment | None,
-                warn: Callable[[str], None]) -> Iterator[Transaction]:  # fmt: skip
-    txn = Transaction(store, action, target.name, restore)
-    pending = Pending(action, target.name, txn.started, os.getpid(), restore)
+def transaction(store: JournalStore, action: str, target: str, restore: Deployment | None,
+                warn: Callable[[str], None], **pending_extra: object) -> Iterator[Transaction]:  # fmt: skip
+    """`target` names what is being changed to (a model, or an upgrade's new images);
+    `pending_extra` is what the next run needs to roll back a controller killed mid-change."""
+    txn = Transaction(store, action, target, restore)
+    pending = Pending(action, target, txn.started, os.getpid(), restore, **pending_extra)
     store.update(lambda journal: setattr(journal, "pending", pending))
     try:
         yield txn
@@ -82,7 +89,9 @@ def _unwind(txn: Transaction, cause: BaseException, warn: Callable[[str], None])
     """Run the undo steps newest first; record the outcome; turn a failure after a change into
     SwitchFailed (raised from here), and leave a failure before any change as it is."""
     reason, hint, details = describe(cause)
-    what = f"the {txn.action} to '{txn.target}'" + (" was interrupted" if reason == "interrupted" else " failed")
+    what = (txn.label or f"the {txn.action} to '{txn.target}'") + (
+        " was interrupted" if reason == "interrupted" else " failed"
+    )
     restored = txn.restore.profile if txn.restore else None
     if txn.undo:
         warn(f"{what}: {reason}; rolling back" + (f" to '{restored}'" if restored else ""))
@@ -103,8 +112,8 @@ def _unwind(txn: Transaction, cause: BaseException, warn: Callable[[str], None])
     outcome = "rolled_back" if rolled_back else ("interrupted" if reason == "interrupted" else "failed")
     txn.store.update(lambda j: _close(j, txn.event(outcome, error=reason), active=j.active))
     if rolled_back:
-        raise SwitchFailed(f"{what}: {reason}; rolled back, '{restored}' is serving again", hint=hint,
-                           details=details) from None  # fmt: skip
+        note = txn.restored_note or f"'{restored}' is serving again"
+        raise SwitchFailed(f"{what}: {reason}; rolled back, {note}", hint=hint, details=details) from None
 
 
 def _close(journal: Journal, event: Event, *, active: Deployment | None) -> None:

@@ -97,6 +97,15 @@ class ComposeTarget:
                 missing.append(image)
         return missing
 
+    def image_size(self, image: str) -> int | None:
+        """Bytes of a local image (None when this engine does not hold it)."""
+        from docker.errors import ImageNotFound
+
+        try:
+            return self.engine.client.images.get(image).attrs.get("Size")
+        except ImageNotFound:
+            return None
+
     def _check_port(self) -> None:
         port, address = self.settings.webui_port, self.settings.webui_bind_address
         holders = self.engine.port_holders(port)

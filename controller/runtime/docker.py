@@ -42,6 +42,11 @@ def run_command(argv: list[str], *, timeout: float | None = None, stream: bool =
     return completed
 
 
+def pull_image(reference: str, *, timeout: float | None = None) -> None:
+    """`docker pull` one image (one the compose file does not name yet)."""
+    run_command(["docker", "pull", reference], timeout=timeout)
+
+
 @dataclass(frozen=True)
 class ComposeProject:
     """One compose project: its name, file and env file, turned into argv for `docker compose`."""

@@ -85,6 +85,16 @@ class WebUI:
             raise AdminError(f"the sign-up of {email} gave role '{body.get('role')}', not admin")
         return Session(token=body["token"], role="admin")
 
+    def latest_chat(self, token: str) -> tuple[str, str] | None:
+        """(id, title) of the signed-in user's most recent chat, or None without one."""
+        chats = self._request("GET", "/api/v1/chats/list", headers=_bearer(token), params={"page": 1}).json()
+        return (chats[0]["id"], chats[0]["title"]) if chats else None
+
+    def chat_title(self, token: str, chat_id: str) -> str | None:
+        """The title of the user's chat `chat_id`, or None when Open WebUI does not have it."""
+        response = self._request("GET", f"/api/v1/chats/{chat_id}", headers=_bearer(token), ok=(401, 404))
+        return response.json().get("title") if response.status_code == 200 else None
+
     def model_ids(self, token: str, *, refresh: bool = True) -> list[str]:
         params = {"refresh": "true"} if refresh else None
         response = self._request("GET", "/api/models", headers=_bearer(token), params=params, timeout=30)

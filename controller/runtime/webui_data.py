@@ -13,7 +13,7 @@ import sqlite3
 from pathlib import Path
 
 from controller.errors import ControllerError
-from controller.runtime.docker import ComposeProject
+from controller.runtime.docker import ComposeProject, run_command
 
 SERVICE = "webui"
 DATA_DIR = "/app/backend/data"
@@ -41,20 +41,23 @@ for name in sys.argv[3:]:
 """
 
 # The schema revisions this image's migrations know (Open WebUI migrates with alembic, forward only),
-# and its version; found without importing the application.
+# the head they end at, and its version; found without importing the application.
 _IMAGE_FACTS = """
 import importlib.metadata, importlib.util, json, pathlib, re
 spec = importlib.util.find_spec('open_webui')
 root = pathlib.Path(list(spec.submodule_search_locations)[0])
-line = re.compile(r'''^revision(?:\\s*:\\s*str)?\\s*=\\s*['"]([0-9A-Za-z_]+)['"]''', re.M)
-files = (root / 'migrations' / 'versions').glob('*.py')
-revisions = sorted({m.group(1) for f in files for m in line.finditer(f.read_text())})
+def found(name, text):
+    pattern = '^' + name + r'''(?:\\s*:[^=\\n]*)?\\s*=\\s*['"]([0-9A-Za-z_]+)['"]'''
+    return set(re.findall(pattern, text, re.M))
+texts = [f.read_text() for f in (root / 'migrations' / 'versions').glob('*.py')]
+revisions = set().union(*(found('revision', t) for t in texts))
+parents = set().union(*(found('down_revision', t) for t in texts))
 try:
     version = importlib.metadata.version('open-webui')
 except importlib.metadata.PackageNotFoundError:
     package = next((p / 'package.json' for p in root.parents if (p / 'package.json').is_file()), None)
     version = json.loads(package.read_text()).get('version') if package else None
-print(json.dumps({'revisions': revisions, 'version': version}))
+print(json.dumps({'revisions': sorted(revisions), 'heads': sorted(revisions - parents), 'version': version}))
 """
 
 _COUNTS = """
@@ -62,7 +65,8 @@ import json, sqlite3, sys
 db = sqlite3.connect('file:' + sys.argv[1] + '?mode=ro', uri=True)
 users = db.execute('SELECT count(*) FROM "user"').fetchone()[0]
 chats = db.execute('SELECT count(*) FROM chat').fetchone()[0]
-print(json.dumps({'users': users, 'chats': chats}))
+revision = db.execute('SELECT version_num FROM alembic_version').fetchone()
+print(json.dumps({'users': users, 'chats': chats, 'revision': revision[0] if revision else None}))
 """
 
 _PACKAGE_VERSION = """
@@ -124,18 +128,31 @@ def image_facts(project: ComposeProject, *, running: bool, timeout: float = 300)
     else:
         out = project.run("run", "--rm", "--no-deps", "-T", "--entrypoint", "python3", SERVICE, *argv[1:],
                           timeout=timeout).stdout  # fmt: skip
-    facts = _last_json_line(out, f"the schema revisions of {SERVICE}'s image")
+    return _image_facts(out, f"{SERVICE}'s image")
+
+
+def image_facts_of(reference: str, timeout: float = 300) -> dict:
+    """The same facts of an image the compose file does not name yet (a one-off container of it,
+    without a network)."""
+    out = run_command(["docker", "run", "--rm", "--network", "none", "--entrypoint", "python3", reference, "-c",
+                       _IMAGE_FACTS], timeout=timeout).stdout  # fmt: skip
+    return _image_facts(out, reference)
+
+
+def _image_facts(out: str, image: str) -> dict:
+    facts = _last_json_line(out, f"the schema revisions of {image}")
     if not facts.get("revisions"):
-        raise ControllerError(f"found no database migrations in {SERVICE}'s image",
-                              hint="is WEBUI_IMAGE an Open WebUI image?")  # fmt: skip
-    return {"revisions": set(facts["revisions"]), "version": facts.get("version")}
+        raise ControllerError(f"found no database migrations in {image}", hint="is WEBUI_IMAGE an Open WebUI image?")
+    return {"revisions": set(facts["revisions"]), "heads": set(facts.get("heads") or ()),
+            "version": facts.get("version")}  # fmt: skip
 
 
 def live_counts(project: ComposeProject, timeout: float = 120) -> dict:
-    """User and chat counts, read from the running Open WebUI's database (read-only)."""
+    """User and chat counts, and the schema revision, read from the running Open WebUI's database
+    (read-only)."""
     out = project.exec(SERVICE, "python3", "-c", _COUNTS, f"{DATA_DIR}/{DATABASES[0]}", timeout=timeout).stdout
     counts = _last_json_line(out, "Open WebUI's user and chat counts")
-    return {"users": int(counts["users"]), "chats": int(counts["chats"])}
+    return {"users": int(counts["users"]), "chats": int(counts["chats"]), "revision": counts.get("revision")}
 
 
 def package_version(project: ComposeProject, service: str, names: tuple[str, ...], timeout: float = 60) -> str | None:

