@@ -201,7 +201,7 @@ def roll_back_pending(store: JournalStore, pending: Pending, ctx: SwitchContext)
     def record(outcome: str, active: Deployment | None, error: str) -> None:
         previous = restore.profile if restore else None
         event = Event(pending.action, pending.target, outcome, pending.started, now_iso(),
-                      previous=previous, error=error, phases=ctx.runner.timings)  # fmt: skip
+                      previous=previous, error=error, phases=ctx.runner.timings, backup=pending.backup)  # fmt: skip
         store.update(lambda journal: _close(journal, event, active=active))
 
     if restore is None:

