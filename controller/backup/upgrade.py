@@ -123,7 +123,7 @@ def _pull(target, runner, changes: list[Change], ui: OperatorUI) -> None:
     if missing:
         runner.run(IMAGE_PULL, lambda: [pull_image(ref, timeout=runner.deadlines[IMAGE_PULL]) for ref in missing])
     for change in changes:
-        size = target.image_size(change.new)
+        size = target.engine.image_size(change.new)
         if size:
             ui.say(f"{change.new}: {human_size(size)} on disk")
 

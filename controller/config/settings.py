@@ -179,11 +179,6 @@ class SiteConfig(BaseModel):
     def state_dir(self) -> Path:
         return self.root / ".controller"
 
-    @property
-    def admin_token_file(self) -> Path:
-        """Open WebUI's session token for the seeded admin (0600), reused while it is accepted."""
-        return self.state_dir / "webui-admin.token"
-
 
 @dataclass(frozen=True)
 class SettingValues:

@@ -20,7 +20,7 @@ from controller.journal import Deployment, Event, Journal, JournalStore, Pending
 from controller.lifecycle import prepare as checks
 from controller.lifecycle.prepare import Options, Prepared
 from controller.lifecycle.transaction import SwitchContext, roll_back_pending
-from controller.lifecycle.webui_setup import WebUISetup
+from controller.lifecycle.webui_setup import WebUISetup, saved_admin_token
 from controller.phases import VLLM_PHASES, PhaseRunner, Reporter
 from controller.planner.kv_check import kv_check, kv_check_warning
 from controller.runtime.target import Target
@@ -82,7 +82,7 @@ class Stack:
 
     def webui_setup(self, settings: Settings, target: Target, webui) -> WebUISetup:
         return WebUISetup(webui, settings, self.site.env_file, self.reporter.warn, ensure_running=target.ensure_webui,
-                          saved_token=self.site.admin_token_file)  # fmt: skip
+                          saved_token=saved_admin_token(self.site.state_dir))  # fmt: skip
 
     def locked(self, command: str):
         return self.store.locked(command, timeout=self.options.lock_timeout_s, on_wait=self.reporter.waiting_for_lock)

@@ -25,6 +25,11 @@ class Served(Protocol):
     function_calling: str
 
 
+def saved_admin_token(state_dir: Path) -> Path:
+    """Where the seeded admin's Open WebUI session is kept (0600), reused while Open WebUI accepts it."""
+    return state_dir / "webui-admin.token"
+
+
 def sign_in_admin(webui: WebUIClient, settings: Settings, env_file: object, saved_token: Path | None = None):
     """The configured admin's session: the saved one while Open WebUI still accepts it, else a
     sign-in (or the first sign-up where the image did not create the admin), saved 0600 for next time.

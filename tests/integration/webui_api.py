@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 
-from controller.lifecycle.webui_setup import sign_in_admin
+from controller.lifecycle.webui_setup import saved_admin_token, sign_in_admin
 from controller.runtime.webui_client import WebUI
 
 
@@ -13,7 +13,7 @@ def admin_session(site, webui: WebUI):
     """The site's admin session, as the controller holds it (its saved token, or a sign-in): Open
     WebUI 0.12.4 refuses more than 15 sign-ins per address in 3 minutes, and tests on a shared stack
     with the controller's own commands would pass that."""
-    session = sign_in_admin(webui, site.settings(), site.site.env_file, site.site.admin_token_file)
+    session = sign_in_admin(webui, site.settings(), site.site.env_file, saved_admin_token(site.site.state_dir))
     assert session.role == "admin"
     return session
 

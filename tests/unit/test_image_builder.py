@@ -20,6 +20,8 @@ RECORDED_TAGS = {
     "base": "controller-test/base:a0c8092fb834",
     "vllm": "controller-test/vllm-cpu:7f371a52510c",
     "webui": "controller-test/open-webui:a96b40f67068",
+    "webui-previous": "controller-test/open-webui-previous:ab79143e0f28",
+    "vllm-previous": "controller-test/vllm-cpu-previous:1f6aa2cdd680",
 }
 
 PINS = {
@@ -28,6 +30,8 @@ PINS = {
     "VLLM_CPU_VERSION": "1.2.3",
     "TORCH_VERSION": "2.0.0+cpu",
     "OPEN_WEBUI_VERSION": "4.5.6",
+    "OPEN_WEBUI_PREVIOUS_VERSION": "4.5.5",
+    "VLLM_CPU_PREVIOUS_VERSION": "1.2.2",
     "DEBIAN_PYTHON_VERSION": "3.11.2",
     "ASYNC_TIMEOUT_VERSION": "5.0.1",
     "IMAGE_PREFIX": "test-prefix",
@@ -56,7 +60,7 @@ def fake_images(root: Path) -> Path:
     images = root / "images"
     write(images / "base" / "packages.txt", "# comment\npython3\n\nca-certificates\n")
     write(images / "base" / "image-config.txt", 'CMD ["bash"]\n')
-    for name in ("vllm-cpu", "open-webui"):
+    for name in ("vllm-cpu", "open-webui", "open-webui-previous", "vllm-cpu-previous"):
         write(images / name / "Dockerfile", f"FROM scratch\n# {name}\n")
         write(images / name / "start.sh", "#!/bin/sh\n", 0o755)
     return images
@@ -138,8 +142,12 @@ def test_plan_builds_both_app_specs_from_the_pins(ib, tmp_path):
     assert (p.vllm.wheels, p.webui.wheels) == ("vllm", "webui")
     assert p.vllm.lock == images / "vllm-cpu" / "requirements.lock"
     assert p.webui.python == "3.11.2"
-    assert [s.key for s in p.apps] == ["vllm", "webui"]
-    assert list(p.tags()) == ["base", "vllm", "webui"]
+    assert [s.key for s in p.apps] == ["vllm", "webui", "webui-previous", "vllm-previous"]
+    assert list(p.tags()) == ["base", "vllm", "webui", "webui-previous", "vllm-previous"]
+    previous = p.app("webui-previous")
+    assert previous.parent == "webui" and p.app("vllm-previous").parent == "vllm"
+    assert previous.requirements == ("open-webui==4.5.5", "torch==2.0.0+cpu", "async-timeout==5.0.1")
+    assert previous.build_args == (("OPEN_WEBUI_PREVIOUS_VERSION", "4.5.5"), ("TORCH_VERSION", "2.0.0+cpu"))
 
 
 def test_app_tags_follow_their_own_pins_and_the_parent(ib, tmp_path):
@@ -147,6 +155,9 @@ def test_app_tags_follow_their_own_pins_and_the_parent(ib, tmp_path):
     p = ib.specs.plan(PINS, images)
     q = ib.specs.plan({**PINS, "OPEN_WEBUI_VERSION": "9"}, images)
     assert (q.base.tag, q.vllm.tag) == (p.base.tag, p.vllm.tag) and q.webui.tag != p.webui.tag
+    # An image built on another moves with its parent's tag; the other one's stays.
+    assert q.app("webui-previous").tag != p.app("webui-previous").tag
+    assert q.app("vllm-previous").tag == p.app("vllm-previous").tag
     r = ib.specs.plan({**PINS, "DEBIAN_SUITE": "trixie"}, images)
     assert r.base.tag != p.base.tag and r.vllm.tag != p.vllm.tag and r.webui.tag != p.webui.tag
 
@@ -319,7 +330,7 @@ def fake_build(ib, tmp_path, monkeypatch):
     """build_all with every external step replaced: the base waits (10 s at most) until both wheel
     downloads have started, which holds only if they run side by side with it."""
     events: list[str] = []
-    downloads_started = threading.Barrier(3)  # the two downloads and the base
+    downloads_started = threading.Barrier(5)  # the four downloads and the base
 
     def build_base(spec, timer):
         downloads_started.wait(timeout=10)
@@ -346,11 +357,13 @@ def fake_build(ib, tmp_path, monkeypatch):
 
 def test_the_wheels_download_while_the_base_builds_and_the_apps_build_on_it(ib, fake_build):
     tags = ib.build.build_all(fake_build.plan, ib.common.Timer())
-    assert tags["base"] == "base:tag" and set(tags) == {"base", "vllm", "webui"}
+    assert tags["base"] == "base:tag" and set(tags) == {"base", "vllm", "webui", "webui-previous", "vllm-previous"}
     assert fake_build.events[0] == "base"
-    assert sorted(fake_build.events[1:]) == sorted(
-        f"build {tags[key]} on BASE_IMAGE=base:tag" for key in ("vllm", "webui")
-    )
+    parents = {"vllm": "base", "webui": "base", "webui-previous": "webui", "vllm-previous": "vllm"}
+    builds = {f"build {tags[key]} on BASE_IMAGE={tags[parent]}": key for key, parent in parents.items()}
+    assert sorted(fake_build.events[1:]) == sorted(builds)
+    order = [builds[event] for event in fake_build.events[1:]]
+    assert order.index("webui") < order.index("webui-previous") and order.index("vllm") < order.index("vllm-previous")
 
 
 def test_a_failed_base_fails_the_build_and_no_app_image_is_built(ib, fake_build, monkeypatch):
