@@ -23,6 +23,7 @@ from controller.files import write_failed
 from controller.lifecycle.stack import Stack
 from controller.operator_ui import OperatorUI, human_size
 from controller.runtime import webui_data
+from controller.runtime.host import require_room
 
 
 def restore_backup(stack: Stack, path: Path, *, catalog: Path | None, ui: OperatorUI,
@@ -30,10 +31,12 @@ def restore_backup(stack: Stack, path: Path, *, catalog: Path | None, ui: Operat
     started = time.monotonic()
     # A missing or foreign file, or an encrypted one without its passphrase, is refused before the
     # lock or the staging folder touch the site.
-    if is_encrypted(path):
+    encrypted = is_encrypted(path)
+    if encrypted:
         require_passphrase(path, passphrase)
     else:
         read_manifest(path)
+    _require_room(stack, path, encrypted)
     settings = read_settings(stack.site).settings
     target = stack.target(settings)
     with stack.locked("restore"), _staging(stack, ".restore-") as tmp:
@@ -74,6 +77,16 @@ def restore_backup(stack: Stack, path: Path, *, catalog: Path | None, ui: Operat
             raise _rolled_back(stack, target, settings, safety, exc, ui, passphrase) from None
     return {"restored": str(path), "created": manifest.created, "users": manifest.users, "chats": manifest.chats,
             "safety_backup": str(safety), "proof": proof, "seconds": round(time.monotonic() - started, 1)}  # fmt: skip
+
+
+def _require_room(stack: Stack, path: Path, encrypted: bool) -> None:
+    """Staging holds the members and the unpacked data folder (and the decrypted file), and the safety
+    backup about as much as the backup again: refused before anything is written when it cannot fit."""
+    size = path.stat().st_size
+    hint = "free some space there and restore again; nothing was changed"
+    require_room(stack.site.state_dir, size * (3 if encrypted else 2), doing=f"restoring {path.name} (staged in "
+                 f"{stack.site.state_dir})", hint=hint)  # fmt: skip
+    require_room(backup_dir(stack.site.root), size, doing="the safety backup a restore takes first", hint=hint)
 
 
 def _verified(path: Path, staging: Path, passphrase: str | None, ui: OperatorUI):

@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from controller import __version__
-from controller.bundle.disk_space import require_room
 from controller.bundle.format import (
     BLOB_NAME,
     CATALOG_MEMBER,
@@ -36,7 +35,7 @@ from controller.errors import InputError
 from controller.operator_ui import OperatorUI, human_size
 from controller.runtime import hf_cache
 from controller.runtime.docker import Engine, run_command
-from controller.runtime.host import free_disk_bytes
+from controller.runtime.host import free_disk_bytes, require_room
 
 SAVE_TIMEOUT_S = 3 * 3600
 
@@ -129,7 +128,7 @@ def create_bundle(site: SiteConfig, catalog: Catalog, catalog_file: Path | None,
     need = estimate + (0 if directory else plan.images_bytes)
     where, free = free_disk_bytes(out.parent)
     require_room(
-        where, free, need, doing="writing this bundle",
+        where, need, free=free, doing="writing this bundle",
         hint="write it to a larger disk with -o, or use --directory (no temporary copy of the images)",
     )  # fmt: skip
     ui.say(

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from controller.bundle.cache_install import CachePlan, Staging, Undo, commit, plan_cache
-from controller.bundle.disk_space import require_room
 from controller.bundle.format import (
     IMAGES_MEMBER,
     BundleReader,
@@ -36,7 +35,7 @@ from controller.errors import CatalogError, InputError, RuntimeFailure
 from controller.files import MAX_INPUT_BYTES, decode_utf8
 from controller.operator_ui import OperatorUI, human_size
 from controller.runtime.docker import Engine
-from controller.runtime.host import free_disk_bytes
+from controller.runtime.host import free_disk_bytes, require_room
 
 LOADED_CATALOG_NAME = "catalog.yaml"
 
@@ -152,7 +151,7 @@ def _check_disk(plan: LoadPlan, manifest: Manifest, settings: Settings, engine: 
     for where, amount, what in needs.values():
         free = shutil.disk_usage(where).free
         require_room(
-            where, free, amount, doing=f"loading {' and '.join(what)}",
+            where, amount, free=free, doing=f"loading {' and '.join(what)}",
             hint="free some space (docker image prune, old models in the HF cache) and load again; nothing was loaded",
         )  # fmt: skip
         checked.append(f"free disk: {human_size(free)} at {where} for {human_size(amount)} ({' and '.join(what)})")

@@ -12,10 +12,15 @@ import shutil
 import socket
 from pathlib import Path
 
+from controller.errors import InputError
+from controller.operator_ui import human_size
 from controller.planner.engine import GIB
 
 # Free disk wanted beyond the weights' own size (the download's temporary files, rounding).
 DISK_MARGIN = 1.1
+# Free space kept beyond what a file command (bundle, backup, restore) writes: a full disk breaks
+# Docker and the journal alike.
+FILE_MARGIN = 1.05
 
 
 def host_port_in_use(address: str, port: int) -> bool:
@@ -52,3 +57,12 @@ def disk_warning(cache: Path, need: int) -> str | None:
     if weights_fit(free, need):
         return None
     return f"{existing} has {free / GIB:.1f} GiB free; the weights need about {need / GIB:.1f} GiB (unless cached)"
+
+
+def require_room(where: Path, need: int, *, doing: str, hint: str, free: int | None = None) -> None:
+    """Refuse (InputError, before anything is written) when the file system of `where` cannot hold
+    `need` bytes and FILE_MARGIN; `free` when the caller measured it already."""
+    if free is None:
+        where, free = free_disk_bytes(where)
+    if free < need * FILE_MARGIN:
+        raise InputError(f"{where} has {human_size(free)} free; {doing} needs about {human_size(need)}", hint=hint)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import sqlite3
 import tarfile
 import time
@@ -211,3 +212,19 @@ def test_doctor_warns_without_a_backup_of_the_last_day(facts, status, words):
     check = check_backup(facts)
     assert check.status == status and words in check.finding
     assert (check.fix is not None) == (status == WARN)
+
+
+def test_restore_refuses_a_disk_without_room_for_its_staging_and_writes_nothing(backup, tmp_path, monkeypatch):
+    from controller.backup.restore import restore_backup
+    from controller.config.settings import SiteConfig
+    from controller.lifecycle.stack import Stack
+    from controller.operator_ui import OperatorUI
+
+    path, _ = backup
+    site = SiteConfig(root=tmp_path / "site", env_file=tmp_path / "site" / ".env")
+    full = shutil.disk_usage(tmp_path)._replace(free=path.stat().st_size)  # room for one copy, not two
+    monkeypatch.setattr("controller.runtime.host.shutil.disk_usage", lambda where: full)
+    with pytest.raises(InputError, match=r"free; restoring site\.backup\.tar .* needs about"):
+        restore_backup(Stack(site, catalog=lambda: pytest.fail("no catalog needed")), path, catalog=None,
+                       ui=OperatorUI())  # fmt: skip
+    assert not site.root.exists()
