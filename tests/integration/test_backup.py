@@ -20,6 +20,9 @@ import pytest
 
 from controller.backup.archive import read_manifest
 from controller.backup.crypto import decrypt_to
+from controller.backup.manifest import ENV_FILE
+from controller.config.envfile import write_env_values
+from controller.config.settings import SiteConfig
 from controller.runtime.webui_client import WebUI
 from tests.integration import harness
 from tests.integration.webui_api import admin_session, chat_title, create_chat
@@ -153,3 +156,34 @@ def test_a_newer_schema_is_refused_and_a_restore_that_fails_its_proof_puts_the_d
     with WebUI(site.url) as webui:
         token = admin_session(site, webui).token
         assert chat_title(site.url, token, after) == "made after the backup"
+
+
+def test_a_backup_restores_into_an_empty_project_directory_on_the_same_engine(backup_site, docker_client,
+                                                                             tmp_path):  # fmt: skip
+    """A new box, as the README says: the backup's .env first (here with its own project name and
+    port, since the old stack still runs on this engine), `up`, then `restore`."""
+    with WebUI(backup_site.url) as webui:
+        moved = create_chat(backup_site.url, admin_session(backup_site, webui).token, "moved to a new box")
+    backup = tmp_path / "moving.backup.tar"
+    written = _backup(backup_site, backup)
+
+    root = tmp_path / "new-box"
+    root.mkdir()
+    with tarfile.open(backup) as tar:
+        (root / ".env").write_bytes(tar.extractfile(ENV_FILE).read())
+    (root / ".env").chmod(0o600)
+    project, port = f"{harness.TEST_PROJECT_PREFIX}newbox-{uuid.uuid4().hex[:6]}", harness.free_port()
+    write_env_values(root / ".env", {"COMPOSE_PROJECT_NAME": project, "WEBUI_PORT": str(port)}, overwrite=True)
+    new_box = harness.TestSite(SiteConfig(root=root, env_file=root / ".env"), project, port)
+    try:
+        assert new_box.controller("up", "tiny-a").returncode == 0
+        with WebUI(new_box.url) as webui:
+            assert chat_title(new_box.url, admin_session(new_box, webui).token, moved) is None  # an empty one
+        restored = _restore(new_box, backup)
+        assert restored.returncode == 0, restored.stderr
+        proof = json.loads(restored.stdout)["proof"]
+        assert (proof["users"], proof["chats"]) == (written["users"], written["chats"]) and proof["chat_answers"]
+        with WebUI(new_box.url) as webui:
+            assert chat_title(new_box.url, admin_session(new_box, webui).token, moved) == "moved to a new box"
+    finally:
+        harness.remove_project(docker_client, project)
