@@ -49,6 +49,7 @@ def backup(
     The file holds .env, so the site's secrets: keep it where .env may go, or
     encrypt it with a passphrase (--passphrase-file, or CONTROLLER_BACKUP_PASSPHRASE
     in the environment; age format).
+
     Nightly, from cron: 15 2 * * * cd /srv/llm && controller backup --keep 14 --json"""
     from controller.backup.create import check_output, create_backup, default_path
     from controller.backup.crypto import read_passphrase
@@ -131,12 +132,16 @@ def upgrade(
     """Move the running stack to new Open WebUI and/or vLLM images; roll back if anything fails.
 
     Shows what changes, and pulls the new images while the old ones serve.
+
     Open WebUI: a backup first, then the new container and its migrations (phase
     `migrations`); proved when the admin signs in, the user and chat counts are
     unchanged, the admin's latest chat opens and a new chat answers.
+
     vLLM: the same model on the new image through `switch` (data untouched).
+
     A failure, Ctrl-C, or a controller killed outright (the next command finds it)
     puts back the old images, the old .env values and the pre-upgrade data.
+
     Exit 0: done, or nothing to do; 1: rolled back; 2: bad input, nothing changed."""
     from controller.backup.crypto import read_passphrase
     from controller.backup.upgrade import upgrade as run_upgrade
