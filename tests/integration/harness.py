@@ -152,6 +152,19 @@ def scratch_site(client: docker.DockerClient, images: dict) -> Iterator[tuple[Pa
             remove_project(client, project)
 
 
+@contextmanager
+def serving_site(client: docker.DockerClient, root: Path, images: dict, label: str,
+                 model: str = "tiny-a") -> Iterator[TestSite]:  # fmt: skip
+    """A new test site whose stack serves `model` (a module's own stack); its project removed after."""
+    site = new_test_site(root, images, label)
+    try:
+        up = site.controller("up", model)
+        assert up.returncode == 0, up.stderr
+        yield site
+    finally:
+        remove_project(client, site.project)
+
+
 OPEN_WEBUI_MIGRATIONS = "/opt/venv/lib/python3.11/site-packages/open_webui/migrations/versions"
 
 

@@ -32,13 +32,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.stack]
 
 @pytest.fixture(scope="module")
 def backup_site(tmp_path_factory, docker_client, images, tiny_model) -> Iterator[harness.TestSite]:
-    site = harness.new_test_site(tmp_path_factory.mktemp("backup"), images, "backup")
-    try:
-        up = site.controller("up", "tiny-a")
-        assert up.returncode == 0, up.stderr
+    with harness.serving_site(docker_client, tmp_path_factory.mktemp("backup"), images, "backup") as site:
         yield site
-    finally:
-        harness.remove_project(docker_client, site.project)
 
 
 def _backup(site, out: Path, *options: str) -> dict:

@@ -45,13 +45,8 @@ KEPT = {"chat": "id, user_id, title, chat", "file": "id, user_id, filename, hash
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, docker_client, images, tiny_model) -> Iterator[harness.TestSite]:
     previous = {**images, "webui": images["webui-previous"], "vllm": images["vllm-previous"]}
-    site = harness.new_test_site(tmp_path_factory.mktemp("upgrade"), previous, "upgrade")
-    try:
-        up = site.controller("up", "tiny-a")
-        assert up.returncode == 0, up.stderr
+    with harness.serving_site(docker_client, tmp_path_factory.mktemp("upgrade"), previous, "upgrade") as site:
         yield site
-    finally:
-        harness.remove_project(docker_client, site.project)
 
 
 @pytest.fixture(scope="module")
