@@ -111,7 +111,7 @@ def test_restore_brings_back_users_chats_and_files_and_keeps_a_safety_copy(backu
     assert restored.returncode == 0, restored.stderr
     result = json.loads(restored.stdout)
     assert result["proof"] == {"admin_signs_in": True, "users": manifest.users, "chats": manifest.chats,
-                               "chat_answers": True}  # fmt: skip
+                               "revision": manifest.schema_revision, "chat_answers": True}  # fmt: skip
     with WebUI(site.url) as webui:
         token = admin_session(site, webui).token
         assert chat_title(site.url, token, kept) == "kept by the backup"
