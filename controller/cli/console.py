@@ -127,9 +127,13 @@ def kv_text(check: dict) -> str:
 def print_history(events: list[dict]) -> None:
     if not events:
         return
-    table = make_table("finished", "action", "model", "from", "outcome", "downtime", "error", title="recent runs")
+    table = make_table("finished", "action", "model", "from", "outcome", "downtime", "error / notes",
+                       title="recent runs")  # fmt: skip
     for e in events:
         downtime = f"{e['downtime_s']:.1f} s" if e.get("downtime_s") is not None else "-"
+        # An upgrade's changes and the backup it took; an error says more than either.
+        notes = "; ".join([*(f"{key} {change}" for key, change in (e.get("changes") or {}).items()),
+                           *([f"backup {e['backup']}"] if e.get("backup") else [])])  # fmt: skip
         table.add_row(
             e["finished"],
             e["action"],
@@ -137,7 +141,7 @@ def print_history(events: list[dict]) -> None:
             e.get("previous") or "-",
             e["outcome"],
             downtime,
-            (e.get("error") or "")[:80],
+            e["error"][:80] if e.get("error") else notes,
         )
     out.print(table)
 

@@ -143,3 +143,18 @@ def test_lock_is_free_again_after_use_and_the_owner_note_is_removed(tmp_path):
     with store.locked("up deepseek-1.5b", timeout=0.2, on_wait=waits.append):
         pass
     assert waits == [] and not store._owner_path.exists()
+
+
+def test_an_upgrade_keeps_its_backup_and_changes_in_the_journal_and_history_shows_them(tmp_path, capsys):
+    from controller.cli.console import print_history
+
+    store = JournalStore(tmp_path / ".controller")
+    backup = "/srv/llm/backups/pre-upgrade-20261203T180000Z.backup.tar"
+    pending = Pending("upgrade", "tiny-a", "t", 42, DEPLOYED, backup=backup, images={"WEBUI_IMAGE": "owui:0.11.4"})
+    journal = Journal(active=DEPLOYED, pending=pending)
+    journal.record(_event(1, action="upgrade", backup=backup, changes={"WEBUI_IMAGE": "owui:0.11.4 -> owui:0.12.4"}))
+    store.save(journal)
+    assert store.load() == journal
+    print_history([vars(event) for event in store.load().history])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "WEBUI_IMAGE owui:0.11.4 -> owui:0.12.4" in shown and "pre-upgrade-20261203T180000Z" in shown
