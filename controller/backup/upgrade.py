@@ -100,8 +100,9 @@ def upgrade(stack: Stack, *, webui_image: str | None, vllm_image: str | None, ca
         _pull(target, runner, changes, ui)
         webui_change = next((c for c in changes if c.service == "webui"), None)
         facts = _webui_facts(target, webui_change) if webui_change else None
-        question = "Upgrade " + "; ".join(f"{c.key} {c.old} -> {c.new}" for c in changes) + "?" + (
-            " Open WebUI's data is backed up first." if webui_change else "")  # fmt: skip
+        versions = (f" (Open WebUI {facts['old']['version'] or '?'} -> {facts['new']['version'] or '?'}; its data "
+                    "is backed up first)") if facts else ""  # fmt: skip
+        question = "Upgrade " + "; ".join(f"{c.key} {c.old} -> {c.new}" for c in changes) + versions + "?"
         if not ui.confirm(question):
             raise InputError("upgrade not confirmed; nothing was changed", hint="add --yes to upgrade without asking")
         backup = None
