@@ -155,6 +155,36 @@ def test_open_webui_upgrade_keeps_users_chats_and_files_and_a_person_sees_them(s
         ui.screenshot(page, "upgrade-01-old-chat-opens-on-0.12.4")
 
 
+def _upgrade_stopped_mid_migration(site, docker_client, hanging: str, how: signal.Signals):
+    """Start an upgrade to an image whose migration never ends, and send `how` to the controller
+    while it waits in the migrations phase (a condition, not a race: the wait cannot end by itself)."""
+    store = JournalStore(site.site.state_dir)
+    upgrading = harness.controller_process(site.root, "upgrade", "--webui-image", hanging, "--yes")
+
+    def migrating() -> None:
+        if upgrading.poll() is not None:
+            pytest.fail(f"the upgrade ended before it was stopped: {upgrading.communicate()[1]}")
+        if store.load().pending is None or _running_image(docker_client, site.project, "webui") != hanging:
+            raise NotReady("the new Open WebUI is not starting yet")
+
+    wait_for("upgrade migrating", migrating, deadline_s=600)
+    upgrading.send_signal(how)
+    _, err = upgrading.communicate(timeout=900)
+    return upgrading.returncode, err
+
+
+def _rolled_back_to(site, docker_client, image: str, tmp_path: Path) -> None:
+    """The journal says rolled back, Open WebUI runs `image` again, and it serves the rows of the
+    pre-upgrade backup."""
+    journal = JournalStore(site.site.state_dir).load()
+    assert journal.pending is None
+    assert (journal.history[-1].action, journal.history[-1].outcome) == ("upgrade", "rolled_back")
+    assert _running_image(docker_client, site.project, "webui") == image
+    assert read_env_file(site.site.env_file)["WEBUI_IMAGE"] == image
+    backup = Path(journal.history[-1].backup)
+    assert _live_rows(site, tmp_path / "live") == _rows_in_backup(backup, tmp_path / "backup")
+
+
 def test_a_migration_that_fails_rolls_back_to_the_old_image_and_the_data_from_before(
     site, images, failing_images, docker_client, tmp_path
 ):
@@ -165,45 +195,30 @@ def test_a_migration_that_fails_rolls_back_to_the_old_image_and_the_data_from_be
     rollback_s = time.monotonic() - start
     assert failed.returncode == 1, failed.stderr
     assert "rolled back" in failed.stderr and "a migration that fails" in failed.stderr
-    event = JournalStore(site.site.state_dir).load().history[-1]
-    assert (event.action, event.outcome) == ("upgrade", "rolled_back") and event.backup
-    assert _running_image(docker_client, site.project, "webui") == before_image
-    assert read_env_file(site.site.env_file)["WEBUI_IMAGE"] == before_image
-    # The rows from before the upgrade (its backup) are the rows Open WebUI serves now.
-    assert _live_rows(site, tmp_path / "live") == _rows_in_backup(Path(event.backup), tmp_path / "backup")
+    _rolled_back_to(site, docker_client, before_image, tmp_path)
     harness.TIMINGS["upgrade: failed migration, whole command with rollback (s)"] = round(rollback_s, 1)
     with WebUI(site.url) as webui:
         token = admin_session(site, webui).token
         assert chat_title(site.url, token, create_chat(site.url, token, "after the rollback")) == "after the rollback"
 
 
+def test_ctrl_c_mid_migration_rolls_back_at_once(site, failing_images, docker_client, tmp_path):
+    before_image = _running_image(docker_client, site.project, "webui")
+    code, err = _upgrade_stopped_mid_migration(site, docker_client, failing_images["hangs"], signal.SIGINT)
+    assert code == 1 and "was interrupted" in err and "rolled back" in err, err
+    _rolled_back_to(site, docker_client, before_image, tmp_path)
+
+
 def test_a_controller_killed_mid_migration_is_rolled_back_by_the_next_run(site, failing_images, docker_client,
                                                                           tmp_path):  # fmt: skip
     before_image = _running_image(docker_client, site.project, "webui")
-    store = JournalStore(site.site.state_dir)
-    upgrading = harness.controller_process(site.root, "upgrade", "--webui-image", failing_images["hangs"], "--yes")
-
-    def migrating() -> None:  # the new container runs, and its migration never ends
-        pending = store.load().pending
-        if upgrading.poll() is not None:
-            pytest.fail(f"the upgrade ended before it was killed: {upgrading.communicate()[1]}")
-        if pending is None or _running_image(docker_client, site.project, "webui") != failing_images["hangs"]:
-            raise NotReady("the new Open WebUI is not starting yet")
-
-    wait_for("upgrade migrating", migrating, deadline_s=600)
-    upgrading.send_signal(signal.SIGKILL)  # no handler runs: only the journal knows
-    upgrading.communicate()
-    assert store.load().pending.action == "upgrade"
+    _upgrade_stopped_mid_migration(site, docker_client, failing_images["hangs"], signal.SIGKILL)  # no handler runs
+    assert JournalStore(site.site.state_dir).load().pending.action == "upgrade"  # only the journal knows
 
     resumed = _upgrade(site)  # finds the pending upgrade, rolls it back; then nothing is left to do
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["noop"]
-    journal = store.load()
-    assert journal.pending is None and (journal.history[-1].action, journal.history[-1].outcome) == (
-        "upgrade", "rolled_back")  # fmt: skip
-    assert _running_image(docker_client, site.project, "webui") == before_image
-    backup = Path(journal.history[-1].backup)
-    assert _live_rows(site, tmp_path / "live") == _rows_in_backup(backup, tmp_path / "backup")
+    _rolled_back_to(site, docker_client, before_image, tmp_path)
 
 
 def test_a_vllm_upgrade_switches_to_the_new_image_and_leaves_open_webui_alone(site, images, docker_client):
