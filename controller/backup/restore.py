@@ -23,7 +23,7 @@ from controller.files import write_failed
 from controller.lifecycle.stack import Stack
 from controller.operator_ui import OperatorUI, human_size
 from controller.runtime import webui_data
-from controller.runtime.host import require_room
+from controller.runtime.host import require_room, same_file_system
 
 
 def restore_backup(stack: Stack, path: Path, *, catalog: Path | None, ui: OperatorUI,
@@ -81,12 +81,17 @@ def restore_backup(stack: Stack, path: Path, *, catalog: Path | None, ui: Operat
 
 def _require_room(stack: Stack, path: Path, encrypted: bool) -> None:
     """Staging holds the members and the unpacked data folder (and the decrypted file), and the safety
-    backup about as much as the backup again: refused before anything is written when it cannot fit."""
+    backup about as much as the backup again: refused before anything is written when it cannot fit
+    (added up when both folders are on one file system, as they are by default)."""
     size = path.stat().st_size
     hint = "free some space there and restore again; nothing was changed"
-    require_room(stack.site.state_dir, size * (3 if encrypted else 2), doing=f"restoring {path.name} (staged in "
-                 f"{stack.site.state_dir})", hint=hint)  # fmt: skip
-    require_room(backup_dir(stack.site.root), size, doing="the safety backup a restore takes first", hint=hint)
+    staging, safety = stack.site.state_dir, backup_dir(stack.site.root)
+    needs = {staging: size * (3 if encrypted else 2), safety: size}
+    if same_file_system(staging, safety):
+        needs = {staging: sum(needs.values())}
+    for where, need in needs.items():
+        require_room(where, need, doing=f"restoring {path.name} (staging in {staging}, and the safety backup)",
+                     hint=hint)  # fmt: skip
 
 
 def _verified(path: Path, staging: Path, passphrase: str | None, ui: OperatorUI):
@@ -138,12 +143,15 @@ def put_back_file(stack: Stack, target, settings, backup: Path, ui: OperatorUI, 
     place, proved; the compose file on disk says which Open WebUI image starts on it."""
     with _staging(stack, ".rollback-") as tmp:
         source = backup
-        if is_encrypted(backup):
-            source = Path(tmp) / "decrypted.tar"
-            decrypt_to(backup, source, require_passphrase(backup, passphrase))
-        manifest = read_manifest(source)
-        members = verify_and_extract(source, manifest, Path(tmp))
-        unpack_folder(members[WEBUI_DATA], Path(tmp) / "data")
+        try:  # a full disk or an unreadable file is named; Open WebUI is not touched yet
+            if is_encrypted(backup):
+                source = Path(tmp) / "decrypted.tar"
+                decrypt_to(backup, source, require_passphrase(backup, passphrase))
+            manifest = read_manifest(source)
+            members = verify_and_extract(source, manifest, Path(tmp))
+            unpack_folder(members[WEBUI_DATA], Path(tmp) / "data")
+        except OSError as exc:
+            raise write_failed(Path(tmp), exc) from None
         return _put_back(stack, target, settings, Path(tmp) / "data", manifest, ui)
 
 

@@ -26,7 +26,7 @@ from controller.config.backups import backup_dir, backup_name
 from controller.config.envfile import write_env_values
 from controller.config.settings import Settings, collect_values, parse_settings, read_settings
 from controller.errors import InputError, NotReady, PreflightError, SettingsError, StartupFailed
-from controller.journal import Pending, elapsed
+from controller.journal import elapsed
 from controller.lifecycle.stack import Stack
 from controller.lifecycle.switch_command import choose_strategy, strategy_for
 from controller.lifecycle.transaction import RESTORE_SERVING, SwitchContext, transaction
@@ -73,11 +73,13 @@ def requested_changes(stack: Stack, *, webui_image: str | None, vllm_image: str 
     sources = {**collected.sources, **{key: option[key] for key in given}}
     settings = parse_settings({**collected.values, **given}, str(stack.site.env_file), sources)
     vllm = settings.vllm_cpu_image if accelerator == "cpu" else settings.vllm_image
-    return settings, [(WEBUI_IMAGE, "webui", settings.webui_image), (vllm_key(accelerator), "vllm", vllm)]
+    # vLLM first: its rollback touches no data, so a failed vLLM never costs what users wrote on a
+    # new Open WebUI meanwhile (the rollback of an Open WebUI upgrade restores the pre-upgrade data).
+    return settings, [(vllm_key(accelerator), "vllm", vllm), (WEBUI_IMAGE, "webui", settings.webui_image)]
 
 
 def upgrade(stack: Stack, *, webui_image: str | None, vllm_image: str | None, catalog: Path | None,
-            ui: OperatorUI, passphrase: str | None = None, strategy: str | None = None) -> dict:  # fmt: skip
+            ui: OperatorUI, passphrase: str | None = None) -> dict:  # fmt: skip
     started = time.monotonic()
     requested_changes(stack, webui_image=webui_image, vllm_image=vllm_image)  # bad input stops here
     with stack.locked("upgrade"):
@@ -110,7 +112,7 @@ def upgrade(stack: Stack, *, webui_image: str | None, vllm_image: str | None, ca
             backup = backup_dir(stack.site.root) / (PRE_UPGRADE_PREFIX + backup_name(time.time())
                                                     + (".age" if passphrase else ""))  # fmt: skip
             create_backup(stack, backup, catalog=catalog, keep=None, ui=ui, passphrase=passphrase)
-        result = _run(stack, target, settings, changes, backup, facts, ui, passphrase, strategy, runner)
+        result = _run(stack, target, settings, changes, backup, facts, ui, passphrase, runner)
     return {"changes": [vars(c) for c in changes], "noop": False, "backup": str(backup) if backup else None,
             **result, "phases": runner.timings, "seconds": round(time.monotonic() - started, 1)}  # fmt: skip
 
@@ -147,7 +149,7 @@ def _webui_facts(target, change: Change) -> dict:
 
 
 def _run(stack: Stack, target, settings: Settings, changes: list[Change], backup: Path | None, facts: dict | None,
-         ui: OperatorUI, passphrase: str | None, strategy: str | None, runner) -> dict:  # fmt: skip
+         ui: OperatorUI, passphrase: str | None, runner) -> dict:  # fmt: skip
     active = stack.store.load().active
     old_images = {c.key: c.old for c in changes}
     summary = {c.key: f"{c.old} -> {c.new}" for c in changes}
@@ -162,18 +164,23 @@ def _run(stack: Stack, target, settings: Settings, changes: list[Change], backup
             txn.restored_note = "the old images" + (f" and Open WebUI's data from {backup} are back" if backup
                                                     else " are back")  # fmt: skip
             txn.event_extra = {"backup": str(backup) if backup else None, "changes": summary}
-            txn.on_failure(".env", lambda: _write_images(stack, old_images))
+            if backup:
+                old_webui = old_images.get(WEBUI_IMAGE)
+                txn.failed_rollback_hint = (f"Open WebUI's data from before the upgrade is in {backup}: set "
+                                            f"WEBUI_IMAGE={old_webui} in .env, then `controller restore {backup} "
+                                            "--yes` puts it back")  # fmt: skip
+            txn.on_failure(".env", lambda: write_images(stack, old_images))
             session = setup.admin(runner)
-            before_chat = client.latest_chat(session.token)
+            before_chat = client.latest_chat(session.token) if backup else None
             prepared = None
             for change in changes:
-                _write_images(stack, {change.key: change.new})
+                write_images(stack, {change.key: change.new})
                 prepared = stack.prepare(active.profile)
                 if change.service == "webui":
                     result["webui"] = _upgrade_webui(stack, ctx, txn, prepared, active, backup, facts, before_chat,
                                                      old_images, ui, passphrase)  # fmt: skip
                 else:
-                    result["vllm"] = _upgrade_vllm(stack, ctx, txn, prepared, active, strategy)
+                    result["vllm"] = _upgrade_vllm(stack, ctx, txn, prepared, active)
             txn.commit = stack.activation("upgrade", prepared, runner, txn.started, previous=active.profile,
                                           downtime_s=result.get("webui", {}).get("downtime_s"),
                                           backup=str(backup) if backup else None, changes=summary)  # fmt: skip
@@ -187,10 +194,12 @@ def _upgrade_webui(stack: Stack, ctx: SwitchContext, txn, prepared, active, back
 
     def put_back() -> None:
         """The old image settings and compose file, then the pre-upgrade data on the old image."""
-        _write_images(stack, old_images)
+        write_images(stack, old_images)
         target.write(active.text)
         put_back_file(stack, target, read_settings(stack.site).settings, backup, ui, passphrase)
 
+    # Counted now, not before the question and the backup: someone may have signed up meanwhile.
+    before = webui_data.live_counts(target.project)
     target.write(prepared.compose_text)
     txn.on_failure(RESTORE_SERVING, put_back)
     outage = time.monotonic()
@@ -200,7 +209,6 @@ def _upgrade_webui(stack: Stack, ctx: SwitchContext, txn, prepared, active, back
     runner.wait(MIGRATIONS, lambda: _migrated(target, heads, restarts))
     setup.admin(runner)
     downtime = elapsed(outage)
-    before = facts["before"]
     after = webui_data.live_counts(target.project)
     # People may chat again as soon as it is up: more chats than before is not a loss.
     if after["users"] != before["users"] or after["chats"] < before["chats"]:
@@ -223,9 +231,10 @@ def _upgrade_webui(stack: Stack, ctx: SwitchContext, txn, prepared, active, back
             "downtime_s": downtime}  # fmt: skip
 
 
-def _upgrade_vllm(stack: Stack, ctx: SwitchContext, txn, prepared, active, strategy: str | None) -> dict:
-    requested = strategy or stack.options.switch_strategy
-    decision, prepared = choose_strategy(stack, requested, prepared, active, ctx.target)
+def _upgrade_vllm(stack: Stack, ctx: SwitchContext, txn, prepared, active) -> dict:
+    # "auto", not SWITCH_STRATEGY: the same model on both instances is one name Open WebUI cannot
+    # route apart, so the planner picks recreate (and says why); blue-green would be refused.
+    decision, prepared = choose_strategy(stack, "auto", prepared, active, ctx.target)
     chosen = strategy_for(stack, decision, prepared, ctx)
     result = chosen.run(txn, prepared.compose_text, prepared.profile)
     stack.check_kv(prepared, result["vllm"])
@@ -258,20 +267,6 @@ def _migrated(target, heads: set[str], restarts_before: int) -> None:
         raise NotReady(f"Open WebUI's database is at schema {revision}, not yet at {', '.join(sorted(heads))}")
 
 
-def _write_images(stack: Stack, images: dict[str, str]) -> None:
+def write_images(stack: Stack, images: dict[str, str]) -> None:
+    """Image settings into .env (also the rollback's and the recovery's way back)."""
     write_env_values(stack.site.env_file, images, overwrite=True)
-
-
-def roll_back_interrupted(stack: Stack, pending: Pending, ctx: SwitchContext) -> None:
-    """A controller killed mid-upgrade: the old image settings back in .env and, when Open WebUI
-    changed, its data from the pre-upgrade backup on the old image; the usual rollback of a pending
-    change then serves the old deployment (vLLM) and records it."""
-    from controller.backup.crypto import read_passphrase
-
-    if pending.images:
-        _write_images(stack, pending.images)
-    if pending.backup and pending.restore is not None:
-        ctx.target.write(pending.restore.text)
-        settings = read_settings(stack.site).settings
-        put_back_file(stack, ctx.target, settings, Path(pending.backup), OperatorUI(say=stack.reporter.warn),
-                      read_passphrase(None))  # fmt: skip

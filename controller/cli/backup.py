@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from controller.cli.console import err
-from controller.cli.context import JsonOption, Strategy, context, make_stack, run_on
+from controller.cli.context import JsonOption, context, make_stack, run_on
 from controller.cli.operator import operator_ui
 from controller.cli.output import emit
 
@@ -117,14 +117,6 @@ def upgrade(
             show_default=False,
         ),
     ] = None,
-    strategy: Annotated[
-        Strategy | None,
-        typer.Option(
-            "--strategy",
-            help="How vLLM is replaced, as in `switch` (default: auto, blue-green when the pair fits).",
-            show_default=False,
-        ),  # fmt: skip
-    ] = None,
     yes: Annotated[bool, typer.Option("--yes", help="Upgrade without asking.")] = False,
     passphrase_file: PassphraseOption = None,
     as_json: JsonOption = False,
@@ -137,7 +129,8 @@ def upgrade(
     `migrations`); proved when the admin signs in, the user and chat counts are
     unchanged, the admin's latest chat opens and a new chat answers.
 
-    vLLM: the same model on the new image through `switch` (data untouched).
+    vLLM: the same model on the new image, recreated as a `switch` does (data
+    untouched); it goes first, so its failure never costs Open WebUI's data.
 
     A failure, Ctrl-C, or a controller killed outright (the next command finds it)
     puts back the old images, the old .env values and the pre-upgrade data.
@@ -150,10 +143,8 @@ def upgrade(
     passphrase = read_passphrase(passphrase_file)
     stack = make_stack(ctx, quiet=as_json)
     ui = operator_ui(quiet=as_json, yes=yes)
-    chosen = strategy.value if strategy else None
     result = run_on(stack, lambda: run_upgrade(stack, webui_image=webui_image, vllm_image=vllm_image,
-                                               catalog=c.catalog_path, ui=ui, passphrase=passphrase,
-                                               strategy=chosen))  # fmt: skip
+                                               catalog=c.catalog_path, ui=ui, passphrase=passphrase))  # fmt: skip
     emit(result, as_json=as_json, text=_upgrade_text)
 
 

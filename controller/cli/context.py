@@ -138,7 +138,7 @@ def make_stack(ctx: typer.Context, *, quiet: bool = False, load_timeout_s: float
 
 def _roll_back_upgrade(stack: Stack, pending, ctx) -> None:
     """A controller killed mid-upgrade: its data and .env steps (imported only when one is found)."""
-    from controller.backup.upgrade import roll_back_interrupted
+    from controller.backup.upgrade_recovery import roll_back_interrupted
 
     roll_back_interrupted(stack, pending, ctx)
 

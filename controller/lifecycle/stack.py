@@ -159,11 +159,12 @@ class Stack:
                 hint=f"run `controller up {running}` to take it over, or `controller down`",
             ) from None
 
-    def resolve_pending(self, settings: Settings) -> None:
-        """A controller killed mid-switch left a pending change: roll it back before anything else."""
+    def resolve_pending(self, settings: Settings) -> bool:
+        """A controller killed mid-change left a pending change: roll it back before anything else.
+        True when it did: .env may have changed (an upgrade's image settings), so the caller renders again."""
         pending = self.store.load().pending
         if pending is None:
-            return
+            return False
         self.reporter.warn(
             f"an earlier `{pending.action} {pending.target}` (pid {pending.pid}, started {pending.started}) "
             "did not finish; rolling it back"
@@ -182,6 +183,7 @@ class Stack:
                     )
                 before(self, pending, ctx)
             roll_back_pending(self.store, pending, ctx)
+        return True
 
     # ----- commands ------------------------------------------------------------------------
 
@@ -207,7 +209,8 @@ class Stack:
             prepared = self.prepare(model)
             self.preflight(prepared)
             target = self.target(prepared.settings)
-            self.resolve_pending(prepared.settings)
+            if self.resolve_pending(prepared.settings):
+                prepared = self.prepare(model)
             running = target.running_profile()
             # Only a model the journal knows as good is protected; without one (a first `up` that
             # failed half-way) `up` may start another model.

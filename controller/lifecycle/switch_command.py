@@ -22,9 +22,10 @@ def switch(stack: Stack, model: str, strategy: str | None = None) -> dict:
     with stack.locked(f"switch {model}"):
         prepared = stack.prepare(model)
         stack.preflight(prepared, switching=True)
+        target = stack.target(prepared.settings)
+        if stack.resolve_pending(prepared.settings):  # an interrupted upgrade may have put old images back
+            prepared = stack.prepare(model)
         settings, profile = prepared.settings, prepared.profile
-        target = stack.target(settings)
-        stack.resolve_pending(settings)
         current = target.running_profile()
         if current is None:
             raise PreflightError("no running stack to switch", hint=f"start one with `controller up {profile.name}`")

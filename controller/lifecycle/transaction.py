@@ -38,6 +38,7 @@ class Transaction:
     # rollback brought back, and fields every event of it carries.
     label: str | None = None
     restored_note: str | None = None
+    failed_rollback_hint: str | None = None
     event_extra: dict = field(default_factory=dict)
 
     def on_failure(self, what: str, step: Callable[[], None]) -> None:
@@ -95,19 +96,24 @@ def _unwind(txn: Transaction, cause: BaseException, warn: Callable[[str], None])
     restored = txn.restore.profile if txn.restore else None
     if txn.undo:
         warn(f"{what}: {reason}; rolling back" + (f" to '{restored}'" if restored else ""))
+    first_failure: tuple[str, ControllerError] | None = None
     for label, step in reversed(txn.undo):
         try:
             step()
         except ControllerError as second:
-            failed = txn.event("rollback_failed", error=f"{reason}; rollback: {second.message}")
-            txn.store.update(lambda journal, event=failed: _close(journal, event, active=None))
-            raise SwitchFailed(
-                f"{what}: {reason}; and the rollback "
-                + (f"to '{restored}'" if label == RESTORE_SERVING else f"of {label}")
-                + f" failed too: {second.message}",
-                hint="see `controller logs vllm`; `controller up MODEL` starts a known-good model",
-                details=details + second.details,
-            ) from None
+            # The other steps still run: a file put back is better than one left changed.
+            first_failure = first_failure or (label, second)
+    if first_failure is not None:
+        label, second = first_failure
+        failed = txn.event("rollback_failed", error=f"{reason}; rollback: {second.message}")
+        txn.store.update(lambda journal, event=failed: _close(journal, event, active=None))
+        raise SwitchFailed(
+            f"{what}: {reason}; and the rollback "
+            + (f"to '{restored}'" if label == RESTORE_SERVING else f"of {label}")
+            + f" failed too: {second.message}",
+            hint=txn.failed_rollback_hint or DEFAULT_ROLLBACK_HINT,
+            details=details + second.details,
+        ) from None
     rolled_back = any(label == RESTORE_SERVING for label, _ in txn.undo)
     outcome = "rolled_back" if rolled_back else ("interrupted" if reason == "interrupted" else "failed")
     txn.store.update(lambda j: _close(j, txn.event(outcome, error=reason), active=j.active))
@@ -123,6 +129,7 @@ def _close(journal: Journal, event: Event, *, active: Deployment | None) -> None
 
 
 RESTORE_SERVING = "serving the previous model again"
+DEFAULT_ROLLBACK_HINT = "see `controller logs vllm`; `controller up MODEL` starts a known-good model"
 
 
 class SwitchStrategy(Protocol):

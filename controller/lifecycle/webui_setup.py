@@ -65,7 +65,10 @@ def _saved_session(webui: WebUIClient, path: Path, email: str):
         token = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError):
         return None  # none saved yet, or unreadable: sign in afresh
-    found = webui.session_for(token) if token else None
+    try:
+        found = webui.session_for(token) if token else None
+    except NotReady:  # any answer but a session (or none): a sign-in decides
+        return None
     if found is None:
         return None
     signed_in_as, session = found

@@ -8,6 +8,7 @@ with DISK_MARGIN, so they never disagree on whether the weights fit.
 from __future__ import annotations
 
 import errno
+import os
 import shutil
 import socket
 from pathlib import Path
@@ -43,6 +44,11 @@ def free_disk_bytes(path: Path) -> tuple[Path, int]:
     HF cache is created by the first `up`)."""
     existing = next((p for p in [path, *path.parents] if p.exists()), Path("/"))
     return existing, shutil.disk_usage(existing).free
+
+
+def same_file_system(a: Path, b: Path) -> bool:
+    """Whether two paths (or their nearest existing parents) are on one file system."""
+    return os.stat(free_disk_bytes(a)[0]).st_dev == os.stat(free_disk_bytes(b)[0]).st_dev
 
 
 def weights_fit(free: int, need: int) -> bool:

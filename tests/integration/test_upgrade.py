@@ -178,10 +178,11 @@ def _rolled_back_to(site, docker_client, image: str, tmp_path: Path) -> None:
     pre-upgrade backup."""
     journal = JournalStore(site.site.state_dir).load()
     assert journal.pending is None
-    assert (journal.history[-1].action, journal.history[-1].outcome) == ("upgrade", "rolled_back")
+    upgrade = next(event for event in reversed(journal.history) if event.action == "upgrade")
+    assert upgrade.outcome == "rolled_back"
     assert _running_image(docker_client, site.project, "webui") == image
     assert read_env_file(site.site.env_file)["WEBUI_IMAGE"] == image
-    backup = Path(journal.history[-1].backup)
+    backup = Path(upgrade.backup)
     assert _live_rows(site, tmp_path / "live") == _rows_in_backup(backup, tmp_path / "backup")
 
 
@@ -215,10 +216,14 @@ def test_a_controller_killed_mid_migration_is_rolled_back_by_the_next_run(site, 
     _upgrade_stopped_mid_migration(site, docker_client, failing_images["hangs"], signal.SIGKILL)  # no handler runs
     assert JournalStore(site.site.state_dir).load().pending.action == "upgrade"  # only the journal knows
 
-    resumed = _upgrade(site)  # finds the pending upgrade, rolls it back; then nothing is left to do
+    # `up` finds the pending upgrade and rolls it back first, then renders from the .env it put back
+    # (not the new image the killed upgrade had written there).
+    resumed = site.controller("up", "tiny-a")
     assert resumed.returncode == 0, resumed.stderr
-    assert json.loads(resumed.stdout)["noop"]
+    assert "did not finish; rolling it back" in resumed.stderr
     _rolled_back_to(site, docker_client, before_image, tmp_path)
+    again = _upgrade(site)
+    assert again.returncode == 0 and json.loads(again.stdout)["noop"], again.stderr
 
 
 def test_a_vllm_upgrade_switches_to_the_new_image_and_leaves_open_webui_alone(site, images, docker_client):

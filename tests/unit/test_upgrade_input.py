@@ -28,8 +28,9 @@ def running(site):
 def test_the_new_references_default_to_the_settings_and_name_the_cpu_image_key(running):
     settings, wanted = requested_changes(running, webui_image="registry.example/open-webui:v0.13.0",
                                          vllm_image=None)  # fmt: skip
-    assert wanted == [("WEBUI_IMAGE", "webui", "registry.example/open-webui:v0.13.0"),
-                      ("VLLM_CPU_IMAGE", "vllm", settings.vllm_cpu_image)]  # fmt: skip
+    # vLLM first: its rollback never touches Open WebUI's data.
+    assert wanted == [("VLLM_CPU_IMAGE", "vllm", settings.vllm_cpu_image),
+                      ("WEBUI_IMAGE", "webui", "registry.example/open-webui:v0.13.0")]  # fmt: skip
 
 
 @pytest.mark.parametrize(("option", "value"), [("webui_image", "not a reference!"), ("vllm_image", "UPPER/case:x")])
