@@ -51,7 +51,10 @@ def found(name, text):
     return set(re.findall(pattern, text, re.M))
 texts = [f.read_text() for f in (root / 'migrations' / 'versions').glob('*.py')]
 revisions = set().union(*(found('revision', t) for t in texts))
-parents = set().union(*(found('down_revision', t) for t in texts))
+def parents_in(text):  # down_revision may name several (a merge migration): every id on its line
+    lines = [line.split('=', 1)[1] for line in text.splitlines() if re.match(r'down_revision\\b.*=', line)]
+    return {rev for line in lines for rev in re.findall(r'''['"]([0-9A-Za-z_]+)['"]''', line)}
+parents = set().union(*(parents_in(t) for t in texts))
 try:
     version = importlib.metadata.version('open-webui')
 except importlib.metadata.PackageNotFoundError:
