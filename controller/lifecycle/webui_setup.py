@@ -3,6 +3,8 @@ listed and default with the right function calling, and a chat shaped like the b
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -38,7 +40,12 @@ def sign_in_admin(webui: WebUIClient, settings: Settings, env_file: object, save
     so a command per sign-in would lock the controller (and the admin's browser) out during a busy
     stretch of switches; checking a saved token is not rate-limited."""
     email, password = settings.webui_admin_email, settings.webui_admin_password.get_secret_value()
-    if saved_token is not None and (session := _saved_session(webui, saved_token, email)) is not None:
+    # The saved session counts only for the credentials it was made with: a changed e-mail or
+    # password in .env signs in again (and is refused there if it does not match the admin).
+    credentials = hashlib.sha256(
+        f"{settings.webui_secret_key.get_secret_value()}\0{email}\0{password}".encode()
+    ).hexdigest()
+    if saved_token is not None and (session := _saved_session(webui, saved_token, credentials)) is not None:
         return session
     session = webui.signin(email, password)
     if session is None:
@@ -55,15 +62,16 @@ def sign_in_admin(webui: WebUIClient, settings: Settings, env_file: object, save
             hint="promote it in Admin Panel > Users, or set WEBUI_ADMIN_EMAIL to the admin's address",
         )
     if saved_token is not None:
-        write_atomic(saved_token, session.token, mode=0o600)
+        write_atomic(saved_token, json.dumps({"credentials": credentials, "token": session.token}), mode=0o600)
     return session
 
 
-def _saved_session(webui: WebUIClient, path: Path, email: str):
-    """The saved admin session, when it is still the configured admin's and still an admin."""
+def _saved_session(webui: WebUIClient, path: Path, credentials: str):
+    """The saved admin session, when it was made with these credentials and is still an admin's."""
     try:
-        token = path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError):
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        token = saved["token"] if saved.get("credentials") == credentials else None
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None  # none saved yet, or unreadable: sign in afresh
     try:
         found = webui.session_for(token) if token else None
@@ -71,8 +79,8 @@ def _saved_session(webui: WebUIClient, path: Path, email: str):
         return None
     if found is None:
         return None
-    signed_in_as, session = found
-    return session if signed_in_as.lower() == email.lower() and session.role == "admin" else None
+    _, session = found
+    return session if session.role == "admin" else None
 
 
 class WebUISetup:

@@ -14,6 +14,7 @@ import yaml
 
 from controller.bundle.format import IMAGES_MEMBER, read_chunks
 from controller.bundle.reader import open_bundle
+from controller.config.settings import SiteConfig
 from tests.integration import harness
 from tests.unit._support import make_hub_cache
 
@@ -46,6 +47,10 @@ class OfflineSite:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def site(self) -> SiteConfig:
+        return SiteConfig(root=self.root, env_file=self.root / ".env")
 
     def settings(self):
         from controller.config.settings import SiteConfig, load_settings

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from controller.config.settings import Settings
-from controller.errors import AdminError, NotReady
+from controller.errors import NotReady
 from controller.lifecycle.webui_setup import sign_in_admin
 from controller.runtime.webui_client import WebUI
 
@@ -57,11 +57,16 @@ def _settings(email: str = EMAIL) -> Settings:
                     webui_secret_key="s" * 32)  # fmt: skip
 
 
+def _saved(path) -> str:
+    return json.loads(path.read_text())["token"]
+
+
 def test_the_session_is_saved_0600_and_reused_without_another_sign_in(tmp_path):
     server, saved = FakeOpenWebUI(), tmp_path / ".controller" / "webui-admin.token"
     with _client(server) as webui:
         first = sign_in_admin(webui, _settings(), ".env", saved)
-        assert (saved.stat().st_mode & 0o777) == 0o600 and saved.read_text() == first.token
+        assert (saved.stat().st_mode & 0o777) == 0o600 and _saved(saved) == first.token
+        assert PASSWORD not in saved.read_text()
         for _ in range(30):  # twice Open WebUI's limit
             assert sign_in_admin(webui, _settings(), ".env", saved).token == first.token
     assert server.signins == 1
@@ -69,27 +74,31 @@ def test_the_session_is_saved_0600_and_reused_without_another_sign_in(tmp_path):
 
 def test_a_token_open_webui_no_longer_accepts_is_replaced_by_a_sign_in(tmp_path):
     server, saved = FakeOpenWebUI(), tmp_path / "webui-admin.token"
-    saved.write_text("token-from-a-wiped-volume")
     with _client(server) as webui:
+        first = sign_in_admin(webui, _settings(), ".env", saved)
+        server.tokens.clear()  # e.g. a wiped volume
         session = sign_in_admin(webui, _settings(), ".env", saved)
-    assert server.signins == 1 and saved.read_text() == session.token != "token-from-a-wiped-volume"
+    assert server.signins == 2 and _saved(saved) == session.token != first.token
 
 
-def test_a_saved_session_of_another_address_is_not_used(tmp_path):
+def test_a_changed_password_in_env_signs_in_again_and_is_refused_there(tmp_path):
     server, saved = FakeOpenWebUI(), tmp_path / "webui-admin.token"
-    server.tokens["someone-elses"] = ("other@example.com", "admin")
-    saved.write_text("someone-elses")
+    changed = Settings(webui_admin_email=EMAIL, webui_admin_password="another-long-password-9", vllm_api_key="k" * 32,
+                       webui_secret_key="s" * 32)  # fmt: skip
     with _client(server) as webui:
-        assert sign_in_admin(webui, _settings(), ".env", saved).token == "token-1"
+        sign_in_admin(webui, _settings(), ".env", saved)
+        with pytest.raises(NotReady):  # refused (400), then sign-up is closed here (404)
+            sign_in_admin(webui, changed, ".env", saved)
+    assert server.signins == 2
 
 
 def test_a_saved_session_that_lost_the_admin_role_is_not_used(tmp_path):
-    server, saved = FakeOpenWebUI(role="user"), tmp_path / "webui-admin.token"
-    server.tokens["demoted"] = (EMAIL, "user")
-    saved.write_text("demoted")
-    with _client(server) as webui, pytest.raises(AdminError, match="role 'user', not admin"):
-        sign_in_admin(webui, _settings(), ".env", saved)
-    assert saved.read_text() == "demoted"  # nothing saved for a session that is not an admin's
+    server, saved = FakeOpenWebUI(), tmp_path / "webui-admin.token"
+    with _client(server) as webui:
+        first = sign_in_admin(webui, _settings(), ".env", saved)
+        server.tokens[first.token] = (EMAIL, "user")  # demoted since
+        assert sign_in_admin(webui, _settings(), ".env", saved).token != first.token
+    assert server.signins == 2
 
 
 def test_open_webuis_sign_in_limit_is_named_and_waited_on(tmp_path):
