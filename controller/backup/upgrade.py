@@ -86,7 +86,7 @@ def upgrade(stack: Stack, *, webui_image: str | None, vllm_image: str | None, ca
         settings = read_settings(stack.site).settings
         target = stack.target(settings)
         stack.resolve_pending(settings)
-        new_settings, wanted = requested_changes(stack, webui_image=webui_image, vllm_image=vllm_image)
+        _, wanted = requested_changes(stack, webui_image=webui_image, vllm_image=vllm_image)  # after a rollback
         services = target.services()
         if services["webui"]["state"] != "running" or services["vllm"]["state"] != "running":
             raise PreflightError(
@@ -145,7 +145,7 @@ def _webui_facts(target, change: Change) -> dict:
             hint="Open WebUI's migrations run forward only: upgrade to a newer image, or restore a backup "
             "taken with that version (`controller restore`)",
         )
-    return {"old": old, "new": new, "before": live}
+    return {"old": old, "new": new}
 
 
 def _run(stack: Stack, target, settings: Settings, changes: list[Change], backup: Path | None, facts: dict | None,
