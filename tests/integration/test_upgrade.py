@@ -68,10 +68,17 @@ def _upgrade(site, *args: str):
     return site.controller("upgrade", *args, "--yes", "--json")
 
 
-def _running_image(docker_client, project: str, service: str) -> str:
+def _images_of(docker_client, project: str, service: str) -> list[str]:
+    """The images of the service's containers: none while Compose recreates it."""
     labels = [f"{harness.PROJECT_LABEL}={project}", f"com.docker.compose.service={service}"]
-    (container,) = docker_client.containers.list(filters={"label": labels})
-    return container.attrs["Config"]["Image"]
+    return [
+        container.attrs["Config"]["Image"] for container in docker_client.containers.list(filters={"label": labels})
+    ]
+
+
+def _running_image(docker_client, project: str, service: str) -> str:
+    (image,) = _images_of(docker_client, project, service)
+    return image
 
 
 def _kept_rows(database: Path) -> dict:
@@ -164,10 +171,16 @@ def _upgrade_stopped_mid_migration(site, docker_client, hanging: str, how: signa
     def migrating() -> None:
         if upgrading.poll() is not None:
             pytest.fail(f"the upgrade ended before it was stopped: {upgrading.communicate()[1]}")
-        if store.load().pending is None or _running_image(docker_client, site.project, "webui") != hanging:
+        if store.load().pending is None or _images_of(docker_client, site.project, "webui") != [hanging]:
             raise NotReady("the new Open WebUI is not starting yet")
 
-    wait_for("upgrade migrating", migrating, deadline_s=600)
+    try:
+        wait_for("upgrade migrating", migrating, deadline_s=600)
+    except BaseException:
+        # Leave the shared site as the next test expects it: the upgrade rolls back on Ctrl-C.
+        upgrading.send_signal(signal.SIGINT)
+        upgrading.communicate(timeout=900)
+        raise
     upgrading.send_signal(how)
     _, err = upgrading.communicate(timeout=900)
     return upgrading.returncode, err
