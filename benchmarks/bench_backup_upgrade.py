@@ -22,7 +22,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from controller.config.settings import SiteConfig, load_settings  # noqa: E402
+from controller.config.settings import load_settings
+from controller.config.site import SiteConfig  # noqa: E402
 from controller.runtime import webui_data  # noqa: E402
 from controller.runtime.docker import ComposeProject  # noqa: E402
 from controller.runtime.webui_client import WebUI  # noqa: E402

@@ -37,7 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from controller.bench.results import parse_result_text  # noqa: E402
 from controller.bench.settings import bench_argv, bench_settings, parse_levels
 from controller.config.catalog import load_catalog  # noqa: E402
-from controller.config.settings import SiteConfig, load_settings  # noqa: E402
+from controller.config.settings import load_settings
+from controller.config.site import SiteConfig  # noqa: E402
 from tests.integration import harness  # noqa: E402
 
 # `vllm bench serve ARGS`, as in vllm/entrypoints/cli/benchmark/serve.py.

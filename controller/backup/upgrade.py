@@ -23,8 +23,9 @@ from controller.backup.create import create_backup
 from controller.backup.manifest import newer_than_image
 from controller.backup.restore import put_back_file
 from controller.config.backups import backup_dir, backup_name
+from controller.config.env_values import collect_values
 from controller.config.envfile import write_env_values
-from controller.config.settings import Settings, collect_values, parse_settings, read_settings
+from controller.config.settings import Settings, parse_settings, read_settings
 from controller.errors import InputError, NotReady, PreflightError, SettingsError, StartupFailed
 from controller.journal import elapsed
 from controller.lifecycle.stack import Stack

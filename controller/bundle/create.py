@@ -30,7 +30,8 @@ from controller.bundle.format import (
 from controller.bundle.writer import writer_for
 from controller.config.catalog import Catalog
 from controller.config.profile import Profile
-from controller.config.settings import Settings, SiteConfig, read_settings
+from controller.config.settings import Settings, read_settings
+from controller.config.site import SiteConfig
 from controller.errors import InputError
 from controller.operator_ui import OperatorUI, human_size
 from controller.runtime import hf_cache

@@ -30,7 +30,8 @@ from controller.bundle.format import (
 )
 from controller.bundle.reader import open_bundle
 from controller.config.catalog import load_catalog_text
-from controller.config.settings import Settings, SiteConfig, read_settings
+from controller.config.settings import Settings, read_settings
+from controller.config.site import SiteConfig
 from controller.errors import CatalogError, InputError, RuntimeFailure
 from controller.files import MAX_INPUT_BYTES, decode_utf8
 from controller.operator_ui import OperatorUI, human_size
@@ -90,8 +91,8 @@ def plan_load(manifest: Manifest, catalog: bytes | None, site: SiteConfig, setti
     """What of the bundle this machine lacks; refuses (InputError) what loading would overwrite."""
     from docker.errors import ImageNotFound
 
+    from controller.config.env_values import merged_values
     from controller.config.envfile import stage_env_values
-    from controller.config.settings import merged_values
 
     images = []
     for entry in manifest.images:

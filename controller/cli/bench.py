@@ -15,7 +15,7 @@ from controller.errors import InputError
 
 if TYPE_CHECKING:
     from controller.bench.results import BenchRun
-    from controller.config.settings import SiteConfig
+    from controller.config.site import SiteConfig
 
 MAX_RUN_BYTES = 16 * 1024 * 1024
 

@@ -16,7 +16,7 @@ from controller.errors import InputError
 
 if TYPE_CHECKING:
     from controller.config.catalog import Catalog
-    from controller.config.settings import SiteConfig
+    from controller.config.site import SiteConfig
     from controller.lifecycle.stack import Stack
 
 T = TypeVar("T")
@@ -48,7 +48,7 @@ def context(ctx: typer.Context) -> Context:
 def resolve_catalog(option: Path | None, site: SiteConfig) -> Path | None:
     """--catalog, else CONTROLLER_CATALOG from .env (relative to the project directory)."""
     from controller.config.env_keys import CONTROLLER_CATALOG
-    from controller.config.settings import merged_values
+    from controller.config.env_values import merged_values
 
     if option is not None:
         return option
@@ -64,7 +64,7 @@ def resolve_catalog(option: Path | None, site: SiteConfig) -> Path | None:
 
 def warn_unknown_env_keys(site: SiteConfig) -> None:
     """Every command reads .env: a misspelled key stops it (SettingsError), an unknown one is a warning."""
-    from controller.config.settings import env_key_warnings
+    from controller.config.env_values import env_key_warnings
 
     warnings = env_key_warnings(site.env_file)
     if warnings:
@@ -118,7 +118,7 @@ ForceOption = Annotated[bool, typer.Option("--force", help="Start even when the 
 def make_stack(ctx: typer.Context, *, quiet: bool = False, load_timeout_s: float | None = None,
                lock_timeout_s: float = 600.0, force: bool = False) -> Stack:  # fmt: skip
     from controller.cli.console import ConsoleReporter
-    from controller.config.settings import merged_values
+    from controller.config.env_values import merged_values
     from controller.lifecycle.prepare import Options
     from controller.lifecycle.stack import Stack
     from controller.phases import WEIGHTS_LOAD, Deadlines

@@ -13,7 +13,7 @@ from controller.cli.output import emit
 
 if TYPE_CHECKING:
     from controller.config.catalog import Catalog
-    from controller.config.settings import SiteConfig
+    from controller.config.site import SiteConfig
 
 # The model `make up` starts when none is named.
 DEFAULT_MODEL = "deepseek-1.5b"

@@ -52,7 +52,7 @@ def main_options(
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
 ) -> None:
-    from controller.config.settings import SiteConfig
+    from controller.config.site import SiteConfig
 
     global _debug
     _debug = debug

@@ -14,7 +14,7 @@ from controller.errors import InputError
 
 if TYPE_CHECKING:
     from controller.config.catalog import Catalog
-    from controller.config.settings import SiteConfig
+    from controller.config.site import SiteConfig
 
 
 def gpu_memory_option(text: str) -> float:
@@ -35,8 +35,8 @@ def _detect_gpus() -> list:
 def run_plan(site: SiteConfig, catalog: Catalog, model: str, *, gpu_memory: str | None, max_model_len: int | None,
              utilization: float | None, vllm_version: str | None, explain: bool, as_json: bool) -> bool:  # fmt: skip
     """Plan and print; True when the model fits. Bad input is an InputError before any detection."""
+    from controller.config.env_values import gpu_memory_setting
     from controller.config.local_model import local_weights_bytes
-    from controller.config.settings import gpu_memory_setting
     from controller.planner.fit import plan
     from controller.planner.gpu_memory import resolve_gpu_memory
     from controller.planner.vllm_versions import parse_version

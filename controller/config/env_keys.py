@@ -1,9 +1,11 @@
 """The `.env` keys read outside the Settings model, named once, and the check of a file's keys.
 
-The settings model (controller.config.settings) names its own keys; together with these they are
-every key the controller reads (`known_env_keys` there). A key in `.env` that is none of them is a
-typo or a note: a near miss of a known key (`OFFLNE`, `K8S_NAMESPACES`, `offline`) is an error
-naming the key it resembles, anything else a warning, since it is silently ignored otherwise.
+The settings model's keys are listed here too (SETTINGS_KEYS, held equal to the model's aliases by
+tests/unit/test_settings.py), so that commands that never validate settings need not load it;
+together with the others they are every key the controller reads (env_values.KNOWN_KEYS). A key
+in `.env` that is none of them is a typo or a note: a near miss of a known key (`OFFLNE`,
+`K8S_NAMESPACES`, `offline`) is an error naming the key it resembles, anything else a warning,
+since it is silently ignored otherwise.
 """
 
 from __future__ import annotations
@@ -16,6 +18,14 @@ from controller.config.envfile import EnvEntry
 from controller.errors import SettingsError
 from controller.phases import PHASES
 
+# The aliases of controller.config.settings.Settings, in its order.
+SETTINGS_KEYS = (
+    "WEBUI_PORT", "WEBUI_BIND_ADDRESS", "WEBUI_ADMIN_EMAIL", "WEBUI_ADMIN_NAME", "WEBUI_ADMIN_PASSWORD",
+    "WEBUI_SECRET_KEY", "VLLM_API_KEY", "HF_TOKEN", "HF_CACHE_DIR", "VLLM_IMAGE", "VLLM_CPU_IMAGE", "WEBUI_IMAGE",
+    "GPU_DEVICES", "GPU_MEMORY_GIB", "COMPOSE_PROJECT_NAME", "VLLM_HOST_PORT", "OFFLINE",
+)  # fmt: skip
+# The secrets among them: never shown in a message, and single-quoted in .env when they hold a `$`.
+SECRET_KEYS = frozenset({"WEBUI_ADMIN_PASSWORD", "WEBUI_SECRET_KEY", "VLLM_API_KEY", "HF_TOKEN"})
 CONTROLLER_CATALOG = "CONTROLLER_CATALOG"
 SWITCH_STRATEGY = "SWITCH_STRATEGY"
 SWITCH_RESERVE_GIB = "SWITCH_RESERVE_GIB"

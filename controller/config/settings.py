@@ -6,10 +6,9 @@ only; `store_generated_secrets` is the one write, done by the caller once every 
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -24,8 +23,10 @@ from pydantic import (
     field_validator,
 )
 
-from controller.config.env_keys import OTHER_KEYS, unknown_keys
-from controller.config.envfile import read_env_entries, stage_env_values, write_env_values
+from controller.config.env_keys import SECRET_KEYS
+from controller.config.env_values import collect_values
+from controller.config.envfile import stage_env_values, write_env_values
+from controller.config.site import SiteConfig
 from controller.config.values import (
     ImageReference,
     Key,
@@ -61,10 +62,6 @@ GENERATED_SECRETS = {
     "WEBUI_SECRET_KEY": _secret,
     "VLLM_API_KEY": _secret,
 }
-SECRET_KEYS = frozenset(GENERATED_SECRETS) | {"HF_TOKEN"}
-# Docker Compose reads these from .env itself (the rendered file says ${VAR}); it expands `$` in
-# unquoted and double-quoted values, so they must be single-quoted when they hold one.
-COMPOSE_READS = SECRET_KEYS
 
 
 class Settings(BaseModel):
@@ -153,84 +150,6 @@ class Settings(BaseModel):
             return f"http://localhost:{self.webui_port}"
         host = self.webui_bind_address
         return f"http://{f'[{host}]' if ':' in host else host}:{self.webui_port}"
-
-
-# Every key the controller reads from .env: the settings' own, and those read elsewhere (env_keys).
-KNOWN_KEYS = frozenset(f.alias for f in Settings.model_fields.values() if f.alias) | OTHER_KEYS
-
-
-class SiteConfig(BaseModel):
-    """Where the site's files are: the checkout root, its .env, and the rendered compose dir."""
-
-    model_config = ConfigDict(frozen=True)
-
-    root: Path
-    env_file: Path
-
-    @property
-    def compose_dir(self) -> Path:
-        return self.root / "compose"
-
-    @property
-    def compose_file(self) -> Path:
-        return self.compose_dir / "docker-compose.yml"
-
-    @property
-    def state_dir(self) -> Path:
-        return self.root / ".controller"
-
-
-@dataclass(frozen=True)
-class SettingValues:
-    """Raw setting values and where each one came from, for messages that name the source."""
-
-    values: dict[str, str]
-    sources: dict[str, str] = field(default_factory=dict)
-    # Warnings: keys of the file that the controller does not read (env_keys.unknown_keys).
-    unknown: tuple[str, ...] = ()
-
-
-def collect_values(env_file: Path, environ: dict[str, str] | None = None) -> SettingValues:
-    environ = os.environ if environ is None else environ
-    values: dict[str, str] = {}
-    sources: dict[str, str] = {}
-    entries = read_env_entries(env_file)
-    unknown = unknown_keys(env_file, entries, KNOWN_KEYS)
-    for key, entry in entries.items():
-        values[key] = entry.value
-        sources[key] = f"{env_file} line {entry.line}"
-        if key in COMPOSE_READS and "$" in entry.value and not entry.single_quoted:
-            raise SettingsError(
-                f"settings file {env_file} line {entry.line}: {key} holds a '$' outside single quotes",
-                hint=f"write it as {key}='...': Docker Compose would expand the '$' and use another value",
-            )
-    for model_field in Settings.model_fields.values():
-        if model_field.alias in environ:
-            values[model_field.alias] = environ[model_field.alias]
-            sources[model_field.alias] = f"the environment variable {model_field.alias}"
-    return SettingValues(values, sources, unknown)
-
-
-def env_key_warnings(env_file: Path) -> tuple[str, ...]:
-    """One warning per key of the file the controller does not read; a near miss raises SettingsError."""
-    return collect_values(env_file, {}).unknown
-
-
-def merged_values(env_file: Path, environ: dict[str, str] | None = None) -> dict[str, str]:
-    return collect_values(env_file, environ).values
-
-
-def gpu_memory_setting(env_file: Path) -> float | None:
-    """GPU_MEMORY_GIB without the secrets (for `plan`, which must not generate any)."""
-    collected = collect_values(env_file)
-    value = collected.values.get("GPU_MEMORY_GIB")
-    if not value:
-        return None
-    try:
-        return parse_memory_gib(value)
-    except ValueError as exc:
-        source = collected.sources.get("GPU_MEMORY_GIB", str(env_file))
-        raise SettingsError(f"{source}: GPU_MEMORY_GIB={value!r}: {exc}") from None
 
 
 def parse_settings(values: dict[str, str], origin: str, sources: dict[str, str] | None = None) -> Settings:

@@ -147,7 +147,7 @@ KEYS = K8S_KEYS
 
 def k8s_values(env_file: Path, environ: Mapping[str, str] | None = None) -> tuple[dict[str, str], dict[str, str]]:
     """The raw K8S_* values and where each came from: `.env`, then the environment over it."""
-    from controller.config.settings import collect_values
+    from controller.config.env_values import collect_values
 
     environ = os.environ if environ is None else environ
     # controller.config.settings overlays only its own keys from the environment; these are overlaid here.

@@ -9,8 +9,10 @@ import shutil
 from pathlib import Path
 
 from controller.config.backups import backup_dir, newest_backup
+from controller.config.env_values import collect_values
 from controller.config.profile import Profile
-from controller.config.settings import GENERATED_SECRETS, Settings, SiteConfig, collect_values, read_settings
+from controller.config.settings import GENERATED_SECRETS, Settings, read_settings
+from controller.config.site import SiteConfig
 from controller.deploy.spec import build_spec
 from controller.doctor.records import (
     BackupFacts,

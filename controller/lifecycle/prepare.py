@@ -11,7 +11,8 @@ from controller.config.catalog import Catalog
 from controller.config.local_model import check_local_model, local_weights_bytes
 from controller.config.lora import check_adapters
 from controller.config.profile import Profile
-from controller.config.settings import LoadedSettings, Settings, SiteConfig, read_settings
+from controller.config.settings import LoadedSettings, Settings, read_settings
+from controller.config.site import SiteConfig
 from controller.deploy.compose_file import render_spec
 from controller.deploy.spec import ServingSpec, build_spec
 from controller.errors import PreflightError

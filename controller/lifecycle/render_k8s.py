@@ -14,15 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from controller.config.catalog import Catalog
+from controller.config.env_values import merged_values
 from controller.config.profile import Profile
-from controller.config.settings import (
-    LoadedSettings,
-    Settings,
-    SiteConfig,
-    merged_values,
-    read_settings,
-    store_generated_secrets,
-)
+from controller.config.settings import LoadedSettings, Settings, read_settings, store_generated_secrets
+from controller.config.site import SiteConfig
 from controller.deploy import k8s_objects as objects
 from controller.deploy.k8s_manifests import (
     MANIFEST_FILES,

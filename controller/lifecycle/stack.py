@@ -13,7 +13,8 @@ from collections.abc import Callable
 
 from controller.config.catalog import Catalog
 from controller.config.profile import Profile
-from controller.config.settings import Settings, SiteConfig, read_settings, store_generated_secrets
+from controller.config.settings import Settings, read_settings, store_generated_secrets
+from controller.config.site import SiteConfig
 from controller.deploy.spec import SLOTS
 from controller.errors import ControllerError, PreflightError, StartupFailed
 from controller.journal import Deployment, Event, Journal, JournalStore, Pending, now_iso

@@ -11,7 +11,8 @@ from __future__ import annotations
 import time
 from functools import cached_property
 
-from controller.config.settings import Settings, SiteConfig
+from controller.config.settings import Settings
+from controller.config.site import SiteConfig
 from controller.deploy.spec import PROFILE_LABEL, SLOTS, VLLM_PORT
 from controller.errors import CommandError, NotReady, PreflightError, RuntimeFailure, StartupFailed
 from controller.files import write_atomic

@@ -14,7 +14,7 @@ import yaml
 
 from controller.bundle.format import IMAGES_MEMBER, read_chunks
 from controller.bundle.reader import open_bundle
-from controller.config.settings import SiteConfig
+from controller.config.site import SiteConfig
 from tests.integration import harness
 from tests.unit._support import make_hub_cache
 
@@ -53,7 +53,8 @@ class OfflineSite:
         return SiteConfig(root=self.root, env_file=self.root / ".env")
 
     def settings(self):
-        from controller.config.settings import SiteConfig, load_settings
+        from controller.config.settings import load_settings
+        from controller.config.site import SiteConfig
 
         return load_settings(SiteConfig(root=self.root, env_file=self.root / ".env"), generate=False)
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import docker
 
-from controller.config.settings import SiteConfig, load_settings
+from controller.config.settings import load_settings
+from controller.config.site import SiteConfig
 
 REPO = Path(__file__).resolve().parents[2]
 TEST_CATALOG = REPO / "tests" / "catalog" / "tiny.yaml"

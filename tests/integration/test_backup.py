@@ -22,7 +22,7 @@ from controller.backup.archive import read_manifest
 from controller.backup.crypto import decrypt_to
 from controller.backup.manifest import ENV_FILE
 from controller.config.envfile import write_env_values
-from controller.config.settings import SiteConfig
+from controller.config.site import SiteConfig
 from controller.runtime.webui_client import WebUI
 from tests.integration import harness
 from tests.integration.webui_api import admin_session, chat_title, create_chat

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from controller.config.catalog import load_catalog
-from controller.config.settings import SiteConfig, load_settings
+from controller.config.settings import load_settings
+from controller.config.site import SiteConfig
 from controller.deploy.compose_file import render_compose
 from controller.runtime.docker import ComposeProject
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.config.settings import SiteConfig, load_settings
+from controller.config.settings import load_settings
+from controller.config.site import SiteConfig
 from controller.doctor.facts import gpu_container_facts
 from controller.doctor.gpu_checks import check_gpu_container
 from controller.doctor.records import ImageFacts

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from controller.config.settings import SiteConfig
+from controller.config.site import SiteConfig
 from controller.deploy.spec import PROFILE_LABEL
 from controller.errors import NotReady
 from controller.journal import JournalStore

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from controller.config.catalog import load_catalog
-from controller.config.settings import SiteConfig
+from controller.config.site import SiteConfig
 from controller.lifecycle.render_k8s import render_k8s
 from tests.unit._support import BUILTIN_NAMES, TINY_ARCH, write_catalog
 

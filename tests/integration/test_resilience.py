@@ -23,8 +23,9 @@ from pathlib import Path
 
 import pytest
 
+from controller.config.env_keys import SECRET_KEYS
 from controller.config.envfile import read_env_file
-from controller.config.settings import SECRET_KEYS, SiteConfig
+from controller.config.site import SiteConfig
 from controller.errors import NotReady
 from controller.journal import JournalStore
 from controller.phases import wait_for

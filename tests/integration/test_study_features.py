@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from controller.config.settings import SiteConfig, load_settings
+from controller.config.settings import load_settings
+from controller.config.site import SiteConfig
 from controller.runtime.webui_client import WebUI
 from tests.integration import harness
 from tests.integration import webui_page as ui

@@ -25,7 +25,7 @@ from controller.bundle.format import (
     model_member,
 )
 from controller.bundle.writer import writer_for
-from controller.config.settings import SiteConfig
+from controller.config.site import SiteConfig
 from tests.unit._support import CPU_PROFILE
 from tests.unit.cli_support import collapse_whitespace, run_cli
 

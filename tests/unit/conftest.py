@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller.config.settings import SiteConfig
+from controller.config.site import SiteConfig
 from tests.unit.bad_input_harness import Project
 from tests.unit.fakes import FakeTarget
 

@@ -4,7 +4,7 @@ CPU profiles, and its journal read back. The `site` and `target` fixtures are in
 from __future__ import annotations
 
 from controller.config.catalog import load_catalog
-from controller.config.settings import SiteConfig
+from controller.config.site import SiteConfig
 from controller.journal import Journal, JournalStore
 from controller.lifecycle.prepare import Options
 from controller.lifecycle.stack import Stack

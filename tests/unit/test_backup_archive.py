@@ -216,7 +216,7 @@ def test_doctor_warns_without_a_backup_of_the_last_day(facts, status, words):
 
 def test_restore_refuses_a_disk_without_room_for_its_staging_and_writes_nothing(backup, tmp_path, monkeypatch):
     from controller.backup.restore import restore_backup
-    from controller.config.settings import SiteConfig
+    from controller.config.site import SiteConfig
     from controller.lifecycle.stack import Stack
     from controller.operator_ui import OperatorUI
 

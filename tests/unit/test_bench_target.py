@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from controller.bench.settings import BenchSettings, bench_argv
-from controller.config.settings import SiteConfig
+from controller.config.site import SiteConfig
 from controller.errors import CommandError, RuntimeFailure
 from controller.runtime import bench_exec
 from controller.runtime.bench_exec import LAUNCHER

@@ -14,7 +14,7 @@ import pytest
 from controller.bundle.format import FORMAT_VERSION, IMAGES_MEMBER, MANIFEST_NAME, model_member, verify_bundle
 from controller.bundle.load import load_bundle
 from controller.bundle.reader import open_bundle
-from controller.config.settings import SiteConfig
+from controller.config.site import SiteConfig
 from controller.errors import InputError
 from controller.operator_ui import OperatorUI
 from controller.runtime import hf_cache

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from controller.bundle.load import load_bundle
-from controller.config.settings import SiteConfig
+from controller.config.site import SiteConfig
 from controller.errors import WriteFailed
 from controller.operator_ui import OperatorUI
 from controller.runtime import hf_cache

@@ -24,7 +24,9 @@ from hypothesis import strategies as st
 
 from controller.bundle.format import MANIFEST_NAME
 from controller.bundle.load import LOADED_CATALOG_NAME, load_bundle
-from controller.config.settings import SiteConfig, merged_values, read_settings
+from controller.config.env_values import merged_values
+from controller.config.settings import read_settings
+from controller.config.site import SiteConfig
 from controller.errors import InputError
 from controller.operator_ui import OperatorUI
 from controller.runtime import hf_cache

@@ -11,7 +11,7 @@ import pytest
 
 from controller.cli.doctor import DEFAULT_MODEL, default_model
 from controller.config.catalog import build_profile, load_catalog
-from controller.config.settings import SiteConfig
+from controller.config.site import SiteConfig
 from controller.doctor.checks import as_dict, diagnose, failed
 from controller.doctor.host_checks import offline_checks
 from controller.doctor.records import (
@@ -331,7 +331,7 @@ def test_offline_checks_need_images_and_cached_weights():
 
 
 def test_offline_setting_reaches_the_checks(tmp_path):
-    from controller.config.settings import SiteConfig
+    from controller.config.site import SiteConfig
     from controller.doctor.facts import env_facts, model_in_cache
 
     env = tmp_path / ".env"

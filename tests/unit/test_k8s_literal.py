@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from controller.config.catalog import load_catalog
-from controller.config.settings import SiteConfig
+from controller.config.site import SiteConfig
 from controller.deploy.compose_file import render_compose
 from controller.deploy.k8s_manifests import render_manifests
 from controller.deploy.k8s_settings import K8sSettings, parse_k8s_settings

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from controller.config.catalog import load_catalog
-from controller.config.settings import SiteConfig
+from controller.config.site import SiteConfig
 from controller.deploy.k8s_settings import K8sSettings
 from controller.errors import ControllerError, InputError
 from controller.lifecycle.render_k8s import render_k8s

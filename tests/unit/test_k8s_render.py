@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from controller.config.catalog import load_catalog
-from controller.config.settings import SiteConfig
+from controller.config.site import SiteConfig
 from controller.deploy.compose_file import render_compose
 from controller.deploy.k8s_manifests import SECRET_ENV_FILE, gpu_count, render_manifests
 from controller.deploy.k8s_settings import K8sSettings, load_k8s_settings, parse_k8s_settings

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from controller.config.catalog import load_catalog
-from controller.config.settings import SiteConfig
+from controller.config.site import SiteConfig
 from controller.deploy.compose_file import render_compose
 from controller.errors import PreflightError
 from controller.journal import JournalStore

@@ -26,8 +26,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from controller.config.catalog import build_profile
+from controller.config.env_values import KNOWN_KEYS, env_key_warnings
 from controller.config.envfile import read_env_file, write_env_values
-from controller.config.settings import KNOWN_KEYS, SiteConfig, env_key_warnings, parse_settings, read_settings
+from controller.config.settings import parse_settings, read_settings
+from controller.config.site import SiteConfig
 from controller.deploy.compose_file import render_compose
 from controller.deploy.spec import vllm_args
 from controller.errors import CatalogError, SettingsError

@@ -5,7 +5,8 @@ import stat
 import pytest
 
 from controller.config.envfile import read_env_entries, read_env_file, write_env_values
-from controller.config.settings import Settings, SiteConfig, load_settings, read_settings, store_generated_secrets
+from controller.config.settings import Settings, load_settings, read_settings, store_generated_secrets
+from controller.config.site import SiteConfig
 from controller.errors import SettingsError
 
 GENERATED = ("WEBUI_ADMIN_PASSWORD", "WEBUI_SECRET_KEY", "VLLM_API_KEY")
@@ -286,10 +287,15 @@ def test_bind_address_is_an_ip_and_gives_a_usable_url(tmp_path, address, url):
 
 def test_known_keys_hold_every_key_each_reader_reads():
     from controller.config import env_keys
-    from controller.config.settings import KNOWN_KEYS
+    from controller.config.env_values import KNOWN_KEYS
+    from controller.config.settings import GENERATED_SECRETS
     from controller.deploy.k8s_settings import KEYS, K8sSettings
     from controller.phases import PHASES
 
+    # The settings' keys are named twice (the model's aliases, and env_keys for the commands that
+    # never load the model): the two lists must be one.
+    assert tuple(f.alias for f in Settings.model_fields.values()) == env_keys.SETTINGS_KEYS
+    assert set(GENERATED_SECRETS) | {"HF_TOKEN"} == env_keys.SECRET_KEYS
     assert {f.alias for f in Settings.model_fields.values()} <= KNOWN_KEYS
     assert {f.alias for f in K8sSettings.model_fields.values()} == set(env_keys.K8S_KEYS) == set(KEYS)
     assert {phase.env_key for phase in PHASES} <= KNOWN_KEYS
@@ -299,7 +305,7 @@ def test_known_keys_hold_every_key_each_reader_reads():
 def test_env_example_holds_only_known_keys():
     from pathlib import Path
 
-    from controller.config.settings import KNOWN_KEYS
+    from controller.config.env_values import KNOWN_KEYS
 
     example = Path(__file__).resolve().parents[2] / ".env.example"
     keys = {line.lstrip("# ").split("=", 1)[0] for line in example.read_text().splitlines() if "=" in line}
@@ -316,7 +322,7 @@ def test_misspelled_key_in_env_is_an_error_naming_file_line_and_known_key(tmp_pa
 
 
 def test_unknown_keys_are_collected_as_warnings_not_errors(tmp_path):
-    from controller.config.settings import env_key_warnings
+    from controller.config.env_values import env_key_warnings
 
     (tmp_path / ".env").write_text("SITE_OWNER=ops\nHF_HOME=/x\nVLLM_API_BASE=http://x\n", encoding="utf-8")
     read_settings(_site(tmp_path))  # no error
