@@ -36,8 +36,19 @@ K8S_KEYS = (
     "K8S_NODE_SELECTOR", "K8S_TOLERATIONS", "K8S_RUNTIME_CLASS", "K8S_INGRESS_HOST", "K8S_INGRESS_CLASS",
     "K8S_INGRESS_TLS_SECRET", "K8S_EXISTING_SECRET", "K8S_LOCAL_MODEL_CLAIM",
 )  # fmt: skip
+# What only monitoring reads (controller.config.monitoring_settings.MonitoringSettings, whose aliases
+# tests/unit/test_settings.py holds equal to these).
+MONITORING_KEYS = (
+    "MONITORING", "PROMETHEUS_IMAGE", "ALERTMANAGER_IMAGE", "BLACKBOX_EXPORTER_IMAGE", "NODE_EXPORTER_IMAGE",
+    "MONITORING_BIND_ADDRESS", "PROMETHEUS_PORT", "ALERTMANAGER_PORT", "PROMETHEUS_RETENTION",
+    "PROMETHEUS_RETENTION_SIZE", "PROMETHEUS_SCRAPE_INTERVAL", "ALERT_DOWN_AFTER", "ALERT_KV_CACHE_PERCENT",
+    "ALERT_QUEUE_SECONDS", "ALERT_TTFT_P95_MS", "ALERT_HF_CACHE_FREE_PERCENT", "ALERT_WEBHOOK_URL", "ALERT_EMAIL_TO",
+    "ALERT_EMAIL_FROM", "ALERT_SMTP_SMARTHOST", "ALERT_GROUP_WAIT", "ALERT_REPEAT_INTERVAL",
+)  # fmt: skip
 DEADLINE_KEYS = tuple(phase.env_key for phase in PHASES)
-OTHER_KEYS = frozenset({CONTROLLER_CATALOG, SWITCH_STRATEGY, SWITCH_RESERVE_GIB, *K8S_KEYS, *DEADLINE_KEYS})
+OTHER_KEYS = frozenset(
+    {CONTROLLER_CATALOG, SWITCH_STRATEGY, SWITCH_RESERVE_GIB, *K8S_KEYS, *MONITORING_KEYS, *DEADLINE_KEYS}
+)
 
 # difflib's similarity ratio above which an unknown key is taken for a typo of a known one: one
 # wrong, missing or swapped letter in the shortest key (OFFLINE, 7 letters) is 0.857; unrelated

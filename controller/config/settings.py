@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
@@ -26,6 +26,7 @@ from pydantic import (
 from controller.config.env_keys import SECRET_KEYS
 from controller.config.env_values import collect_values
 from controller.config.envfile import stage_env_values, write_env_values
+from controller.config.monitoring_settings import MonitoringSettings, load_monitoring_settings
 from controller.config.site import SiteConfig
 from controller.config.values import (
     ImageReference,
@@ -181,6 +182,7 @@ class LoadedSettings:
 
     settings: Settings
     pending_secrets: dict[str, str]
+    monitoring: MonitoringSettings = field(default_factory=MonitoringSettings)
 
 
 def read_settings(site: SiteConfig, environ: dict[str, str] | None = None) -> LoadedSettings:
@@ -188,11 +190,12 @@ def read_settings(site: SiteConfig, environ: dict[str, str] | None = None) -> Lo
     collected = collect_values(site.env_file, environ)
     missing = {key: make() for key, make in GENERATED_SECRETS.items() if not collected.values.get(key)}
     settings = parse_settings({**collected.values, **missing}, str(site.env_file), collected.sources)
+    monitoring = load_monitoring_settings(site.env_file, environ)
     if missing:
         # Staged now, written by store_generated_secrets: a .env that cannot take them stops here,
         # before anything (the lock, the rendered files) is written.
         stage_env_values(site.env_file, missing, overwrite=False)
-    return LoadedSettings(settings, missing)
+    return LoadedSettings(settings, missing, monitoring)
 
 
 def store_generated_secrets(site: SiteConfig, loaded: LoadedSettings) -> list[str]:

@@ -32,6 +32,14 @@ def _port_mapping(address: str, host_port: int, container_port: int) -> str:
     return f"{host}:{host_port}:{container_port}"
 
 
+def _monitoring_port(spec: ServingSpec, service: str) -> str | None:
+    monitoring = spec.monitoring
+    if monitoring is None:
+        return None
+    host_port, port = getattr(monitoring, f"{service}_host_port"), getattr(monitoring, f"{service}_port")
+    return _port_mapping(monitoring.bind_address, host_port, port)
+
+
 def render_context(spec: ServingSpec) -> dict:
     """The template's variables: the spec's fields, plus what only Compose spells (port mappings,
     healthcheck commands, labels as a mapping)."""
@@ -43,6 +51,8 @@ def render_context(spec: ServingSpec) -> dict:
             _port_mapping("127.0.0.1", spec.vllm_host_port, spec.vllm_port) if spec.vllm_host_port else None
         ),
         vllm_healthcheck=_healthcheck(spec.vllm_port, spec.health_path),
+        prometheus_port_mapping=_monitoring_port(spec, "prometheus"),
+        alertmanager_port_mapping=_monitoring_port(spec, "alertmanager"),
         webui_healthcheck=_healthcheck(spec.webui_port, spec.health_path),
     )
     return context

@@ -7,16 +7,15 @@ names the key and where it was set.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from controller.config.env_keys import K8S_KEYS
-from controller.errors import SettingsError
+from controller.config.keyed_settings import keyed_values, validate_keyed
 
 # RFC 1123 names (namespaces, label values of names) and DNS subdomains (object names, hosts).
 DNS_LABEL = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
@@ -147,35 +146,11 @@ KEYS = K8S_KEYS
 
 def k8s_values(env_file: Path, environ: Mapping[str, str] | None = None) -> tuple[dict[str, str], dict[str, str]]:
     """The raw K8S_* values and where each came from: `.env`, then the environment over it."""
-    from controller.config.env_values import collect_values
-
-    environ = os.environ if environ is None else environ
-    # controller.config.settings overlays only its own keys from the environment; these are overlaid here.
-    collected = collect_values(env_file, {})
-    values = {k: v for k, v in collected.values.items() if k in KEYS}
-    sources = {k: collected.sources.get(k, str(env_file)) for k in values}
-    for key in KEYS:
-        if key in environ:
-            values[key], sources[key] = environ[key], f"the environment variable {key}"
-    return values, sources
+    return keyed_values(KEYS, env_file, environ)
 
 
 def parse_k8s_settings(values: Mapping[str, str], sources: Mapping[str, str], origin: str) -> K8sSettings:
-    try:
-        return K8sSettings.model_validate(dict(values))
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            field = str(err["loc"][0]) if err["loc"] else ""
-            alias = field if field in KEYS else getattr(K8sSettings.model_fields.get(field), "alias", None)
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "string_pattern_mismatch":
-                msg = f"has an invalid format ({msg})"
-            where = f"{sources.get(alias, origin)}: {alias}={ascii(values.get(alias, ''))}" if alias else origin
-            problems.append(f"{where}: {msg}")
-        raise SettingsError(
-            problems[0], details=problems[1:], hint="see `From one box to a cluster` in README.md"
-        ) from None
+    return validate_keyed(K8sSettings, values, sources, origin, hint="see `From one box to a cluster` in README.md")
 
 
 def load_k8s_settings(env_file: Path, environ: Mapping[str, str] | None = None) -> K8sSettings:

@@ -9,8 +9,10 @@ import json
 from dataclasses import dataclass
 
 from controller.config.lora import container_path, local_adapters, max_loras
+from controller.config.monitoring_settings import MonitoringSettings
 from controller.config.profile import Profile
 from controller.config.settings import Settings
+from controller.deploy.monitoring import MonitoringSpec, build_monitoring
 from controller.planner.capability import effective_dtype, effective_quantization
 
 VLLM_PORT = 8000
@@ -136,6 +138,8 @@ class ServingSpec:
     health_path: str = HEALTH_PATH
     # OFFLINE=true: vLLM and Open WebUI are told never to reach Hugging Face.
     offline: bool = False
+    # MONITORING=on: Prometheus, Alertmanager and their exporters beside the stack.
+    monitoring: MonitoringSpec | None = None
 
     @property
     def labels(self) -> dict[str, str]:
@@ -143,7 +147,7 @@ class ServingSpec:
 
 
 def build_spec(profile: Profile, settings: Settings, capability: tuple[int, int] | None = None, *,
-               service: str = SLOTS[0]) -> ServingSpec:  # fmt: skip
+               service: str = SLOTS[0], monitoring: MonitoringSettings | None = None) -> ServingSpec:  # fmt: skip
     local = profile.local_path
     cpu = profile.accelerator == "cpu"
     return ServingSpec(
@@ -170,4 +174,13 @@ def build_spec(profile: Profile, settings: Settings, capability: tuple[int, int]
         admin_name=settings.webui_admin_name,
         vllm_service=service,
         offline=settings.offline,
+        monitoring=build_monitoring(
+            monitoring,
+            vllm_slots=SLOTS,
+            vllm_port=VLLM_PORT,
+            max_num_seqs=profile.seqs,
+            webui_health_url=f"http://webui:{WEBUI_PORT}{HEALTH_PATH}",
+        )  # fmt: skip
+        if monitoring
+        else None,
     )

