@@ -197,12 +197,28 @@ def print_status(result: dict) -> None:
             f"prefix cache: {100 * m['prefix_cache_hit_rate']:.1f}% of prompt tokens hit "
             f"({m.get('prefix_cache_hits', 0):.0f} of {m['prefix_cache_queries']:.0f} since vLLM started)"
         )
+    print_alerts(result)
     backup = result.get("last_backup")
     if backup is None:
         out.print("[yellow]backup:[/] none yet; run `controller backup` (users and chats have no other copy)")
     else:
         out.print(f"backup: {backup['age_s'] / 3600:.1f} h ago ({backup['path']})", highlight=False)
     print_history(result["history"][-5:])
+
+
+def print_alerts(result: dict) -> None:
+    urls = result.get("monitoring")
+    if not urls:
+        return
+    out.print(f"monitoring: Prometheus {urls['prometheus']}, Alertmanager {urls['alertmanager']}", highlight=False)
+    from rich.markup import escape
+
+    alerts = result["alerts"]
+    if alerts is None:
+        out.print("[yellow]alerts:[/] Alertmanager does not answer; run `controller logs alertmanager`")
+    for alert in alerts or []:
+        name, severity, since = (escape(alert[key]) for key in ("name", "severity", "since"))
+        out.print(f"[red]alert {name}[/] ({severity}, since {since}): {escape(alert['summary'])}")
 
 
 def print_plan(name: str, memory: float | None, source: str, result, *, explain: bool = False) -> None:

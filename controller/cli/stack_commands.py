@@ -146,14 +146,23 @@ def history(ctx: typer.Context, as_json: JsonOption = False) -> None:
     emit(events, as_json=as_json, text=lambda e: print_history(e) if e else err.print("no runs recorded yet"))
 
 
+# What MONITORING=on adds (templates/docker-compose.yml.j2).
+MONITORING_SERVICES = ("prometheus", "alertmanager", "blackbox", "node-exporter")
+
+
 def logs(
     ctx: typer.Context,
-    service: Annotated[str | None, typer.Argument(help="vllm or webui (default: both).")] = None,
+    service: Annotated[
+        str | None,
+        typer.Argument(
+            help="vllm or webui (default: both); with MONITORING=on also " + ", ".join(MONITORING_SERVICES) + "."
+        ),
+    ] = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
 ) -> None:
-    """Print the services' logs."""
-    if service not in (None, "vllm", "webui"):
-        raise InputError(f"unknown service '{service}'", hint="use vllm or webui")
+    """Print the services' logs. Where each signal comes from: README.md, `Monitoring and alerts`."""
+    if service not in (None, "vllm", "webui", *MONITORING_SERVICES):
+        raise InputError(f"unknown service '{service}'", hint="use vllm, webui or " + ", ".join(MONITORING_SERVICES))
     make_stack(ctx, quiet=True).logs(service, follow=follow)
 
 

@@ -6,14 +6,17 @@ from __future__ import annotations
 import os
 
 from controller.config.backups import backup_dir, newest_backup
+from controller.config.monitoring_settings import MonitoringSettings
 from controller.config.settings import read_settings
 from controller.errors import DockerUnavailable
 from controller.journal import Pending
 from controller.lifecycle.stack import Stack
+from controller.runtime.alerts import firing_alerts, local_url
 
 
 def stack_status(stack: Stack) -> dict:
-    settings = read_settings(stack.site).settings
+    loaded = read_settings(stack.site)
+    settings, monitoring = loaded.settings, loaded.monitoring
     journal = stack.store.load()
     target = stack.target(settings)
     try:
@@ -38,7 +41,17 @@ def stack_status(stack: Stack) -> dict:
         "pending": _pending_status(journal.pending),
         "history": [vars(event) for event in journal.history[-10:]],
         "last_backup": _last_backup(stack),
+        **_monitoring_status(monitoring),
     }
+
+
+def _monitoring_status(monitoring: MonitoringSettings) -> dict:
+    """Where Prometheus and Alertmanager answer, and the alerts firing now (None: no answer)."""
+    if not monitoring.enabled:
+        return {"monitoring": None, "alerts": []}
+    urls = {"prometheus": local_url(monitoring, monitoring.prometheus_port),
+            "alertmanager": local_url(monitoring, monitoring.alertmanager_port)}  # fmt: skip
+    return {"monitoring": urls, "alerts": firing_alerts(monitoring)}
 
 
 def _last_backup(stack: Stack) -> dict | None:
