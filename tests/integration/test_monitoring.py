@@ -10,12 +10,9 @@ benchmarks/bench_monitoring.py.
 from __future__ import annotations
 
 import json
-import queue
 import re
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -26,50 +23,18 @@ from controller.errors import NotReady
 from controller.phases import wait_for
 from controller.runtime.webui_client import WebUI
 from tests.integration import harness
+from tests.integration.webhook_receiver import WebhookReceiver
 from tests.integration.webui_api import admin_session
 
 # Series a rule reads: vLLM's (vllm:...), the exporters' (node_..., probe_...) and Prometheus' own `up`.
 METRIC = re.compile(r"\b(vllm:[a-z_:]+|node_[a-z_]+|probe_[a-z_]+)")
 
 
-class WebhookReceiver:
-    """Alertmanager's webhook target: an HTTP server on the host that queues each notification."""
-
-    def __init__(self) -> None:
-        self.notifications: queue.Queue[dict] = queue.Queue()
-        received = self.notifications
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                received.put(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("0.0.0.0", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def next_about(self, alert: str, status: str, deadline_s: float) -> dict:
-        """The first notification of `alert` with `status` (firing or resolved); earlier ones are skipped."""
-        end = time.monotonic() + deadline_s
-        while (left := end - time.monotonic()) > 0:
-            try:
-                note = self.notifications.get(timeout=left)
-            except queue.Empty:
-                break
-            if note["status"] == status and any(a["labels"]["alertname"] == alert for a in note["alerts"]):
-                return note
-        pytest.fail(f"no {status} notification of {alert} reached the webhook within {deadline_s:.0f} s")
-
-
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[WebhookReceiver]:
     receiver = WebhookReceiver()
     yield receiver
-    receiver.server.shutdown()
+    receiver.close()
 
 
 @pytest.fixture(scope="module")
@@ -160,6 +125,7 @@ def test_vllm_killed_fires_the_alert_at_the_webhook_and_it_resolves_when_back(mo
     killed = time.monotonic()
     vllm.kill()
     firing = receiver.next_about("VllmDown", "firing", deadline_s=120)
+    assert firing, "no VllmDown alert reached the webhook within 120 s"
     harness.TIMINGS["monitoring: vLLM killed -> alert at the webhook (s, 1 s scrapes, 3 s for)"] = round(
         time.monotonic() - killed, 1
     )
@@ -171,6 +137,6 @@ def test_vllm_killed_fires_the_alert_at_the_webhook_and_it_resolves_when_back(mo
 
     back = site.controller("up", "tiny-a")
     assert back.returncode == 0, back.stderr
-    receiver.next_about("VllmDown", "resolved", deadline_s=120)
+    assert receiver.next_about("VllmDown", "resolved", deadline_s=120), "VllmDown was not resolved within 120 s"
     active = httpx.get(f"{alertmanager}/api/v2/alerts", params={"active": "true"}, timeout=10).json()
     assert "VllmDown" not in [a["labels"]["alertname"] for a in active]
