@@ -55,14 +55,14 @@ def _tests() -> list[dict]:
     disk_labels = ",".join(f'{k}="{v}"' for k, v in disk.items())
     return [
         _case([{"series": 'up{job="vllm",instance="vllm"}', "values": "0x20"}], "VllmDown",
-              _fired("VllmDown", {"job": "vllm", **COMMON})),
-        _case([], "VllmDown", _fired("VllmDown", {"job": "vllm", **COMMON})),  # no vLLM target at all
+              _fired("VllmDown", COMMON)),
+        _case([], "VllmDown", _fired("VllmDown", COMMON)),  # no vLLM target at all
         # a blue-green switch: one slot down, the other serving
         _case([{"series": 'up{job="vllm",instance="vllm"}', "values": "0x20"},
                {"series": 'up{job="vllm",instance="vllm-b"}', "values": "1x20"}], "VllmDown", None),
         _case([{"series": 'up{job="vllm",instance="vllm"}', "values": "1x1 0x20"}], "VllmDown", None, at="2m"),
         _case([{"series": 'probe_success{job="webui",instance="http://webui:8080/health"}', "values": "0x20"}],
-              "OpenWebUIDown", _fired("OpenWebUIDown", {"job": "webui", **COMMON})),
+              "OpenWebUIDown", _fired("OpenWebUIDown", COMMON)),
         _case([{"series": 'probe_success{job="webui",instance="http://webui:8080/health"}', "values": "1x20"}],
               "OpenWebUIDown", None),
         _case([{"series": 'vllm:kv_cache_usage_perc{instance="vllm"}', "values": "0.95x20"}], "KvCacheFull",
