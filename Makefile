@@ -63,7 +63,7 @@ test: install engine ## Unit, real-stack and browser tests
 	$(PYTHON) scripts/build_images.py tiny-model >.cache/build-images.out 2>.cache/build-images.log & \
 	builder=$$!; \
 	$(MAKE) --no-print-directory browser || { kill $$builder; exit 1; }; \
-	$(BIN)/python -m pytest tests -m "not serial" -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder $(PYTEST_REPORT); \
+	$(BIN)/python -m pytest tests/unit tests/integration -m "not serial" -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder $(PYTEST_REPORT); \
 	side_by_side=$$?; \
 	$(BIN)/python -m pytest tests -m serial $(PYTEST_REPORT); alone=$$?; \
 	wait $$builder; \
