@@ -22,6 +22,8 @@ RECORDED_TAGS = {
     "webui": "controller-test/open-webui:a96b40f67068",
     "webui-previous": "controller-test/open-webui-previous:ab79143e0f28",
     "vllm-previous": "controller-test/vllm-cpu-previous:1f6aa2cdd680",
+    # the monitoring image (Debian packages; no old-script tag to keep): its hash today
+    "monitoring": "controller-test/monitoring:a6bdcb9dc570",
 }
 
 PINS = {
