@@ -74,18 +74,13 @@ def main() -> int:
     client = docker.from_env()
     images = harness.images_and_tiny_model()
     receiver = WebhookReceiver()
-    host = client.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
+    host = harness.host_for_containers(client)
     delays: list[float] = []
     with harness.scratch_site(client, images) as (root, project, _port):
         with (root / ".env").open("a") as env:
-            env.write(
-                "MONITORING=on\n"
-                + "".join(f"{key}={images['monitoring']}\n" for key in
-                          ("PROMETHEUS_IMAGE", "ALERTMANAGER_IMAGE", "BLACKBOX_EXPORTER_IMAGE", "NODE_EXPORTER_IMAGE"))
-                + f"PROMETHEUS_PORT={harness.free_port()}\nALERTMANAGER_PORT={harness.free_port()}\n"
-                f"PROMETHEUS_SCRAPE_INTERVAL={args.scrape_interval}\nALERT_DOWN_AFTER={args.down_after}\n"
-                f"ALERT_GROUP_WAIT={args.group_wait}\nALERT_WEBHOOK_URL=http://{host}:{receiver.port}/hook\n"
-            )  # fmt: skip
+            env.write(harness.monitoring_env(images, f"http://{host}:{receiver.port}/hook",
+                                             scrape_interval=args.scrape_interval, down_after=args.down_after,
+                                             group_wait=args.group_wait))  # fmt: skip
         up = harness.controller(root, "up", "tiny-a")
         if up.returncode != 0:
             raise SystemExit(up.stderr)

@@ -139,6 +139,24 @@ def write_site_env(env_file: Path, *, project: str, port: int, images: dict, hf_
     env_file.chmod(0o600)
 
 
+def host_for_containers(client: docker.DockerClient) -> str:
+    """The host as containers reach it: the default bridge's gateway is one of the host's addresses."""
+    return client.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
+
+
+def monitoring_env(images: dict, webhook_url: str, *, scrape_interval: str, down_after: str, group_wait: str) -> str:
+    """The .env lines of MONITORING=on with the monitoring test image for its four services, free
+    ports and alerts sent to `webhook_url`."""
+    image_keys = ("PROMETHEUS_IMAGE", "ALERTMANAGER_IMAGE", "BLACKBOX_EXPORTER_IMAGE", "NODE_EXPORTER_IMAGE")
+    return (
+        "MONITORING=on\n"
+        + "".join(f"{key}={images['monitoring']}\n" for key in image_keys)
+        + f"PROMETHEUS_PORT={free_port()}\nALERTMANAGER_PORT={free_port()}\n"
+        f"PROMETHEUS_SCRAPE_INTERVAL={scrape_interval}\nALERT_DOWN_AFTER={down_after}\n"
+        f"ALERT_GROUP_WAIT={group_wait}\nALERT_WEBHOOK_URL={webhook_url}\n"
+    )
+
+
 @contextmanager
 def scratch_site(client: docker.DockerClient, images: dict) -> Iterator[tuple[Path, str, int]]:
     """A throwaway site directory with its own project name and port; its project is removed after."""

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from controller.config.monitoring_settings import MonitoringSettings
+from controller.config.monitoring_settings import MonitoringSettings, load_monitoring_settings
 from controller.deploy.alert_rules import alert_rules
 from controller.errors import NotReady
 from controller.phases import wait_for
@@ -41,18 +41,12 @@ def receiver() -> Iterator[WebhookReceiver]:
 def monitored(tmp_path_factory, docker_client, images, tiny_model, receiver) -> Iterator[tuple]:
     root = tmp_path_factory.mktemp("monitored")
     site = harness.new_test_site(root, images, "monitoring")
-    # The host as the containers reach it: the default bridge's gateway is one of its addresses.
-    host = docker_client.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
-    prometheus_port, alertmanager_port = harness.free_port(), harness.free_port()
+    host = harness.host_for_containers(docker_client)
     with site.site.env_file.open("a") as env:
-        env.write(
-            "MONITORING=on\n"
-            + "".join(f"{key}={images['monitoring']}\n" for key in
-                      ("PROMETHEUS_IMAGE", "ALERTMANAGER_IMAGE", "BLACKBOX_EXPORTER_IMAGE", "NODE_EXPORTER_IMAGE"))
-            + f"PROMETHEUS_PORT={prometheus_port}\nALERTMANAGER_PORT={alertmanager_port}\n"
-            "PROMETHEUS_SCRAPE_INTERVAL=1s\nALERT_DOWN_AFTER=3s\nALERT_GROUP_WAIT=1s\n"
-            f"ALERT_WEBHOOK_URL=http://{host}:{receiver.port}/hook\n"
-        )  # fmt: skip
+        env.write(harness.monitoring_env(images, f"http://{host}:{receiver.port}/hook", scrape_interval="1s",
+                                         down_after="3s", group_wait="1s"))  # fmt: skip
+    settings = load_monitoring_settings(site.site.env_file)
+    prometheus_port, alertmanager_port = settings.prometheus_port, settings.alertmanager_port
     try:
         up = site.controller("up", "tiny-a")
         assert up.returncode == 0, up.stderr
