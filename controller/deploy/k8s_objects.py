@@ -99,6 +99,11 @@ def _service(spec: ServingSpec, k8s: K8sSettings, component: str, port: int) -> 
     }
 
 
+def _scrape(spec: ServingSpec) -> dict[str, str]:
+    """MONITORING=on: the pod annotations that a cluster's Prometheus (its usual `kubernetes-pods` job) scrapes by."""
+    return {"prometheus.io/scrape": "true", "prometheus.io/port": str(spec.vllm_port), "prometheus.io/path": "/metrics"}
+
+
 def _deployment(spec: ServingSpec, k8s: K8sSettings, component: str, replicas: int, pod: dict) -> dict:
     # One replica gets Recreate: the old pod frees its GPU (or its ReadWriteOnce volume) before the
     # new one asks for it. More replicas roll one at a time and never ask for an extra GPU.
@@ -111,7 +116,7 @@ def _deployment(spec: ServingSpec, k8s: K8sSettings, component: str, replicas: i
     if component == "vllm":
         # What is served, for `kubectl describe` and tools; label values cannot hold a '/'.
         metadata["annotations"] = dict(spec.labels)
-        template_meta["annotations"] = dict(spec.labels)
+        template_meta["annotations"] = dict(spec.labels) | (_scrape(spec) if spec.monitoring else {})
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

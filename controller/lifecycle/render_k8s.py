@@ -115,7 +115,8 @@ def _render(site: SiteConfig, catalog: Catalog, model: str, out_dir: Path) -> _R
     if not k8s.existing_secret:  # an existing Secret may hold the token; the cluster admin knows
         check_gated(profile, settings, site.env_file)
     fit = _check_fit(profile, settings, catalog)
-    spec = build_spec(profile, settings, None)  # the cluster's GPUs are not this machine's
+    # The cluster's GPUs are not this machine's; MONITORING=on annotates vLLM's pods for scraping.
+    spec = build_spec(profile, settings, None, monitoring=loaded.monitoring)
     gpus = gpu_count(spec, profile.tensor_parallel_size)
     files = render_manifests(spec, k8s, load_timeout_s=load_s, gpus=gpus)
     secret_text = None if k8s.existing_secret else secret_env_text(secret_values(settings))

@@ -449,3 +449,18 @@ def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, args, env, message):
     done = _cli(tmp_path, "deepseek-1.5b", *args, **env)
     assert done.returncode == 2 and message in " ".join(done.stderr.split())
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_monitoring_on_annotates_the_vllm_pods_for_a_clusters_prometheus(tmp_path):
+    env = "".join(f"{key}={value}\n" for key, value in DUMMY_SECRETS.items())
+    for monitoring, scraped in (("off", False), ("on", True)):
+        root = tmp_path / monitoring
+        root.mkdir()
+        render_k8s(project(root, env + f"MONITORING={monitoring}\n"), load_catalog(), "deepseek-1.5b", root / "k8s")
+        found = objects({path.name: path.read_text() for path in (root / "k8s").glob("*.yaml")})
+        vllm, webui = (found[("Deployment", name)]["spec"]["template"]["metadata"] for name in ("vllm", "webui"))
+        assert ("prometheus.io/scrape" in vllm["annotations"]) == scraped
+        if scraped:
+            assert (vllm["annotations"]["prometheus.io/port"], vllm["annotations"]["prometheus.io/path"]) == (
+                "8000", "/metrics")  # fmt: skip
+        assert "prometheus.io/scrape" not in webui.get("annotations", {})
