@@ -7,7 +7,13 @@ import json
 import queue
 import threading
 import time
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def _started(alert: dict) -> datetime:
+    # RFC 3339 with nanoseconds and "Z": Python 3.11's fromisoformat reads it (to microseconds).
+    return datetime.fromisoformat(alert["startsAt"])
 
 
 class WebhookReceiver:
@@ -30,16 +36,18 @@ class WebhookReceiver:
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def next_about(self, alert: str, status: str, deadline_s: float) -> dict | None:
+    def next_about(self, alert: str, status: str, deadline_s: float, since: datetime | None = None) -> dict | None:
         """The first notification of `alert` with `status` (firing or resolved) within the deadline,
-        or None; other notifications are skipped."""
+        or None; other notifications are skipped, and so are alerts that started before `since`."""
         end = time.monotonic() + deadline_s
         while (left := end - time.monotonic()) > 0:
             try:
                 note = self.notifications.get(timeout=left)
             except queue.Empty:
                 break
-            if note["status"] == status and any(a["labels"]["alertname"] == alert for a in note["alerts"]):
+            if note["status"] == status and any(
+                a["labels"]["alertname"] == alert and (since is None or _started(a) >= since) for a in note["alerts"]
+            ):
                 return note
         return None
 
