@@ -28,10 +28,10 @@ import docker
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from controller.cli.stack_commands import MONITORING_SERVICES as MONITORING  # noqa: E402
 from tests.integration import harness  # noqa: E402
 from tests.integration.webhook_receiver import WebhookReceiver  # noqa: E402
 
-MONITORING = ("prometheus", "alertmanager", "blackbox", "node-exporter")
 SAMPLES = 10
 
 
