@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from controller.config.monitoring_settings import MonitoringSettings
+from controller.deploy.kv_textfile import LOGGED, METRIC, PLANNED
+from controller.planner.kv_check import KV_CHECK_TOLERANCE
 
 GROUP = "llmstack"
 # Scrape jobs, named once (controller.deploy.monitoring renders them).
@@ -46,8 +48,15 @@ def _p95(histogram: str) -> str:
     return f"histogram_quantile(0.95, sum by (le) (rate({histogram}_bucket[{SUSTAINED}])))"
 
 
+def _kv_difference_percent() -> str:
+    # The textfile's two series differ only in `source`; a model whose start-up logged no figure has none.
+    logged = f'{METRIC}{{source="{LOGGED}"}}'
+    return f'abs({METRIC}{{source="{PLANNED}"}} - ignoring(source) {logged}) * 100 / ignoring(source) {logged}'
+
+
 def alert_rules(settings: MonitoringSettings, *, max_num_seqs: int) -> list[AlertRule]:
     down = settings.down_after
+    tolerance = f"{100 * KV_CHECK_TOLERANCE:g}"
     return [
         AlertRule(
             "VllmDown", f'absent(up{{job="{VLLM_JOB}"}} == 1)', down, "critical",
@@ -92,6 +101,13 @@ def alert_rules(settings: MonitoringSettings, *, max_num_seqs: int) -> list[Aler
             f"The disk that holds the model weights (HF_CACHE_DIR) has {{{{ $value | printf \"%.0f\" }}}}% free, "
             f"below {settings.hf_cache_free_percent:g}%: the next model download may fail. Remove unused "
             "models (`hf cache delete`) or grow the disk.",
+        ),
+        AlertRule(
+            "KvPlanMismatch", f"{_kv_difference_percent()} > {tolerance}", "0s", "warning",
+            "The plan for {{ $labels.model }} is {{ $value | printf \"%.0f\" }}% off the KV cache vLLM logged at "
+            f"start-up (more than {tolerance}%), so its count of full-length chats at once is wrong. "
+            "`controller plan --explain` shows each term; on a shared GPU, other processes' memory comes out of "
+            "the same budget.",
         ),
     ]  # fmt: skip
 

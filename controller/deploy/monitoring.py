@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from controller.config.monitoring_settings import MonitoringSettings
+from controller.config.site import METRICS_DIR_FROM_COMPOSE
 from controller.deploy.alert_rules import HF_CACHE_JOB, HF_CACHE_MOUNT, VLLM_JOB, WEBUI_JOB, rules_document
 from controller.yaml_out import dump_all
 
@@ -26,6 +27,8 @@ PROMETHEUS_DATA = "/prometheus"
 ALERTMANAGER_DATA = "/alertmanager"
 # Open WebUI's probe: the blackbox exporter's module, and the URL it fetches.
 PROBE_MODULE = "http_2xx"
+# Where node-exporter reads the controller's metric files (the site's metrics folder, read-only).
+TEXTFILE_MOUNT = "/textfile"
 
 
 def _yaml(document: dict) -> str:
@@ -114,6 +117,8 @@ class MonitoringSpec:
     prometheus_data: str = PROMETHEUS_DATA
     alertmanager_data: str = ALERTMANAGER_DATA
     hf_cache_mount: str = HF_CACHE_MOUNT
+    textfile_source: str = METRICS_DIR_FROM_COMPOSE
+    textfile_mount: str = TEXTFILE_MOUNT
 
 
 def build_monitoring(settings: MonitoringSettings, *, vllm_slots: tuple[str, ...], vllm_port: int,
@@ -144,9 +149,12 @@ def build_monitoring(settings: MonitoringSettings, *, vllm_slots: tuple[str, ...
         ),
         blackbox_args=(f"--config.file={CONFIG_DIR}/blackbox.yml", f"--web.listen-address=:{BLACKBOX_PORT}"),
         node_exporter_args=(
-            # Only the file systems, read in the container: the HF cache's is mounted at HF_CACHE_MOUNT.
+            # Only the file systems, read in the container (the HF cache's is mounted at HF_CACHE_MOUNT),
+            # and the files the controller writes (the KV-cache check of the last start-up).
             "--collector.disable-defaults",
             "--collector.filesystem",
+            "--collector.textfile",
+            f"--collector.textfile.directory={TEXTFILE_MOUNT}",
             f"--web.listen-address=:{NODE_EXPORTER_PORT}",
         ),
         prometheus_config=prometheus_config(

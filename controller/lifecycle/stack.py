@@ -15,8 +15,11 @@ from controller.config.catalog import Catalog
 from controller.config.profile import Profile
 from controller.config.settings import Settings, read_settings, store_generated_secrets
 from controller.config.site import SiteConfig
+from controller.deploy.kv_textfile import FILE_NAME as KV_TEXTFILE
+from controller.deploy.kv_textfile import kv_textfile
 from controller.deploy.spec import SLOTS
 from controller.errors import ControllerError, PreflightError, StartupFailed
+from controller.files import write_atomic
 from controller.journal import Deployment, Event, Journal, JournalStore, Pending, now_iso
 from controller.lifecycle import prepare as checks
 from controller.lifecycle.prepare import Options, Prepared
@@ -130,6 +133,9 @@ class Stack:
         warning = kv_check_warning(prepared.kv_tokens)
         if warning:
             self.reporter.warn(warning)
+        if prepared.kv_tokens and prepared.loaded.monitoring.enabled:
+            # The same check for Prometheus, where the KvPlanMismatch alert reads it.
+            write_atomic(self.site.metrics_dir / KV_TEXTFILE, kv_textfile(prepared.profile.name, prepared.kv_tokens))
 
     @staticmethod
     def activation(action: str, prepared: Prepared, runner: PhaseRunner, started: str, *, record: bool = True,

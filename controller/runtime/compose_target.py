@@ -15,7 +15,7 @@ from controller.config.settings import Settings
 from controller.config.site import SiteConfig
 from controller.deploy.spec import PROFILE_LABEL, SLOTS, VLLM_PORT
 from controller.errors import CommandError, NotReady, PreflightError, RuntimeFailure, StartupFailed
-from controller.files import write_atomic
+from controller.files import write_atomic, write_failed
 from controller.phases import (
     COMPOSE_UP,
     ENGINE_READY,
@@ -112,6 +112,12 @@ class ComposeTarget:
         return path.read_text(encoding="utf-8") if path.exists() else None
 
     def write(self, text: str) -> bool:
+        # Created here, not by Docker: a bind source Docker creates belongs to root, and the
+        # controller writes its metric files there (MONITORING=on).
+        try:
+            self.site.metrics_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise write_failed(self.site.metrics_dir, exc) from None
         return write_atomic(self.site.compose_file, text)
 
     def pull(self, runner: PhaseRunner, *services: str) -> None:

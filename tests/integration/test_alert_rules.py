@@ -48,6 +48,14 @@ def _fired(name: str, labels: dict, **values: str) -> list[dict]:
 VALUE_0 = '{{ $value | printf "%.0f" }}'
 VALUE_1 = '{{ $value | printf "%.1f" }}'
 INSTANCE = "{{ $labels.instance }}"
+MODEL = "{{ $labels.model }}"
+
+
+def _kv(planned: int | None, logged: int | None) -> list[dict]:
+    """The controller's KV-cache textfile: the plan's and vLLM's figures for one model."""
+    sources = {"plan": planned, "vllm": logged}
+    return [{"series": f'llmstack_kv_cache_tokens{{model="m",source="{source}"}}', "values": f"{tokens}x20"}
+            for source, tokens in sources.items() if tokens is not None]  # fmt: skip
 
 
 def _tests() -> list[dict]:
@@ -87,6 +95,12 @@ def _tests() -> list[dict]:
         _case([{"series": f"node_filesystem_avail_bytes{{{disk_labels}}}", "values": "50x20"},
                {"series": f"node_filesystem_size_bytes{{{disk_labels}}}", "values": "100x20"}], "HfCacheDiskFull",
               None),
+        _case(_kv(1100, 1000), "KvPlanMismatch",
+              _fired("KvPlanMismatch", {"model": "m", **WARNING}, **{MODEL: "m", VALUE_0: "10"})),
+        _case(_kv(900, 1000), "KvPlanMismatch",
+              _fired("KvPlanMismatch", {"model": "m", **WARNING}, **{MODEL: "m", VALUE_0: "10"})),
+        _case(_kv(1030, 1000), "KvPlanMismatch", None),  # within the 5% that `up` accepts
+        _case(_kv(1100, None), "KvPlanMismatch", None),  # vLLM logged no figure: nothing to compare
     ]  # fmt: skip
 
 

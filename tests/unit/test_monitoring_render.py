@@ -86,3 +86,28 @@ def test_alerts_go_to_the_webhook_and_mail_of_the_settings():
     assert receiver["webhook_configs"] == [{"url": "https://hooks.example.com/a?b=$c", "send_resolved": True}]
     assert receiver["email_configs"][0]["smarthost"] == "mail.example.com:25"
     assert alertmanager["route"]["receiver"] == receiver["name"]
+
+
+def test_node_exporter_reads_the_sites_metrics_folder_relative_to_the_compose_file(tmp_path):
+    from controller.config.site import SiteConfig
+
+    services = _compose({"MONITORING": "on"})["services"]
+    textfile = services["node-exporter"]["volumes"][1]
+    site = SiteConfig(tmp_path, tmp_path / ".env")
+    # Compose resolves the source from the compose file's folder: it must land on the site's metrics folder.
+    assert (site.compose_dir / textfile["source"]).resolve() == site.metrics_dir.resolve()
+    assert textfile["read_only"] and f"--collector.textfile.directory={textfile['target']}" in (
+        services["node-exporter"]["command"]
+    )
+
+
+def test_the_kv_textfile_holds_both_figures_with_escaped_labels():
+    from controller.deploy.kv_textfile import kv_textfile
+
+    text = kv_textfile('odd"name\\', {"planned": 1100, "logged": 1000, "difference_pct": 10.0})
+    samples = [line for line in text.splitlines() if not line.startswith("#")]
+    assert samples == [
+        'llmstack_kv_cache_tokens{model="odd\\"name\\\\",source="plan"} 1100',
+        'llmstack_kv_cache_tokens{model="odd\\"name\\\\",source="vllm"} 1000',
+    ]
+    assert text.endswith("\n")
