@@ -11,6 +11,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from controller.config.env_keys import SECRET_KEYS
 from controller.errors import SettingsError
 
 M = TypeVar("M", bound=BaseModel)
@@ -46,6 +47,7 @@ def validate_keyed(model: type[M], values: Mapping[str, str], sources: Mapping[s
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "string_pattern_mismatch":
                 msg = f"has an invalid format ({msg})"
-            where = f"{sources.get(alias, origin)}: {alias}={ascii(values.get(alias, ''))}" if alias else origin
+            shown = "(hidden)" if alias in SECRET_KEYS else ascii(values.get(alias, ""))
+            where = f"{sources.get(alias, origin)}: {alias}={shown}" if alias else origin
             problems.append(f"{where}: {msg}")
         raise SettingsError(problems[0], details=problems[1:], hint=hint) from None

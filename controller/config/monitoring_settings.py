@@ -17,7 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from controller.config.env_keys import MONITORING_KEYS
 from controller.config.keyed_settings import keyed_values, validate_keyed
-from controller.config.values import ImageReference, Port, ip_address, printable
+from controller.config.values import ImageReference, Key, Port, ip_address, printable
 
 # Prometheus' durations, one unit (15d, 90s, 500ms); a sign or a bare number is refused.
 DURATION = r"^[1-9][0-9]{0,5}(ms|s|m|h|d|w|y)$"
@@ -63,7 +63,8 @@ WebhookUrl = Annotated[str, AfterValidator(_webhook_url)]
 class MonitoringSettings(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
-    mode: Literal["off", "on"] = Field("off", alias="MONITORING")
+    # grafana: `on`, and Grafana with the stack's dashboard.
+    mode: Literal["off", "on", "grafana"] = Field("off", alias="MONITORING")
     prometheus_image: ImageReference = Field("prom/prometheus:v2.53.4", alias="PROMETHEUS_IMAGE")
     alertmanager_image: ImageReference = Field("prom/alertmanager:v0.28.1", alias="ALERTMANAGER_IMAGE")
     blackbox_image: ImageReference = Field("prom/blackbox-exporter:v0.25.0", alias="BLACKBOX_EXPORTER_IMAGE")
@@ -88,6 +89,10 @@ class MonitoringSettings(BaseModel):
     # Alertmanager waits this long after a first alert for others of the group, then sends them together.
     group_wait: Duration = Field("30s", alias="ALERT_GROUP_WAIT")
     repeat_interval: Duration = Field("4h", alias="ALERT_REPEAT_INTERVAL")
+    grafana_image: ImageReference = Field("grafana/grafana-oss:11.5.2", alias="GRAFANA_IMAGE")
+    grafana_port: Port = Field(3000, alias="GRAFANA_PORT")
+    # Generated into .env (0600) by the first command that reads MONITORING=grafana; Compose passes it on.
+    grafana_admin_password: Key | None = Field(None, alias="GRAFANA_ADMIN_PASSWORD")
 
     @model_validator(mode="before")
     @classmethod
@@ -107,13 +112,21 @@ class MonitoringSettings(BaseModel):
             )
         if duration_seconds(self.scrape_interval) > 300:
             raise ValueError("PROMETHEUS_SCRAPE_INTERVAL above 5m: Prometheus would see every target as stale")
-        if self.mode == "on" and self.prometheus_port == self.alertmanager_port:
-            raise ValueError("PROMETHEUS_PORT and ALERTMANAGER_PORT are the same port; give each its own")
+        ports = {"PROMETHEUS_PORT": self.prometheus_port, "ALERTMANAGER_PORT": self.alertmanager_port}
+        if self.grafana:
+            ports["GRAFANA_PORT"] = self.grafana_port
+        clashing = [key for key, port in ports.items() if list(ports.values()).count(port) > 1]
+        if self.enabled and clashing:
+            raise ValueError(f"{' and '.join(clashing)} are the same port; give each its own")
         return self
 
     @property
     def enabled(self) -> bool:
         return self.mode != "off"
+
+    @property
+    def grafana(self) -> bool:
+        return self.mode == "grafana"
 
 
 HINT = "see `Monitoring and alerts` in README.md"

@@ -63,6 +63,8 @@ GENERATED_SECRETS = {
     "WEBUI_SECRET_KEY": _secret,
     "VLLM_API_KEY": _secret,
 }
+# Generated like those, only where MONITORING=grafana (the monitoring settings' key).
+GRAFANA_ADMIN_PASSWORD = "GRAFANA_ADMIN_PASSWORD"
 
 
 class Settings(BaseModel):
@@ -191,6 +193,8 @@ def read_settings(site: SiteConfig, environ: dict[str, str] | None = None) -> Lo
     missing = {key: make() for key, make in GENERATED_SECRETS.items() if not collected.values.get(key)}
     settings = parse_settings({**collected.values, **missing}, str(site.env_file), collected.sources)
     monitoring = load_monitoring_settings(site.env_file, environ)
+    if monitoring.grafana and not monitoring.grafana_admin_password:
+        missing[GRAFANA_ADMIN_PASSWORD] = _secret()
     if missing:
         # Staged now, written by store_generated_secrets: a .env that cannot take them stops here,
         # before anything (the lock, the rendered files) is written.

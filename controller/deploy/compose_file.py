@@ -53,6 +53,11 @@ def render_context(spec: ServingSpec) -> dict:
         vllm_healthcheck=_healthcheck(spec.vllm_port, spec.health_path),
         prometheus_port_mapping=_monitoring_port(spec, "prometheus"),
         alertmanager_port_mapping=_monitoring_port(spec, "alertmanager"),
+        grafana_port_mapping=(
+            _port_mapping(spec.monitoring.bind_address, spec.monitoring.grafana.host_port, spec.monitoring.grafana.port)
+            if spec.monitoring and spec.monitoring.grafana
+            else None
+        ),
         webui_healthcheck=_healthcheck(spec.webui_port, spec.health_path),
     )
     return context

@@ -16,12 +16,19 @@ from dataclasses import dataclass
 from controller.config.monitoring_settings import MonitoringSettings
 from controller.config.site import METRICS_DIR_FROM_COMPOSE
 from controller.deploy.alert_rules import HF_CACHE_JOB, HF_CACHE_MOUNT, VLLM_JOB, WEBUI_JOB, rules_document
+from controller.deploy.dashboard import (
+    DASHBOARDS_DIR,
+    dashboard_json,
+    dashboard_provisioning,
+    datasource_provisioning,
+)
 from controller.yaml_out import dump_all
 
 PROMETHEUS_PORT = 9090
 ALERTMANAGER_PORT = 9093
 BLACKBOX_PORT = 9115
 NODE_EXPORTER_PORT = 9100
+GRAFANA_PORT = 3000
 CONFIG_DIR = "/etc/llmstack"
 PROMETHEUS_DATA = "/prometheus"
 ALERTMANAGER_DATA = "/alertmanager"
@@ -119,6 +126,21 @@ class MonitoringSpec:
     hf_cache_mount: str = HF_CACHE_MOUNT
     textfile_source: str = METRICS_DIR_FROM_COMPOSE
     textfile_mount: str = TEXTFILE_MOUNT
+    grafana: GrafanaSpec | None = None
+
+
+@dataclass(frozen=True)
+class GrafanaSpec:
+    """MONITORING=grafana: Grafana with Prometheus as its data source and the stack's dashboard,
+    provisioned read-only; sign-in as `admin` with GRAFANA_ADMIN_PASSWORD from .env."""
+
+    image: str
+    host_port: int
+    datasources: str
+    dashboard_providers: str
+    dashboard: str
+    port: int = GRAFANA_PORT
+    dashboards_dir: str = DASHBOARDS_DIR
 
 
 def build_monitoring(settings: MonitoringSettings, *, vllm_slots: tuple[str, ...], vllm_port: int,
@@ -163,4 +185,13 @@ def build_monitoring(settings: MonitoringSettings, *, vllm_slots: tuple[str, ...
         rules=_yaml(rules_document(settings, max_num_seqs=max_num_seqs)),
         alertmanager_config=alertmanager_config(settings),
         blackbox_config=blackbox_config(),
+        grafana=GrafanaSpec(
+            image=settings.grafana_image,
+            host_port=settings.grafana_port,
+            datasources=_yaml(datasource_provisioning(f"http://prometheus:{PROMETHEUS_PORT}")),
+            dashboard_providers=_yaml(dashboard_provisioning()),
+            dashboard=dashboard_json(),
+        )
+        if settings.grafana
+        else None,
     )

@@ -50,6 +50,7 @@ SECRET_REFERENCES = {
     "WEBUI_SECRET_KEY": "${WEBUI_SECRET_KEY:?set WEBUI_SECRET_KEY in .env}",
     "WEBUI_ADMIN_PASSWORD": "${WEBUI_ADMIN_PASSWORD:?set WEBUI_ADMIN_PASSWORD in .env}",
     "HF_TOKEN": "${HF_TOKEN:-}",
+    "GRAFANA_ADMIN_PASSWORD": "${GRAFANA_ADMIN_PASSWORD:?set GRAFANA_ADMIN_PASSWORD in .env}",
 }
 
 # Its API key once per connection; the one reference besides SECRET_REFERENCES' own.

@@ -26,7 +26,9 @@ BAD = {
     "port_zero": ("PROMETHEUS_PORT", "0"),
     "image_latest": ("PROMETHEUS_IMAGE", "prom/prometheus:latest"),
     "smarthost_no_port": ("ALERT_SMTP_SMARTHOST", "mail.example.com"),
-    "mode_unknown": ("MONITORING", "grafana"),
+    "mode_unknown": ("MONITORING", "prometheus"),
+    "grafana_image_latest": ("GRAFANA_IMAGE", "grafana/grafana-oss:latest"),
+    "grafana_port_high": ("GRAFANA_PORT", "70000"),
 }
 
 
@@ -43,16 +45,17 @@ def test_a_bad_value_from_the_environment_is_blamed_on_it(project: Project):
 
 
 @pytest.mark.parametrize(
-    ("lines", "names"),
+    ("mode", "lines", "names"),
     [
-        ("ALERT_EMAIL_TO=ops@example.com\n", ["ALERT_EMAIL_FROM", "ALERT_SMTP_SMARTHOST"]),
-        ("PROMETHEUS_PORT=9093\n", ["PROMETHEUS_PORT and ALERTMANAGER_PORT are the same port"]),
-        ("PROMETHEUS_SCRAPE_INTERVAL=10m\n", ["PROMETHEUS_SCRAPE_INTERVAL above 5m"]),
+        ("on", "ALERT_EMAIL_TO=ops@example.com\n", ["ALERT_EMAIL_FROM", "ALERT_SMTP_SMARTHOST"]),
+        ("on", "PROMETHEUS_PORT=9093\n", ["PROMETHEUS_PORT and ALERTMANAGER_PORT are the same port"]),
+        ("grafana", "GRAFANA_PORT=9090\n", ["PROMETHEUS_PORT and GRAFANA_PORT are the same port"]),
+        ("on", "PROMETHEUS_SCRAPE_INTERVAL=10m\n", ["PROMETHEUS_SCRAPE_INTERVAL above 5m"]),
     ],
-    ids=["email_incomplete", "same_ports", "scrape_interval_too_long"],
+    ids=["email_incomplete", "same_ports", "grafana_same_port", "scrape_interval_too_long"],
 )
-def test_settings_that_do_not_go_together_are_refused(project: Project, lines, names):
-    project.add_env("MONITORING=on\n" + lines)
+def test_settings_that_do_not_go_together_are_refused(project: Project, mode, lines, names):
+    project.add_env(f"MONITORING={mode}\n" + lines)
     project.refused("render", "deepseek-1.5b", names=names)
 
 

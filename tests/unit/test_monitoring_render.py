@@ -111,3 +111,33 @@ def test_the_kv_textfile_holds_both_figures_with_escaped_labels():
         'llmstack_kv_cache_tokens{model="odd\\"name\\\\",source="vllm"} 1000',
     ]
     assert text.endswith("\n")
+
+
+def test_monitoring_grafana_adds_grafana_with_the_dashboard_and_no_secret_in_the_file():
+    import json
+
+    from controller.deploy.dashboard import DATASOURCE_UID, queries
+
+    compose = _compose({"MONITORING": "grafana", "GRAFANA_PORT": "13000"})
+    grafana = compose["services"]["grafana"]
+    assert set(MONITORED) <= set(compose["services"])
+    assert grafana["ports"] == ["127.0.0.1:13000:3000"]
+    # Compose fills it from .env: the rendered file holds a reference, never the password.
+    assert grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD:?")
+    assert grafana["environment"]["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    (source,) = _config(compose, "grafana-datasources")["datasources"]
+    assert source["uid"] == DATASOURCE_UID and source["url"] == "http://prometheus:9090"
+    board = json.loads(compose["configs"]["grafana-dashboard"]["content"].replace("$$", "$"))
+    assert all(target["datasource"]["uid"] == DATASOURCE_UID for panel in board["panels"] for target in panel["targets"])
+    expressions = queries(board)
+    assert len(expressions) >= 10 and all("vllm:" in expr or "llmstack_" in expr for expr in expressions)
+    titles = " ".join(panel["title"] for panel in board["panels"]).lower()
+    for wanted in ("tokens per second", "first token", "output token", "kv cache", "waiting", "prefix-cache",
+                   "active model"):  # fmt: skip
+        assert wanted in titles, wanted
+    assert board["annotations"]["list"][0]["name"] == "Model switches"
+
+
+def test_monitoring_on_has_no_grafana():
+    compose = _compose({"MONITORING": "on"})
+    assert "grafana" not in compose["services"] and "grafana-dashboard" not in compose["configs"]

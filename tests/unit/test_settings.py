@@ -295,7 +295,7 @@ def test_known_keys_hold_every_key_each_reader_reads():
     # The settings' keys are named twice (the model's aliases, and env_keys for the commands that
     # never load the model): the two lists must be one.
     assert tuple(f.alias for f in Settings.model_fields.values()) == env_keys.SETTINGS_KEYS
-    assert set(GENERATED_SECRETS) | {"HF_TOKEN"} == env_keys.SECRET_KEYS
+    assert set(GENERATED_SECRETS) | {"HF_TOKEN", "GRAFANA_ADMIN_PASSWORD"} == env_keys.SECRET_KEYS
     assert {f.alias for f in Settings.model_fields.values()} <= KNOWN_KEYS
     assert {f.alias for f in K8sSettings.model_fields.values()} == set(env_keys.K8S_KEYS) == set(KEYS)
     assert {phase.env_key for phase in PHASES} <= KNOWN_KEYS
@@ -360,3 +360,24 @@ def test_read_settings_stages_the_secrets_write_and_refuses_an_unwritable_env_be
     site = SiteConfig(root=tmp_path, env_file=env_dir / ".env")
     with pytest.raises(SettingsError, match="env-is-a-file"):
         read_settings(site)
+
+
+def test_grafana_gets_its_admin_password_generated_only_when_it_is_on(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text("MONITORING=on\n", encoding="utf-8")
+    assert "GRAFANA_ADMIN_PASSWORD" not in read_settings(_site(tmp_path), environ={}).pending_secrets
+    env.write_text("MONITORING=grafana\n", encoding="utf-8")
+    load_settings(_site(tmp_path))
+    stored = read_env_file(env)
+    assert len(stored["GRAFANA_ADMIN_PASSWORD"]) >= 32 and _mode(env) == 0o600
+    # Kept: the next command generates nothing.
+    again = read_settings(_site(tmp_path), environ={})
+    assert not again.pending_secrets and again.monitoring.grafana
+
+
+def test_a_short_grafana_password_is_refused_without_showing_it(tmp_path):
+    (tmp_path / ".env").write_text("MONITORING=grafana\nGRAFANA_ADMIN_PASSWORD=hunter2\n", encoding="utf-8")
+    with pytest.raises(SettingsError) as caught:
+        read_settings(_site(tmp_path), environ={})
+    text = _error_text(caught.value)
+    assert "GRAFANA_ADMIN_PASSWORD=(hidden)" in text and "hunter2" not in text
