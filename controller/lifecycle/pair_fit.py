@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from controller.config.profile import Profile
+from controller.deploy.spec import SLOTS
 from controller.errors import PreflightError, RenderError
 from controller.planner.engine import GIB
 from controller.planner.fit import plan
@@ -89,7 +90,8 @@ def decide(requested: str, new: Profile, old: Profile | None, **facts) -> Decisi
 
 
 def vllm_service_of(parsed: dict) -> str:
-    names = [name for name in parsed.get("services", {}) if name != "webui"]
+    # Only the slots: Open WebUI and the monitoring services (MONITORING=on) sit beside it.
+    names = [name for name in parsed.get("services", {}) if name in SLOTS]
     if len(names) != 1:
         raise RenderError(f"expected one vLLM service in a single-instance compose file, found {names}")
     return names[0]

@@ -18,8 +18,9 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from controller.config.monitoring_settings import MonitoringSettings, load_monitoring_settings
+from controller.config.monitoring_settings import MonitoringSettings, duration_seconds, load_monitoring_settings
 from controller.deploy.alert_rules import alert_rules
+from controller.deploy.dashboard import GRAFANA_VARIABLES, dashboard, queries
 from controller.errors import NotReady
 from controller.phases import wait_for
 from controller.runtime.webui_client import WebUI
@@ -27,8 +28,9 @@ from tests.integration import harness
 from tests.integration.webhook_receiver import WebhookReceiver
 from tests.integration.webui_api import admin_session
 
-# Series a rule reads: vLLM's (vllm:...), the exporters' (node_..., probe_...) and Prometheus' own `up`.
-METRIC = re.compile(r"\b(vllm:[a-z_:]+|node_[a-z_]+|probe_[a-z_]+)")
+# Series a rule or the dashboard reads: vLLM's (vllm:...), the exporters' (node_..., probe_...), the
+# controller's KV-cache file (llmstack_...) and Prometheus' own `up`.
+METRIC = re.compile(r"\b(vllm:[a-z_:]+|node_[a-z_]+|probe_[a-z_]+|llmstack_[a-z_]+)")
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +91,43 @@ def test_prometheus_scrapes_every_target_and_the_rules_name_metrics_vllm_exports
     named = {name for rule in alert_rules(MonitoringSettings(), max_num_seqs=1) for name in METRIC.findall(rule.expr)}
     assert named and named <= exported, f"rules name series nobody exports: {sorted(named - exported)}"
 
+    # Prometheus read the rules as rendered: `$labels` went through Compose literally.
+    groups = httpx.get(f"{prometheus}/api/v1/rules", timeout=10).json()["data"]["groups"]
+    loaded = {rule["name"]: rule["annotations"]["summary"] for group in groups for rule in group["rules"]}
+    rendered = {rule.name: rule.summary for rule in alert_rules(load_monitoring_settings(site.site.env_file),
+                                                                 max_num_seqs=1)}  # fmt: skip
+    for name, template in (("HfCacheDiskFull", "{{ $value"), ("KvPlanMismatch", "{{ $labels.model }}")):
+        assert loaded[name] == rendered[name] and template in loaded[name]
+
+
+def test_the_kv_cache_check_of_up_reaches_prometheus(monitored):
+    site, prometheus, _ = monitored
+    journal = json.loads((site.site.state_dir / "journal.json").read_text())
+    check = journal["active"]["kv_tokens"]
+    assert check and check["logged"] > 0, journal["active"]
+
+    def both() -> dict:
+        found = {s["metric"]["source"]: int(s["value"][1]) for s in _query(prometheus, "llmstack_kv_cache_tokens")}
+        if len(found) < 2:
+            raise NotReady(f"KV-cache series so far: {found}")
+        return found
+
+    found = wait_for("the KV-cache figures scraped", both, deadline_s=60)
+    assert found == {"plan": check["planned"], "vllm": check["logged"]}
+
+
+def test_every_dashboard_query_runs_on_the_real_prometheus_and_names_exported_series(monitored):
+    site, prometheus, _ = monitored
+    with WebUI(site.url) as webui:  # a chat, so that the histograms and counters have samples
+        assert webui.chat(admin_session(site, webui).token, "tiny-a", "hi", max_tokens=2, as_ui=True)
+    exported = set(httpx.get(f"{prometheus}/api/v1/label/__name__/values", timeout=10).json()["data"])
+    for expr in queries(dashboard()):
+        for variable, value in GRAFANA_VARIABLES.items():
+            expr = expr.replace(variable, value)
+        _query(prometheus, expr)  # asserts that Prometheus parsed and ran it
+        names = set(METRIC.findall(expr))
+        assert names and names <= exported, f"{expr}: names series nobody exports: {sorted(names - exported)}"
+
 
 def test_a_chat_raises_vllm_request_counter(monitored):
     site, prometheus, _ = monitored
@@ -138,3 +177,52 @@ def test_vllm_killed_fires_the_alert_at_the_webhook_and_it_resolves_when_back(mo
     assert resolved, "VllmDown was not resolved within 120 s"
     active = httpx.get(f"{alertmanager}/api/v2/alerts", params={"active": "true"}, timeout=10).json()
     assert "VllmDown" not in [a["labels"]["alertname"] for a in active]
+
+
+def _prometheus_time(prometheus: str) -> float:
+    return float(_query(prometheus, "time()")[1])  # a scalar: [evaluation time, "value"]
+
+
+def _vllm_targets(prometheus: str) -> list[tuple[str, str]]:
+    active = httpx.get(f"{prometheus}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
+    return sorted((t["labels"]["instance"], t["health"]) for t in active if t["labels"]["job"] == "vllm")
+
+
+def _only_the_new_slot(prometheus: str) -> None:
+    if _vllm_targets(prometheus) != [("vllm-b", "up")]:
+        raise NotReady(f"vLLM targets: {_vllm_targets(prometheus)}")
+
+
+def test_a_blue_green_switch_is_scraped_on_both_slots_and_fires_no_alert(monitored):
+    """Last: it leaves tiny-b serving on the second slot."""
+    site, prometheus, _ = monitored
+    started = _prometheus_time(prometheus)
+    switching = harness.controller_process(site.root, "switch", "tiny-b", "--strategy", "blue-green")
+    try:
+
+        def both_slots_up() -> None:
+            if switching.poll() is not None:
+                raise AssertionError(f"the switch ended before both slots were scraped: {switching.stderr.read()}")
+            if _vllm_targets(prometheus) != [("vllm", "up"), ("vllm-b", "up")]:
+                raise NotReady(f"vLLM targets: {_vllm_targets(prometheus)}")
+
+        wait_for("both slots scraped", both_slots_up, deadline_s=600, interval_s=0.5)
+    finally:
+        _out, err = switching.communicate(timeout=900)
+    assert switching.returncode == 0, err
+    ended = _prometheus_time(prometheus)
+    settings = load_monitoring_settings(site.site.env_file)
+    settle = 2 * duration_seconds(settings.down_after)
+
+    def evaluated_after_the_cut_over() -> None:
+        groups = httpx.get(f"{prometheus}/api/v1/rules", timeout=10).json()["data"]["groups"]
+        last = min(datetime.fromisoformat(g["lastEvaluation"].replace("Z", "+00:00")).timestamp() for g in groups)
+        if last < ended + settle:
+            raise NotReady("the rules were not evaluated long enough after the cut-over yet")
+
+    wait_for("rules evaluated after the cut-over", evaluated_after_the_cut_over, deadline_s=120)
+    window = int(_prometheus_time(prometheus) - started) + 1
+    fired = _query(prometheus, f'max_over_time(ALERTS{{alertstate="firing"}}[{window}s])')
+    assert not fired, f"alerts fired during the planned cut-over: {[a['metric'] for a in fired]}"
+    # The old slot's container is gone, so its target is too.
+    wait_for("the old slot's target gone", lambda: _only_the_new_slot(prometheus), deadline_s=60)

@@ -17,7 +17,7 @@ from controller.runtime.webui_client import Session
 def _profiles(text: str) -> dict[str, str]:
     """vLLM service -> profile, in the file's order."""
     services = yaml.safe_load(text)["services"]
-    return {name: s["labels"][PROFILE_LABEL] for name, s in services.items() if name != "webui"}
+    return {name: s["labels"][PROFILE_LABEL] for name, s in services.items() if name in SLOTS}
 
 
 def _profile_of(text: str, service: str | None = None) -> str:

@@ -125,6 +125,15 @@ def test_pair_file_holds_the_old_block_byte_for_byte_and_refuses_one_slot_twice(
         pair_text(stack.prepare("tiny-b").compose_text, old)
 
 
+def test_pair_file_keeps_the_monitoring_services_beside_both_slots(site, target):
+    with site.env_file.open("a") as env:
+        env.write("MONITORING=on\n")
+    stack = _running(site, target)
+    new = respec(stack.catalog, stack.prepare("tiny-b"), slot="vllm-b", gpu_memory_utilization=None).compose_text
+    services = list(yaml.safe_load(pair_text(new, target.text))["services"])
+    assert services == ["vllm-b", "vllm", "webui", "prometheus", "alertmanager", "blackbox", "node-exporter"]
+
+
 def _gpu(name: str, utilization: float):
     return make_profile(name, gpu_memory_utilization=utilization, max_model_len=1024,
                         architecture={**TINY_ARCH, "max_context": 4096})  # fmt: skip

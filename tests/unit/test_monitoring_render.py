@@ -96,8 +96,9 @@ def test_node_exporter_reads_the_sites_metrics_folder_relative_to_the_compose_fi
     site = SiteConfig(tmp_path, tmp_path / ".env")
     # Compose resolves the source from the compose file's folder: it must land on the site's metrics folder.
     assert (site.compose_dir / textfile["source"]).resolve() == site.metrics_dir.resolve()
-    assert textfile["read_only"] and f"--collector.textfile.directory={textfile['target']}" in (
-        services["node-exporter"]["command"]
+    assert (
+        textfile["read_only"]
+        and f"--collector.textfile.directory={textfile['target']}" in (services["node-exporter"]["command"])
     )
 
 
@@ -128,7 +129,8 @@ def test_monitoring_grafana_adds_grafana_with_the_dashboard_and_no_secret_in_the
     (source,) = _config(compose, "grafana-datasources")["datasources"]
     assert source["uid"] == DATASOURCE_UID and source["url"] == "http://prometheus:9090"
     board = json.loads(compose["configs"]["grafana-dashboard"]["content"].replace("$$", "$"))
-    assert all(target["datasource"]["uid"] == DATASOURCE_UID for panel in board["panels"] for target in panel["targets"])
+    targets = [target for panel in board["panels"] for target in panel["targets"]]
+    assert all(target["datasource"]["uid"] == DATASOURCE_UID for target in targets)
     expressions = queries(board)
     assert len(expressions) >= 10 and all("vllm:" in expr or "llmstack_" in expr for expr in expressions)
     titles = " ".join(panel["title"] for panel in board["panels"]).lower()
