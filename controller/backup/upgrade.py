@@ -25,9 +25,11 @@ from controller.backup.restore import put_back_file
 from controller.config.backups import backup_dir, backup_name
 from controller.config.env_values import collect_values
 from controller.config.envfile import write_env_values
+from controller.config.monitoring_settings import load_monitoring_settings
 from controller.config.settings import Settings, parse_settings, read_settings
 from controller.errors import InputError, NotReady, PreflightError, SettingsError, StartupFailed
 from controller.journal import elapsed
+from controller.lifecycle.planned_work import planned_work
 from controller.lifecycle.stack import Stack
 from controller.lifecycle.switch_command import choose_strategy, strategy_for
 from controller.lifecycle.transaction import RESTORE_SERVING, SwitchContext, transaction
@@ -158,8 +160,10 @@ def _run(stack: Stack, target, settings: Settings, changes: list[Change], backup
     with target.webui() as client:
         setup = stack.webui_setup(settings, target, client)
         ctx = SwitchContext(target, setup, runner)
-        with transaction(stack.store, "upgrade", active.profile, active, stack.reporter.warn,
-                         backup=str(backup) if backup else None, images=old_images) as txn:  # fmt: skip
+        monitoring = load_monitoring_settings(stack.site.env_file)
+        with planned_work(stack.site, monitoring, "upgrade", stack.options.deadlines), transaction(
+            stack.store, "upgrade", active.profile, active, stack.reporter.warn,
+            backup=str(backup) if backup else None, images=old_images) as txn:  # fmt: skip
             txn.phases = runner.timings
             txn.label = "the upgrade of " + ", ".join(c.key for c in changes)
             txn.restored_note = "the old images" + (f" and Open WebUI's data from {backup} are back" if backup

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from controller.config.monitoring_settings import MonitoringSettings
-from controller.deploy.kv_textfile import LOGGED, METRIC, PLANNED
+from controller.deploy.controller_metrics import KV_METRIC, LOGGED, PLANNED, PLANNED_WORK_METRIC
 from controller.planner.kv_check import KV_CHECK_TOLERANCE
 
 GROUP = "llmstack"
@@ -48,10 +48,14 @@ def _p95(histogram: str) -> str:
     return f"histogram_quantile(0.95, sum by (le) (rate({histogram}_bucket[{SUSTAINED}])))"
 
 
+# Not while the controller restarts services on purpose (controller_metrics: a deadline it writes).
+UNLESS_PLANNED = f"unless on() (max({PLANNED_WORK_METRIC}) > time())"
+
+
 def _kv_difference_percent() -> str:
     # The textfile's two series differ only in `source`; a model whose start-up logged no figure has none.
-    logged = f'{METRIC}{{source="{LOGGED}"}}'
-    return f'abs({METRIC}{{source="{PLANNED}"}} - ignoring(source) {logged}) * 100 / ignoring(source) {logged}'
+    logged = f'{KV_METRIC}{{source="{LOGGED}"}}'
+    return f'abs({KV_METRIC}{{source="{PLANNED}"}} - ignoring(source) {logged}) * 100 / ignoring(source) {logged}'
 
 
 def alert_rules(settings: MonitoringSettings, *, max_num_seqs: int) -> list[AlertRule]:
@@ -59,12 +63,12 @@ def alert_rules(settings: MonitoringSettings, *, max_num_seqs: int) -> list[Aler
     tolerance = f"{100 * KV_CHECK_TOLERANCE:g}"
     return [
         AlertRule(
-            "VllmDown", f'absent(up{{job="{VLLM_JOB}"}} == 1)', down, "critical",
+            "VllmDown", f'absent(up{{job="{VLLM_JOB}"}} == 1) {UNLESS_PLANNED}', down, "critical",
             f"No vLLM instance has answered /metrics for {down}: no model is served. "
             "Run `controller status` and `controller logs vllm`; `controller up` starts it again.",
         ),
         AlertRule(
-            "OpenWebUIDown", f'absent(probe_success{{job="{WEBUI_JOB}"}} == 1)', down, "critical",
+            "OpenWebUIDown", f'absent(probe_success{{job="{WEBUI_JOB}"}} == 1) {UNLESS_PLANNED}', down, "critical",
             f"Open WebUI has not answered /health for {down}: nobody can sign in or chat. "
             "Run `controller status` and `controller logs webui`; `controller up` starts it again.",
         ),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from controller.deploy.kv_textfile import METRIC as KV_METRIC
+from controller.deploy.controller_metrics import KV_METRIC
 
 DATASOURCE_UID = "llmstack-prometheus"
 DASHBOARD_UID = "llmstack-vllm"

@@ -15,13 +15,13 @@ from controller.config.catalog import Catalog
 from controller.config.profile import Profile
 from controller.config.settings import Settings, read_settings, store_generated_secrets
 from controller.config.site import SiteConfig
-from controller.deploy.kv_textfile import FILE_NAME as KV_TEXTFILE
-from controller.deploy.kv_textfile import kv_textfile
+from controller.deploy.controller_metrics import KV_FILE, kv_textfile
 from controller.deploy.spec import SLOTS
 from controller.errors import ControllerError, PreflightError, StartupFailed
 from controller.files import write_atomic
 from controller.journal import Deployment, Event, Journal, JournalStore, Pending, now_iso
 from controller.lifecycle import prepare as checks
+from controller.lifecycle.planned_work import planned_work
 from controller.lifecycle.prepare import Options, Prepared
 from controller.lifecycle.transaction import SwitchContext, roll_back_pending
 from controller.lifecycle.webui_setup import WebUISetup, saved_admin_token
@@ -135,7 +135,7 @@ class Stack:
             self.reporter.warn(warning)
         if prepared.kv_tokens and prepared.loaded.monitoring.enabled:
             # The same check for Prometheus, where the KvPlanMismatch alert reads it.
-            write_atomic(self.site.metrics_dir / KV_TEXTFILE, kv_textfile(prepared.profile.name, prepared.kv_tokens))
+            write_atomic(self.site.metrics_dir / KV_FILE, kv_textfile(prepared.profile.name, prepared.kv_tokens))
 
     @staticmethod
     def activation(action: str, prepared: Prepared, runner: PhaseRunner, started: str, *, record: bool = True,
@@ -227,7 +227,8 @@ class Stack:
                     hint=f"run `controller switch {prepared.profile.name}` (it rolls back if the new model fails)",
                 )
             self.store_secrets(prepared)
-            return self._start(prepared, target, running=running)
+            with planned_work(self.site, prepared.loaded.monitoring, "up", self.options.deadlines):
+                return self._start(prepared, target, running=running)
 
     def _start(self, prepared: Prepared, target: Target, *, running: str | None) -> dict:
         settings, profile = prepared.settings, prepared.profile

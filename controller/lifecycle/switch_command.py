@@ -11,6 +11,7 @@ from controller.errors import ControllerError, PreflightError
 from controller.journal import Deployment
 from controller.lifecycle.blue_green import BlueGreenStrategy
 from controller.lifecycle.pair_fit import Decision, decide
+from controller.lifecycle.planned_work import planned_work
 from controller.lifecycle.prepare import Options, Prepared, respec
 from controller.lifecycle.stack import Stack
 from controller.lifecycle.transaction import RecreateStrategy, SwitchContext, transaction
@@ -41,7 +42,10 @@ def switch(stack: Stack, model: str, strategy: str | None = None) -> dict:
             setup = stack.webui_setup(settings, target, webui)
             ctx = SwitchContext(target, setup, runner)
             chosen = strategy_for(stack, decision, prepared, ctx)
-            with transaction(stack.store, "switch", profile.name, active, stack.reporter.warn) as txn:
+            with (
+                planned_work(stack.site, prepared.loaded.monitoring, "switch", stack.options.deadlines),
+                transaction(stack.store, "switch", profile.name, active, stack.reporter.warn) as txn,
+            ):
                 # Signing in first proves the admin works before anything is stopped.
                 setup.admin(runner)
                 result = chosen.run(txn, prepared.compose_text, profile)

@@ -58,6 +58,10 @@ def _kv(planned: int | None, logged: int | None) -> list[dict]:
             for source, tokens in sources.items() if tokens is not None]  # fmt: skip
 
 
+def _planned_until(unix_s: int) -> dict:
+    return {"series": 'llmstack_planned_work_until_seconds{operation="switch"}', "values": f"{unix_s}x20"}
+
+
 def _tests() -> list[dict]:
     disk = {"job": "hf-cache", "mountpoint": "/hf-cache", "instance": "node-exporter:9100"}
     disk_labels = ",".join(f'{k}="{v}"' for k, v in disk.items())
@@ -69,6 +73,14 @@ def _tests() -> list[dict]:
         _case([{"series": 'up{job="vllm",instance="vllm"}', "values": "0x20"},
                {"series": 'up{job="vllm",instance="vllm-b"}', "values": "1x20"}], "VllmDown", None),
         _case([{"series": 'up{job="vllm",instance="vllm"}', "values": "1x1 0x20"}], "VllmDown", None, at="2m"),
+        # planned work (`up`, `switch`, `upgrade`) until 1200 s: evaluated at 600 s, no alert; once
+        # its deadline (300 s) has passed, the alert fires as before
+        _case([{"series": 'up{job="vllm",instance="vllm"}', "values": "0x20"}, _planned_until(1200)], "VllmDown",
+              None),
+        _case([{"series": 'up{job="vllm",instance="vllm"}', "values": "0x20"}, _planned_until(300)], "VllmDown",
+              _fired("VllmDown", COMMON)),
+        _case([{"series": 'probe_success{job="webui",instance="http://webui:8080/health"}', "values": "0x20"},
+               _planned_until(1200)], "OpenWebUIDown", None),
         _case([{"series": 'probe_success{job="webui",instance="http://webui:8080/health"}', "values": "0x20"}],
               "OpenWebUIDown", _fired("OpenWebUIDown", COMMON)),
         _case([{"series": 'probe_success{job="webui",instance="http://webui:8080/health"}', "values": "1x20"}],

@@ -205,11 +205,16 @@ def test_a_blue_green_switch_is_scraped_on_both_slots_and_fires_no_alert(monitor
                 raise AssertionError(f"the switch ended before both slots were scraped: {switching.stderr.read()}")
             if _vllm_targets(prometheus) != [("vllm", "up"), ("vllm-b", "up")]:
                 raise NotReady(f"vLLM targets: {_vllm_targets(prometheus)}")
+            # The switch told Prometheus that it restarts services on purpose, until a deadline ahead.
+            planned = _query(prometheus, "llmstack_planned_work_until_seconds > time()")
+            if [s["metric"].get("operation") for s in planned] != ["switch"]:
+                raise NotReady(f"planned work seen: {planned}")
 
         wait_for("both slots scraped", both_slots_up, deadline_s=600, interval_s=0.5)
     finally:
         _out, err = switching.communicate(timeout=900)
     assert switching.returncode == 0, err
+    assert not (site.site.metrics_dir / "planned_work.prom").exists()
     ended = _prometheus_time(prometheus)
     settings = load_monitoring_settings(site.site.env_file)
     settle = 2 * duration_seconds(settings.down_after)

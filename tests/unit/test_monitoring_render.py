@@ -103,7 +103,7 @@ def test_node_exporter_reads_the_sites_metrics_folder_relative_to_the_compose_fi
 
 
 def test_the_kv_textfile_holds_both_figures_with_escaped_labels():
-    from controller.deploy.kv_textfile import kv_textfile
+    from controller.deploy.controller_metrics import kv_textfile
 
     text = kv_textfile('odd"name\\', {"planned": 1100, "logged": 1000, "difference_pct": 10.0})
     samples = [line for line in text.splitlines() if not line.startswith("#")]
