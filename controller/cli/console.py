@@ -210,7 +210,9 @@ def print_alerts(result: dict) -> None:
     urls = result.get("monitoring")
     if not urls:
         return
-    out.print(f"monitoring: Prometheus {urls['prometheus']}, Alertmanager {urls['alertmanager']}", highlight=False)
+    grafana = f", Grafana {urls['grafana']} (admin, GRAFANA_ADMIN_PASSWORD in .env)" if "grafana" in urls else ""
+    out.print(f"monitoring: Prometheus {urls['prometheus']}, Alertmanager {urls['alertmanager']}{grafana}",
+              highlight=False)  # fmt: skip
     from rich.markup import escape
 
     alerts = result["alerts"]

@@ -148,6 +148,8 @@ def history(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
 # What MONITORING=on adds (templates/docker-compose.yml.j2).
 MONITORING_SERVICES = ("prometheus", "alertmanager", "blackbox", "node-exporter")
+GRAFANA = "grafana"
+LOG_SERVICES = ("vllm", "webui", *MONITORING_SERVICES, GRAFANA)
 
 
 def logs(
@@ -155,14 +157,23 @@ def logs(
     service: Annotated[
         str | None,
         typer.Argument(
-            help="vllm or webui (default: both); with MONITORING=on also " + ", ".join(MONITORING_SERVICES) + "."
+            help="vllm or webui (default: both); with MONITORING=on also "
+            + ", ".join(MONITORING_SERVICES)
+            + f"; with MONITORING=grafana also {GRAFANA}."
         ),
     ] = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
 ) -> None:
-    """Print the services' logs. Where each signal comes from: README.md, `Monitoring and alerts`."""
-    if service not in (None, "vllm", "webui", *MONITORING_SERVICES):
-        raise InputError(f"unknown service '{service}'", hint="use vllm, webui or " + ", ".join(MONITORING_SERVICES))
+    """Print the services' logs.
+
+    Where each monitoring signal comes from: prometheus scrapes vLLM's /metrics on every slot and the
+    exporters, and evaluates the alert rules; alertmanager sends the alerts (webhook, e-mail);
+    blackbox probes Open WebUI's /health; node-exporter reads the HF cache's disk and the files the
+    controller writes (the KV-cache check, planned work); grafana shows the dashboard. More in
+    README.md, `Monitoring and alerts`.
+    """
+    if service not in (None, *LOG_SERVICES):
+        raise InputError(f"unknown service '{service}'", hint="use one of " + ", ".join(LOG_SERVICES))
     make_stack(ctx, quiet=True).logs(service, follow=follow)
 
 

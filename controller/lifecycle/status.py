@@ -51,6 +51,8 @@ def _monitoring_status(monitoring: MonitoringSettings) -> dict:
         return {"monitoring": None, "alerts": []}
     urls = {"prometheus": local_url(monitoring, monitoring.prometheus_port),
             "alertmanager": local_url(monitoring, monitoring.alertmanager_port)}  # fmt: skip
+    if monitoring.grafana:
+        urls["grafana"] = local_url(monitoring, monitoring.grafana_port)
     return {"monitoring": urls, "alerts": firing_alerts(monitoring)}
 
 

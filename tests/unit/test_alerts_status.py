@@ -43,3 +43,12 @@ def test_no_answer_is_none_not_an_empty_list(monkeypatch):
 def test_an_address_of_every_interface_is_reached_on_localhost():
     assert alerts.local_url(MonitoringSettings(MONITORING_BIND_ADDRESS="0.0.0.0"), 9090) == "http://127.0.0.1:9090"
     assert alerts.local_url(MonitoringSettings(MONITORING_BIND_ADDRESS="::1"), 9090) == "http://[::1]:9090"
+
+
+def test_status_names_grafana_only_when_it_runs(monkeypatch):
+    from controller.lifecycle import status
+
+    monkeypatch.setattr(status, "firing_alerts", lambda settings: [])
+    on = status._monitoring_status(MonitoringSettings(MONITORING="on"))["monitoring"]
+    grafana = status._monitoring_status(MonitoringSettings(MONITORING="grafana", GRAFANA_PORT=13000))["monitoring"]
+    assert "grafana" not in on and grafana["grafana"] == "http://127.0.0.1:13000"
