@@ -54,13 +54,14 @@ class CreatePlan:
         return sum(snapshot.size for snapshot, _ in self.snapshots)
 
 
-def _bundle_images(profiles: list[Profile], settings: Settings) -> list[str]:
+def _bundle_images(profiles: list[Profile], settings: Settings, monitoring: tuple[str, ...]) -> list[str]:
     vllm = [settings.vllm_cpu_image if p.accelerator == "cpu" else settings.vllm_image for p in profiles]
-    return list(dict.fromkeys([*vllm, settings.webui_image]))
+    return list(dict.fromkeys([*vllm, settings.webui_image, *monitoring]))
 
 
 def plan_create(settings: Settings, catalog: Catalog, catalog_file: Path | None, names: list[str],
-                engine_factory: Callable[[], Engine] = Engine) -> CreatePlan:  # fmt: skip
+                engine_factory: Callable[[], Engine] = Engine, *,
+                monitoring_images: tuple[str, ...] = ()) -> CreatePlan:  # fmt: skip
     """Check every input and find every member; raise InputError before anything is written. The
     profiles and the cache are checked before the Docker engine is reached."""
     from docker.errors import ImageNotFound
@@ -89,7 +90,7 @@ def plan_create(settings: Settings, catalog: Catalog, catalog_file: Path | None,
         snapshots[profile.model] = (snapshot, [profile.name])
     images, images_bytes = [], 0
     engine = engine_factory()
-    for reference in _bundle_images(profiles, settings):
+    for reference in _bundle_images(profiles, settings, monitoring_images):
         try:
             image = engine.client.images.get(reference)
         except ImageNotFound:
@@ -121,8 +122,9 @@ def create_bundle(site: SiteConfig, catalog: Catalog, catalog_file: Path | None,
         raise InputError(f"{out} already exists", hint="choose another -o path, or delete it first")
     if not out.parent.is_dir():
         raise InputError(f"-o {out}: the directory {out.parent} does not exist")
-    settings = read_settings(site).settings
-    plan = plan_create(settings, catalog, catalog_file, names)
+    loaded = read_settings(site)
+    # MONITORING=on: its images go too, so that the offline box runs the same stack.
+    plan = plan_create(loaded.settings, catalog, catalog_file, names, monitoring_images=loaded.monitoring.images)
     catalog_bytes = catalog_file.stat().st_size if catalog_file else 0
     estimate = plan.images_bytes + plan.models_bytes + catalog_bytes
     # A single file holds the saved images twice while it is written (the save, then its copy).

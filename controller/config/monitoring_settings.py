@@ -128,6 +128,14 @@ class MonitoringSettings(BaseModel):
     def grafana(self) -> bool:
         return self.mode == "grafana"
 
+    @property
+    def images(self) -> tuple[str, ...]:
+        """The images these settings run: what an offline `up` needs and `bundle create` carries."""
+        if not self.enabled:
+            return ()
+        services = (self.prometheus_image, self.alertmanager_image, self.blackbox_image, self.node_exporter_image)
+        return tuple(dict.fromkeys((*services, *((self.grafana_image,) if self.grafana else ()))))
+
 
 HINT = "see `Monitoring and alerts` in README.md"
 

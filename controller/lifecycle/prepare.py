@@ -124,8 +124,8 @@ def preflight(prepared: Prepared, target: Target, catalog: Catalog, site: SiteCo
     if settings.offline:
         from controller.lifecycle.offline import check_offline_ready
 
-        spec = prepared.spec
-        check_offline_ready(profile, settings, target.missing_images([spec.vllm_image, spec.webui_image]))
+        images = [prepared.spec.vllm_image, prepared.spec.webui_image, *prepared.loaded.monitoring.images]
+        check_offline_ready(profile, settings, target.missing_images(images))
     for warning in target.preflight(switching=switching, needs_download_bytes=needs):
         warn(warning)
     if profile.accelerator == "gpu" and not target.gpu_runtime():

@@ -81,9 +81,40 @@ def test_missing_image_in_offline_mode_is_a_preflight_error_naming_it(site):
     _nothing_changed(site, target, before)
 
 
+def test_offline_with_monitoring_needs_its_images_too(site):
+    make_hub_cache(site.root / "hf", MODEL, "rev1", {"config.json": b"{}"})
+    with site.env_file.open("a") as env:
+        env.write("MONITORING=grafana\n")
+    image = "grafana/grafana-oss:11.5.2"
+    target = FakeTarget(absent_images={image})
+    with pytest.raises(PreflightError, match=f"image {image} is not on this machine"):
+        _stack(site, target).up("tiny-hf")
+
+
 def test_offline_up_with_everything_cached_starts(site):
     make_hub_cache(site.root / "hf", MODEL, "rev1", {"config.json": b"{}"})
     target = FakeTarget()
     _stack(site, target).up("tiny-hf")
     assert yaml.safe_load(target.text)["networks"]["backend"]["internal"] is True
     assert stack_status(_stack(site, target))["offline"] is True
+
+
+def test_a_bundle_carries_the_monitoring_images_of_the_settings():
+    from controller.bundle.create import _bundle_images
+    from controller.config.monitoring_settings import MonitoringSettings
+
+    settings, profile = fixed_settings(), load_catalog().get("deepseek-1.5b")
+    monitoring = MonitoringSettings(MONITORING="grafana", ALERTMANAGER_IMAGE="prom/prometheus:v2.53.4")
+    images = _bundle_images([profile], settings, monitoring.images)
+    assert images == [
+        settings.vllm_image,
+        settings.webui_image,
+        "prom/prometheus:v2.53.4",
+        "prom/blackbox-exporter:v0.25.0",
+        "prom/node-exporter:v1.8.2",
+        "grafana/grafana-oss:11.5.2",
+    ]
+    assert _bundle_images([profile], settings, MonitoringSettings().images) == [
+        settings.vllm_image,
+        settings.webui_image,
+    ]
