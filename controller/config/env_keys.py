@@ -47,9 +47,12 @@ MONITORING_KEYS = (
     "ALERT_EMAIL_FROM", "ALERT_SMTP_SMARTHOST", "ALERT_GROUP_WAIT", "ALERT_REPEAT_INTERVAL", "GRAFANA_IMAGE",
     "GRAFANA_PORT", "GRAFANA_ADMIN_PASSWORD",
 )  # fmt: skip
+# What only the front door reads (controller.config.tls_settings.TlsSettings, whose aliases
+# tests/unit/test_tls_settings.py holds equal to these).
+TLS_KEYS = ("TLS", "TLS_HOST", "HTTPS_PORT", "HTTP_PORT", "TLS_CERT_FILE", "TLS_KEY_FILE", "ACME_EMAIL", "CADDY_IMAGE")
 DEADLINE_KEYS = tuple(phase.env_key for phase in PHASES)
 OTHER_KEYS = frozenset(
-    {CONTROLLER_CATALOG, SWITCH_STRATEGY, SWITCH_RESERVE_GIB, *K8S_KEYS, *MONITORING_KEYS, *DEADLINE_KEYS}
+    {CONTROLLER_CATALOG, SWITCH_STRATEGY, SWITCH_RESERVE_GIB, *K8S_KEYS, *MONITORING_KEYS, *TLS_KEYS, *DEADLINE_KEYS}
 )
 
 # difflib's similarity ratio above which an unknown key is taken for a typo of a known one: one

@@ -28,6 +28,7 @@ from controller.config.env_values import collect_values
 from controller.config.envfile import stage_env_values, write_env_values
 from controller.config.monitoring_settings import MonitoringSettings, load_monitoring_settings
 from controller.config.site import SiteConfig
+from controller.config.tls_settings import TlsSettings, load_tls_settings
 from controller.config.values import (
     ImageReference,
     Key,
@@ -185,6 +186,12 @@ class LoadedSettings:
     settings: Settings
     pending_secrets: dict[str, str]
     monitoring: MonitoringSettings = field(default_factory=MonitoringSettings)
+    tls: TlsSettings = field(default_factory=TlsSettings)
+
+    @property
+    def public_url(self) -> str:
+        """Where people open the chat: through the HTTPS front door when there is one."""
+        return self.tls.public_url or self.settings.webui_url
 
 
 def read_settings(site: SiteConfig, environ: dict[str, str] | None = None) -> LoadedSettings:
@@ -193,13 +200,22 @@ def read_settings(site: SiteConfig, environ: dict[str, str] | None = None) -> Lo
     missing = {key: make() for key, make in GENERATED_SECRETS.items() if not collected.values.get(key)}
     settings = parse_settings({**collected.values, **missing}, str(site.env_file), collected.sources)
     monitoring = load_monitoring_settings(site.env_file, environ)
+    tls = load_tls_settings(site.env_file, environ)
+    if tls.mode == "files":
+        from controller.config.certificates import check_files
+
+        check_files(tls.cert_file, tls.key_file, tls.host)
+    if tls.enabled:
+        # Open WebUI's own port then serves only this host (the controller's checks); people come
+        # through the front door.
+        settings = settings.model_copy(update={"webui_bind_address": "127.0.0.1"})
     if monitoring.grafana and not monitoring.grafana_admin_password:
         missing[GRAFANA_ADMIN_PASSWORD] = _secret()
     if missing:
         # Staged now, written by store_generated_secrets: a .env that cannot take them stops here,
         # before anything (the lock, the rendered files) is written.
         stage_env_values(site.env_file, missing, overwrite=False)
-    return LoadedSettings(settings, missing, monitoring)
+    return LoadedSettings(settings, missing, monitoring, tls)
 
 
 def store_generated_secrets(site: SiteConfig, loaded: LoadedSettings) -> list[str]:

@@ -53,6 +53,16 @@ def render_context(spec: ServingSpec) -> dict:
         vllm_healthcheck=_healthcheck(spec.vllm_port, spec.health_path),
         prometheus_port_mapping=_monitoring_port(spec, "prometheus"),
         alertmanager_port_mapping=_monitoring_port(spec, "alertmanager"),
+        https_port_mapping=(
+            _port_mapping("0.0.0.0", spec.front_door.https_host_port, spec.front_door.https_port)
+            if spec.front_door
+            else None
+        ),
+        http_port_mapping=(
+            _port_mapping("0.0.0.0", spec.front_door.http_host_port, spec.front_door.http_port)
+            if spec.front_door
+            else None
+        ),
         grafana_port_mapping=(
             _port_mapping(spec.monitoring.bind_address, spec.monitoring.grafana.host_port, spec.monitoring.grafana.port)
             if spec.monitoring and spec.monitoring.grafana

@@ -12,6 +12,8 @@ from controller.config.lora import container_path, local_adapters, max_loras
 from controller.config.monitoring_settings import MonitoringSettings
 from controller.config.profile import Profile
 from controller.config.settings import Settings
+from controller.config.tls_settings import TlsSettings
+from controller.deploy.front_door import FrontDoorSpec, build_front_door
 from controller.deploy.monitoring import MonitoringSpec, build_monitoring
 from controller.planner.capability import effective_dtype, effective_quantization
 
@@ -141,6 +143,9 @@ class ServingSpec:
     offline: bool = False
     # MONITORING=on: Prometheus, Alertmanager and their exporters beside the stack.
     monitoring: MonitoringSpec | None = None
+    # TLS=internal|files|acme: Caddy in front of Open WebUI, which then knows its public https:// URL.
+    front_door: FrontDoorSpec | None = None
+    public_url: str | None = None
 
     @property
     def labels(self) -> dict[str, str]:
@@ -148,7 +153,8 @@ class ServingSpec:
 
 
 def build_spec(profile: Profile, settings: Settings, capability: tuple[int, int] | None = None, *,
-               service: str = SLOTS[0], monitoring: MonitoringSettings | None = None) -> ServingSpec:  # fmt: skip
+               service: str = SLOTS[0], monitoring: MonitoringSettings | None = None,
+               tls: TlsSettings | None = None) -> ServingSpec:  # fmt: skip
     local = profile.local_path
     cpu = profile.accelerator == "cpu"
     return ServingSpec(
@@ -184,4 +190,6 @@ def build_spec(profile: Profile, settings: Settings, capability: tuple[int, int]
         )  # fmt: skip
         if monitoring
         else None,
+        front_door=build_front_door(tls, upstream=f"webui:{WEBUI_PORT}") if tls else None,
+        public_url=tls.public_url if tls else None,
     )

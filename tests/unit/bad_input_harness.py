@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from controller.cli import main as cli
-from controller.config.env_keys import MONITORING_KEYS
+from controller.config.env_keys import MONITORING_KEYS, TLS_KEYS
 from controller.config.settings import Settings
 from tests.unit._support import TINY_ARCH
 
@@ -91,7 +91,12 @@ class Project:
         return self.catalog({"mine": {k: v for k, v in merged.items() if v is not None}})
 
     def run(self, *args: str, env: dict[str, str] | None = None) -> Result:
-        for key in SETTING_KEYS | set(MONITORING_KEYS) | {"CONTROLLER_HOME", "CONTROLLER_CATALOG", "CONTROLLER_DEBUG"}:
+        for key in (
+            SETTING_KEYS
+            | set(MONITORING_KEYS)
+            | set(TLS_KEYS)
+            | {"CONTROLLER_HOME", "CONTROLLER_CATALOG", "CONTROLLER_DEBUG"}
+        ):
             self.monkeypatch.delenv(key, raising=False)
         for key, value in (env or {}).items():
             self.monkeypatch.setenv(key, value)
