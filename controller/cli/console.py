@@ -116,7 +116,18 @@ def print_summary(result: dict, title: str) -> None:
         table.add_row("KV cache", kv_text(result["kv_tokens"]))
     elif vllm.get("kv_cache_tokens"):
         table.add_row("KV cache", f"{vllm['kv_cache_tokens']} tokens")
+    _front_door_rows(table, result.get("tls"))
     err.print(table)
+
+
+def _front_door_rows(table, tls: dict | None) -> None:
+    if not tls:
+        return
+    if tls.get("root_ca"):
+        table.add_row("root CA", f"{tls['root_ca']} (TLS=internal: give it to the browsers, see README `HTTPS`)")
+    cert = tls.get("certificate")
+    table.add_row("certificate", f"{cert['subject']}, until {cert['not_after'][:10]} ({cert['days_left']} days left)"
+                  if cert else "Caddy does not answer on HTTPS; run `controller logs caddy`")  # fmt: skip
 
 
 def kv_text(check: dict) -> str:
@@ -166,6 +177,8 @@ def print_models(rows: list[dict]) -> None:
 def print_status(result: dict) -> None:
     out.print(f"model: [bold]{result['model'] or '-'}[/] (served as {result['served_model_name'] or '-'})")
     out.print(f"url:   {result['url']}")
+    for warning in result.get("warnings", []):
+        out.print("[yellow]warning:[/]", warning.replace("[", r"\["), highlight=False)
     if result.get("offline"):
         out.print("[yellow]offline:[/] OFFLINE=true: nothing is pulled or downloaded; vLLM is on an internal network")
     if pending := result.get("pending"):

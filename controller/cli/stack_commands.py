@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -24,6 +24,9 @@ from controller.cli.context import (
 )
 from controller.cli.output import emit
 from controller.errors import InputError
+
+if TYPE_CHECKING:
+    from controller.lifecycle.stack import Stack
 
 
 class RenderTarget(StrEnum):
@@ -66,6 +69,18 @@ def _print_rendered(result: dict) -> None:
         err.print(f"generated {', '.join(result['generated_secrets'])} into {result['env_file']} (mode 0600)")
 
 
+def with_front_door(stack: Stack, result: dict) -> dict:
+    """The front door's report (TLS=...) beside a started stack's summary; TLS=internal's root
+    certificate is copied out for browsers."""
+    from controller.config.settings import read_settings
+    from controller.lifecycle.front_door import front_door_report
+
+    report, warnings = front_door_report(stack.site, read_settings(stack.site), export=True)
+    for warning in warnings:
+        stack.reporter.warn(warning)
+    return {**result, "tls": report}
+
+
 def up(
     ctx: typer.Context,
     model: ModelArg,
@@ -80,7 +95,8 @@ def up(
 the model of a running stack use `controller switch`, which rolls back on failure.
     """
     stack = make_stack(ctx, load_timeout_s=timeout, lock_timeout_s=lock_timeout, force=force)
-    emit(run_on(stack, lambda: stack.up(model)), as_json=as_json, text=lambda r: print_summary(r, "up"))
+    emit(run_on(stack, lambda: with_front_door(stack, stack.up(model))), as_json=as_json,
+         text=lambda r: print_summary(r, "up"))  # fmt: skip
 
 
 def switch(
@@ -149,7 +165,7 @@ def history(ctx: typer.Context, as_json: JsonOption = False) -> None:
 # What MONITORING=on adds (templates/docker-compose.yml.j2).
 MONITORING_SERVICES = ("prometheus", "alertmanager", "blackbox", "node-exporter")
 GRAFANA = "grafana"
-LOG_SERVICES = ("vllm", "webui", *MONITORING_SERVICES, GRAFANA)
+LOG_SERVICES = ("vllm", "webui", "caddy", *MONITORING_SERVICES, GRAFANA)
 
 
 def logs(

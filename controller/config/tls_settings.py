@@ -45,7 +45,7 @@ def _file(value: str) -> str:
     path = Path(value).expanduser()
     if not path.is_absolute():
         raise ValueError("is not an absolute path; write e.g. /etc/ssl/llm/cert.pem")
-    if any(c in value for c in "\n\r\"{}"):
+    if any(c in value for c in '\n\r"{}'):
         raise ValueError("holds a line break, a quote or a brace; move the file to a plainer path")
     return str(path)
 

@@ -119,7 +119,7 @@ class Stack:
         return {
             "model": prepared.profile.name,
             "served_model_name": prepared.profile.served_model_name,
-            "url": settings.webui_url,
+            "url": prepared.loaded.public_url,
             "admin_email": settings.webui_admin_email,
             "admin_password_in": str(self.site.env_file),
             "phases": timings,

@@ -10,6 +10,7 @@ from controller.config.monitoring_settings import MonitoringSettings
 from controller.config.settings import read_settings
 from controller.errors import DockerUnavailable
 from controller.journal import Pending
+from controller.lifecycle.front_door import PLAIN_HTTP_WARNING, front_door_report
 from controller.lifecycle.stack import Stack
 from controller.runtime.alerts import firing_alerts, local_url
 
@@ -33,7 +34,7 @@ def stack_status(stack: Stack) -> dict:
         "offline": settings.offline,
         "model": active,
         "served_model_name": served,
-        "url": settings.webui_url,
+        "url": loaded.public_url,
         "services": services,
         "metrics": metrics,
         "capacity": deployment.capacity if deployment and served else None,
@@ -42,7 +43,13 @@ def stack_status(stack: Stack) -> dict:
         "history": [vars(event) for event in journal.history[-10:]],
         "last_backup": _last_backup(stack),
         **_monitoring_status(monitoring),
+        **_front_door_status(stack, loaded),
     }
+
+
+def _front_door_status(stack: Stack, loaded) -> dict:
+    report, warnings = front_door_report(stack.site, loaded, export=False)
+    return {"tls": report, "warnings": warnings if report else [PLAIN_HTTP_WARNING]}
 
 
 def _monitoring_status(monitoring: MonitoringSettings) -> dict:

@@ -102,6 +102,9 @@ APP_RECIPES = (
 )
 
 
+SERVICE_IMAGES = ("monitoring", "front-door")
+
+
 @dataclass(frozen=True)
 class BaseSpec:
     """An image made with debootstrap from Debian packages: the base of the app images, and the
@@ -142,7 +145,9 @@ class AppSpec:
 class ImagePlan:
     base: BaseSpec
     apps: tuple[AppSpec, ...]  # in APP_RECIPES' order: a parent comes before the images built on it
-    monitoring: BaseSpec | None = None
+    # Images of the stack's other services, made like the base from Debian's packages: monitoring
+    # (Prometheus, Alertmanager, two exporters) and front-door (Caddy).
+    services: tuple[BaseSpec, ...] = ()
 
     def app(self, key: str) -> AppSpec:
         return next(spec for spec in self.apps if spec.key == key)
@@ -158,7 +163,7 @@ class ImagePlan:
     def tags(self) -> dict[str, str]:
         # Key order is the order of the CLI's JSON output.
         tags = {"base": self.base.tag, **{spec.key: spec.tag for spec in self.apps}}
-        return tags | ({self.monitoring.key: self.monitoring.tag} if self.monitoring else {})
+        return tags | {spec.key: spec.tag for spec in self.services}
 
 
 def base_spec(pins: dict[str, str], images: Path = IMAGES, key: str = "base") -> BaseSpec:
@@ -212,5 +217,5 @@ def plan(pins: dict[str, str], images: Path = IMAGES) -> ImagePlan:
         spec = app_spec(recipe, pins, tags[recipe.parent], images)
         tags[spec.key] = spec.tag
         apps.append(spec)
-    monitoring = base_spec(pins, images, "monitoring") if (images / "monitoring").is_dir() else None
-    return ImagePlan(base=base, apps=tuple(apps), monitoring=monitoring)
+    services = tuple(base_spec(pins, images, key) for key in SERVICE_IMAGES if (images / key).is_dir())
+    return ImagePlan(base=base, apps=tuple(apps), services=services)

@@ -24,6 +24,8 @@ RECORDED_TAGS = {
     "vllm-previous": "controller-test/vllm-cpu-previous:1f6aa2cdd680",
     # the monitoring image (Debian packages; no old-script tag to keep): its hash today
     "monitoring": "controller-test/monitoring:a6bdcb9dc570",
+    # the HTTPS front door's test image (Debian's caddy): its hash today
+    "front-door": "controller-test/front-door:f0dfdf02486c",
 }
 
 PINS = {
