@@ -29,7 +29,7 @@ from controller.config.monitoring_settings import load_monitoring_settings
 from controller.config.settings import Settings, parse_settings, read_settings
 from controller.errors import InputError, NotReady, PreflightError, SettingsError, StartupFailed
 from controller.journal import elapsed
-from controller.lifecycle.planned_work import planned_work
+from controller.lifecycle.metric_files import planned_work
 from controller.lifecycle.stack import Stack
 from controller.lifecycle.switch_command import choose_strategy, strategy_for
 from controller.lifecycle.transaction import RESTORE_SERVING, SwitchContext, transaction

@@ -15,13 +15,11 @@ from controller.config.catalog import Catalog
 from controller.config.profile import Profile
 from controller.config.settings import Settings, read_settings, store_generated_secrets
 from controller.config.site import SiteConfig
-from controller.deploy.controller_metrics import KV_FILE, kv_textfile
 from controller.deploy.spec import SLOTS
 from controller.errors import ControllerError, PreflightError, StartupFailed
-from controller.files import write_atomic
 from controller.journal import Deployment, Event, Journal, JournalStore, Pending, now_iso
 from controller.lifecycle import prepare as checks
-from controller.lifecycle.planned_work import planned_work
+from controller.lifecycle.metric_files import planned_work, publish_kv_check
 from controller.lifecycle.prepare import Options, Prepared
 from controller.lifecycle.transaction import SwitchContext, roll_back_pending
 from controller.lifecycle.webui_setup import WebUISetup, saved_admin_token
@@ -133,9 +131,8 @@ class Stack:
         warning = kv_check_warning(prepared.kv_tokens)
         if warning:
             self.reporter.warn(warning)
-        if prepared.kv_tokens and prepared.loaded.monitoring.enabled:
-            # The same check for Prometheus, where the KvPlanMismatch alert reads it.
-            write_atomic(self.site.metrics_dir / KV_FILE, kv_textfile(prepared.profile.name, prepared.kv_tokens))
+        publish_kv_check(self.site, prepared.loaded.monitoring, prepared.profile.name, prepared.kv_tokens,
+                         self.reporter.warn)  # fmt: skip
 
     @staticmethod
     def activation(action: str, prepared: Prepared, runner: PhaseRunner, started: str, *, record: bool = True,

@@ -10,8 +10,8 @@ from controller.deploy.spec import other_slot
 from controller.errors import ControllerError, PreflightError
 from controller.journal import Deployment
 from controller.lifecycle.blue_green import BlueGreenStrategy
+from controller.lifecycle.metric_files import planned_work
 from controller.lifecycle.pair_fit import Decision, decide
-from controller.lifecycle.planned_work import planned_work
 from controller.lifecycle.prepare import Options, Prepared, respec
 from controller.lifecycle.stack import Stack
 from controller.lifecycle.transaction import RecreateStrategy, SwitchContext, transaction

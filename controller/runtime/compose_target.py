@@ -116,6 +116,8 @@ class ComposeTarget:
         # controller writes its metric files there (MONITORING=on).
         try:
             self.site.metrics_dir.mkdir(parents=True, exist_ok=True)
+            # node-exporter reads it as `nobody`: whatever the umask, it may list the folder.
+            self.site.metrics_dir.chmod(0o755)
         except OSError as exc:
             raise write_failed(self.site.metrics_dir, exc) from None
         return write_atomic(self.site.compose_file, text)

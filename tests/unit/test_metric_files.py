@@ -10,7 +10,7 @@ import pytest
 
 from controller.config.monitoring_settings import MonitoringSettings
 from controller.config.site import SiteConfig
-from controller.lifecycle.planned_work import RESTART_PHASES, planned_work
+from controller.lifecycle.metric_files import RESTART_PHASES, planned_work
 from controller.phases import Deadlines
 
 ON = MonitoringSettings(MONITORING="on")
@@ -45,3 +45,24 @@ def test_nothing_is_written_without_monitoring(tmp_path):
     site = _site(tmp_path)
     with planned_work(site, MonitoringSettings(), "up", Deadlines()):
         assert not site.metrics_dir.exists()
+
+
+def test_the_kv_check_is_written_and_a_start_up_without_a_figure_removes_the_last_one(tmp_path):
+    from controller.lifecycle.metric_files import publish_kv_check
+
+    site, warnings = _site(tmp_path), []
+    path = site.metrics_dir / "kv_cache.prom"
+    publish_kv_check(site, ON, "m", {"planned": 1100, "logged": 1000}, warnings.append)
+    assert 'llmstack_kv_cache_tokens{model="m",source="plan"} 1100' in path.read_text()
+    publish_kv_check(site, ON, "other", None, warnings.append)
+    assert not path.exists() and warnings == []
+
+
+def test_a_kv_check_that_cannot_be_written_warns_and_does_not_fail(tmp_path):
+    from controller.lifecycle.metric_files import publish_kv_check
+
+    site, warnings = _site(tmp_path), []
+    site.state_dir.mkdir()
+    site.metrics_dir.write_text("a file where the folder should be")
+    publish_kv_check(site, ON, "m", {"planned": 1100, "logged": 1000}, warnings.append)
+    assert len(warnings) == 1 and "KvPlanMismatch" in warnings[0]
