@@ -126,7 +126,8 @@ def _front_door_rows(table, tls: dict | None) -> None:
     if tls.get("root_ca"):
         table.add_row("root CA", f"{tls['root_ca']} (TLS=internal: give it to the browsers, see README `HTTPS`)")
     cert = tls.get("certificate")
-    table.add_row("certificate", f"{cert['subject']}, until {cert['not_after'][:10]} ({cert['days_left']} days left)"
+    left = "renewed by Caddy" if tls["mode"] == "internal" else f"{cert['days_left']} days left" if cert else ""
+    table.add_row("certificate", f"{cert['subject']}, until {cert['not_after'][:16]} ({left})"
                   if cert else "Caddy does not answer on HTTPS; run `controller logs caddy`")  # fmt: skip
 
 

@@ -42,7 +42,9 @@ def certificate_facts(certificate: x509.Certificate) -> CertificateFacts:
                  *(str(ip) for ip in alternative.get_values_for_type(x509.IPAddress))]  # fmt: skip
     except x509.ExtensionNotFound:
         names = [attribute.value for attribute in certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
-    return CertificateFacts(certificate.subject.rfc4514_string(), certificate.not_valid_after_utc, tuple(names))
+    # Caddy's own certificates have an empty subject and only alternative names.
+    subject = certificate.subject.rfc4514_string() or ", ".join(names)
+    return CertificateFacts(subject, certificate.not_valid_after_utc, tuple(names))
 
 
 def covers(names: tuple[str, ...], host: str) -> bool:

@@ -46,7 +46,8 @@ def caddyfile(tls: TlsSettings, upstream: str) -> str:
         "}",
         "",
         f"http://{tls.host} {{",
-        f"\tredir {tls.public_url}{{uri}} permanent",
+        # 308: like 301, and a POST stays a POST.
+        f"\tredir {tls.public_url}{{uri}} 308",
         "}",
         "",
     ])  # fmt: skip

@@ -96,7 +96,7 @@ def test_tls_internal_puts_caddy_in_front_and_keeps_open_webui_to_this_host(proj
     assert webui["environment"]["WEBUI_SESSION_COOKIE_SECURE"] == "true"
     caddyfile = compose["configs"]["caddyfile"]["content"]
     assert f"https://{HOST} {{\n\ttls internal\n" in caddyfile
-    assert f"redir https://{HOST}:8443{{uri}} permanent" in caddyfile
+    assert f"redir https://{HOST}:8443{{uri}} 308" in caddyfile
     assert 'Strict-Transport-Security "max-age=31536000"' in caddyfile and "flush_interval -1" in caddyfile
 
 
@@ -109,7 +109,7 @@ def test_tls_files_mounts_the_pair_read_only(project: Project, tmp_path):
     assert mounts["/etc/caddy/certs/cert.pem"]["source"] == str(cert_file)
     assert mounts["/etc/caddy/certs/key.pem"]["source"] == str(key_file)
     assert all(m["read_only"] for m in mounts.values())
-    assert f"redir https://{HOST}{{uri}} permanent" in compose["configs"]["caddyfile"]["content"]
+    assert f"redir https://{HOST}{{uri}} 308" in compose["configs"]["caddyfile"]["content"]
 
 
 def test_tls_off_renders_no_front_door(project: Project):
