@@ -27,6 +27,7 @@ from controller.doctor.host_checks import (
     check_image,
     check_port,
     check_settings,
+    check_tls,
     offline_checks,
 )
 from controller.doctor.records import FAIL, OK, WARN, Check, Facts
@@ -51,6 +52,8 @@ def diagnose(profile: Profile, facts: Facts, *, catalog_profiles: list[Profile],
     if facts.port is not None:
         checks.append(check_port(facts.port))
     checks += check_settings(profile, facts.env)
+    if not facts.env.settings_error:
+        checks.append(check_tls(facts.env))
     checks += offline_checks(profile, facts, offline=offline)
     if facts.backup is not None:
         checks.append(check_backup(facts.backup))

@@ -6,9 +6,11 @@ removed when it ends."""
 from __future__ import annotations
 
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 from controller.config.backups import backup_dir, newest_backup
+from controller.config.certificates import check_files
 from controller.config.env_values import collect_values
 from controller.config.profile import Profile
 from controller.config.settings import GENERATED_SECRETS, Settings, read_settings
@@ -174,9 +176,12 @@ def env_facts(site: SiteConfig) -> tuple[EnvFacts, Settings | None]:
         return EnvFacts(path, exists, mode, settings_error=_one_line(exc), settings_hint=exc.hint), None
     settings = loaded.settings
     missing = [key for key in GENERATED_SECRETS if not values.get(key)]
-    facts = EnvFacts(
-        path, exists, mode, missing, settings.hf_token is not None, settings.gpu_memory_gib, offline=settings.offline
-    )
+    tls, days_left = loaded.tls, None
+    if tls.mode == "files":  # read_settings checked the pair; here only how long it lasts
+        days_left = check_files(tls.cert_file, tls.key_file, tls.host).days_left(datetime.now(UTC))
+    facts = EnvFacts(path, exists, mode, missing, settings.hf_token is not None, settings.gpu_memory_gib,
+                     offline=settings.offline, tls_mode=tls.mode, tls_host=tls.host,
+                     tls_days_left=days_left)  # fmt: skip
     return facts, settings
 
 

@@ -6,6 +6,7 @@ downloading (pure).
 from __future__ import annotations
 
 from controller.config.backups import STALE_AFTER_S
+from controller.config.certificates import EXPIRY_WARNING_DAYS
 from controller.config.profile import Profile
 from controller.doctor.records import (
     FAIL,
@@ -166,6 +167,18 @@ def offline_checks(profile: Profile, facts: Facts, *, offline: bool) -> list[Che
             hint,
         ))  # fmt: skip
     return checks
+
+
+def check_tls(env: EnvFacts) -> Check:
+    """Passwords cross the network in clear text without HTTPS; a certificate must be renewed in time."""
+    if env.tls_mode == "off":
+        return Check("https", WARN, "TLS=off: Open WebUI is served on plain HTTP, so passwords cross the "
+                     "network in clear text", "set TLS=internal (or files, acme) and TLS_HOST in .env (README, "
+                     "HTTPS)")  # fmt: skip
+    if env.tls_days_left is not None and env.tls_days_left < EXPIRY_WARNING_DAYS:
+        return Check("https", WARN, f"the certificate in TLS_CERT_FILE expires in {env.tls_days_left} days",
+                     "renew it; `controller up MODEL` then serves the new one")  # fmt: skip
+    return Check("https", OK, f"TLS={env.tls_mode}: Caddy serves https://{env.tls_host}")
 
 
 def check_backup(backup: BackupFacts) -> Check:

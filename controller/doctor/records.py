@@ -82,6 +82,9 @@ class EnvFacts:
     offline: bool = False  # OFFLINE=true in the settings
     settings_error: str | None = None
     settings_hint: str | None = None
+    tls_mode: str = "off"  # TLS in the settings
+    tls_host: str | None = None
+    tls_days_left: int | None = None  # TLS=files: the site's certificate
 
 
 @dataclass(frozen=True)

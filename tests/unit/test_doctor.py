@@ -375,3 +375,16 @@ def test_unknown_model_is_bad_input_and_nothing_is_read_or_written(tmp_path):
     assert done.returncode == 2 and done.stdout == ""
     assert "unknown model 'nope'" in done.stderr and "deepseek-1.5b" in done.stderr
     assert nothing_written(tmp_path) and not (tmp_path / ".controller").exists()
+
+
+@pytest.mark.parametrize(
+    ("mode", "days_left", "status", "said"),
+    [("off", None, "warn", "plain HTTP"), ("files", 12, "warn", "expires in 12 days"),
+     ("files", 200, "ok", "https://llm.example.lan"), ("internal", None, "ok", "TLS=internal")],
+)  # fmt: skip
+def test_https_check_warns_on_plain_http_and_a_certificate_near_expiry(tmp_path, mode, days_left, status, said):
+    from controller.doctor.host_checks import check_tls
+
+    env = EnvFacts(tmp_path / ".env", True, tls_mode=mode, tls_host="llm.example.lan", tls_days_left=days_left)
+    check = check_tls(env)
+    assert check.status == status and said in check.finding
