@@ -9,12 +9,25 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from controller.config.env_keys import SECRET_KEYS
 from controller.errors import SettingsError
 
 M = TypeVar("M", bound=BaseModel)
+
+
+class KeyedSettings(BaseModel):
+    """A settings group read by key from `.env` (monitoring, TLS): an empty value is an unset one."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_is_unset(cls, data: object) -> object:
+        if isinstance(data, dict):
+            return {key: value for key, value in data.items() if value != ""}
+        return data
 
 
 def keyed_values(

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from controller.config.env_keys import MONITORING_KEYS
-from controller.config.keyed_settings import keyed_values, validate_keyed
+from controller.config.keyed_settings import KeyedSettings, keyed_values, validate_keyed
 from controller.config.values import ImageReference, Key, Port, ip_address, printable
 
 # Prometheus' durations, one unit (15d, 90s, 500ms); a sign or a bare number is refused.
@@ -60,9 +60,7 @@ def _webhook_url(value: str) -> str:
 WebhookUrl = Annotated[str, AfterValidator(_webhook_url)]
 
 
-class MonitoringSettings(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
-
+class MonitoringSettings(KeyedSettings):
     # grafana: `on`, and Grafana with the stack's dashboard.
     mode: Literal["off", "on", "grafana"] = Field("off", alias="MONITORING")
     prometheus_image: ImageReference = Field("prom/prometheus:v2.53.4", alias="PROMETHEUS_IMAGE")
@@ -93,13 +91,6 @@ class MonitoringSettings(BaseModel):
     grafana_port: Port = Field(3000, alias="GRAFANA_PORT")
     # Generated into .env (0600) by the first command that reads MONITORING=grafana; Compose passes it on.
     grafana_admin_password: Key | None = Field(None, alias="GRAFANA_ADMIN_PASSWORD")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _empty_is_unset(cls, data: object) -> object:
-        if isinstance(data, dict):
-            return {key: value for key, value in data.items() if value != ""}
-        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> MonitoringSettings:

@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from controller.config.env_keys import TLS_KEYS
-from controller.config.keyed_settings import keyed_values, validate_keyed
+from controller.config.keyed_settings import KeyedSettings, keyed_values, validate_keyed
 from controller.config.values import ImageReference, Port
 
 # A DNS name (RFC 1123, lower case) of at least one dot-free label.
@@ -54,9 +54,7 @@ Host = Annotated[str, AfterValidator(_host)]
 CertPath = Annotated[str, AfterValidator(_file)]
 
 
-class TlsSettings(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
-
+class TlsSettings(KeyedSettings):
     # off: Open WebUI on plain HTTP (WEBUI_PORT). internal: Caddy's own CA, for a LAN. files: the
     # site's certificate and key. acme: a certificate from Let's Encrypt for a public DNS name.
     mode: Literal["off", "internal", "files", "acme"] = Field("off", alias="TLS")
@@ -67,13 +65,6 @@ class TlsSettings(BaseModel):
     key_file: CertPath | None = Field(None, alias="TLS_KEY_FILE")
     acme_email: str | None = Field(None, alias="ACME_EMAIL", pattern=EMAIL)
     caddy_image: ImageReference = Field("caddy:2.8.4", alias="CADDY_IMAGE")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _empty_is_unset(cls, data: object) -> object:
-        if isinstance(data, dict):
-            return {key: value for key, value in data.items() if value != ""}
-        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> TlsSettings:
