@@ -171,7 +171,16 @@ def render_k8s(
         "env_file": str(site.env_file),
         "generated_secrets": generated,
         "next": _next_steps(out_dir, k8s, rendered.load_timeout_s),
+        # TLS=... puts Caddy in front on Compose; a cluster's Ingress serves HTTPS instead.
+        "tls_note": _tls_note(rendered.loaded.tls.mode, k8s),
     }
+
+
+def _tls_note(mode: str, k8s: K8sSettings) -> str | None:
+    if mode == "off" or k8s.ingress_tls_secret:
+        return None
+    return (f"TLS={mode} applies to the Compose stack only; on Kubernetes the Ingress serves HTTPS: set "
+            "K8S_INGRESS_HOST and K8S_INGRESS_TLS_SECRET (a Secret, or the one cert-manager makes)")  # fmt: skip
 
 
 def summary_lines(result: dict[str, Any]) -> list[str]:
@@ -189,6 +198,8 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
             f"plan per replica: fits {fit['gpu_memory_gib']:.1f} GiB, about {fit['max_concurrency']:.1f} "
             f"full-length chats at once each, {fit['max_concurrency'] * result['replicas']:.1f} in all"
         )
+    if result.get("tls_note"):
+        lines.append(f"note: {result['tls_note']}")
     if result["generated_secrets"]:
         lines.append(f"generated {', '.join(result['generated_secrets'])} into {result['env_file']} (mode 0600)")
     lines.append("next:")

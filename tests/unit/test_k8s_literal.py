@@ -247,3 +247,17 @@ def test_any_text_setting_reads_back_literally_after_kustomize(tmp_path_factory,
         n: len(list(yaml.safe_load_all(t))) for n, t in plain.items()
     }
     assert [sorted(c) for c in (webui, vllm)] == [sorted(c) for c in (webui, vllm)]
+
+
+def test_tls_for_compose_is_named_as_not_applying_to_the_cluster(tmp_path, monkeypatch):
+    from controller.lifecycle.render_k8s import summary_lines
+
+    site, catalog = _project(tmp_path, "x")
+    monkeypatch.setenv("TLS", "internal")
+    monkeypatch.setenv("TLS_HOST", "llm.example.lan")
+    result = render_k8s(site, load_catalog(catalog), "p", tmp_path / "k8s")
+    assert "K8S_INGRESS_TLS_SECRET" in result["tls_note"]
+    assert any("TLS=internal" in line for line in summary_lines(result))
+    monkeypatch.setenv("K8S_INGRESS_HOST", "llm.example.lan")
+    monkeypatch.setenv("K8S_INGRESS_TLS_SECRET", "llm-tls")
+    assert render_k8s(site, load_catalog(catalog), "p", tmp_path / "k8s")["tls_note"] is None
