@@ -1,9 +1,10 @@
-"""What `up`, `switch` and `status` say of the front door: its URL, for TLS=internal the root
+"""What `up` and `status` say of the front door: its URL, for TLS=internal the root
 certificate copied out for browsers, and the certificate served (subject, expiry, days left)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 from controller.config.certificates import expiry_warning
 from controller.config.settings import LoadedSettings
@@ -17,7 +18,7 @@ PLAIN_HTTP_WARNING = (
 )
 
 
-def root_ca_path(site: SiteConfig):
+def root_ca_path(site: SiteConfig) -> Path:
     return site.state_dir / "tls" / "caddy-root.crt"
 
 
