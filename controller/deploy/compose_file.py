@@ -27,6 +27,10 @@ def _healthcheck(port: int, path: str) -> list[str]:
     return ["CMD", "python3", "-c", probe]
 
 
+# The front door's ports are the way in from the network: every interface.
+ANY = "0.0.0.0"
+
+
 def _port_mapping(address: str, host_port: int, container_port: int) -> str:
     host = f"[{address}]" if ":" in address else address
     return f"{host}:{host_port}:{container_port}"
@@ -44,6 +48,7 @@ def render_context(spec: ServingSpec) -> dict:
     """The template's variables: the spec's fields, plus what only Compose spells (port mappings,
     healthcheck commands, labels as a mapping)."""
     context = {f.name: getattr(spec, f.name) for f in fields(spec)}
+    front, grafana = spec.front_door, spec.monitoring.grafana if spec.monitoring else None
     context.update(
         labels=spec.labels,
         webui_port_mapping=_port_mapping(spec.webui_bind_address, spec.webui_host_port, spec.webui_port),
@@ -53,20 +58,10 @@ def render_context(spec: ServingSpec) -> dict:
         vllm_healthcheck=_healthcheck(spec.vllm_port, spec.health_path),
         prometheus_port_mapping=_monitoring_port(spec, "prometheus"),
         alertmanager_port_mapping=_monitoring_port(spec, "alertmanager"),
-        https_port_mapping=(
-            _port_mapping("0.0.0.0", spec.front_door.https_host_port, spec.front_door.https_port)
-            if spec.front_door
-            else None
-        ),
-        http_port_mapping=(
-            _port_mapping("0.0.0.0", spec.front_door.http_host_port, spec.front_door.http_port)
-            if spec.front_door
-            else None
-        ),
+        https_port_mapping=_port_mapping(ANY, front.https_host_port, front.https_port) if front else None,
+        http_port_mapping=_port_mapping(ANY, front.http_host_port, front.http_port) if front else None,
         grafana_port_mapping=(
-            _port_mapping(spec.monitoring.bind_address, spec.monitoring.grafana.host_port, spec.monitoring.grafana.port)
-            if spec.monitoring and spec.monitoring.grafana
-            else None
+            _port_mapping(spec.monitoring.bind_address, grafana.host_port, grafana.port) if grafana else None
         ),
         webui_healthcheck=_healthcheck(spec.webui_port, spec.health_path),
     )

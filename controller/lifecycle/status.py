@@ -7,7 +7,7 @@ import os
 
 from controller.config.backups import backup_dir, newest_backup
 from controller.config.monitoring_settings import MonitoringSettings
-from controller.config.settings import read_settings
+from controller.config.settings import LoadedSettings, read_settings
 from controller.errors import DockerUnavailable
 from controller.journal import Pending
 from controller.lifecycle.front_door import PLAIN_HTTP_WARNING, front_door_report
@@ -47,7 +47,7 @@ def stack_status(stack: Stack) -> dict:
     }
 
 
-def _front_door_status(stack: Stack, loaded) -> dict:
+def _front_door_status(stack: Stack, loaded: LoadedSettings) -> dict:
     report, warnings = front_door_report(stack.site, loaded, export=False)
     return {"tls": report, "warnings": warnings if report else [PLAIN_HTTP_WARNING]}
 
