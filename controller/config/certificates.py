@@ -107,3 +107,13 @@ def expiry_warning(facts: CertificateFacts, now: datetime) -> str | None:
     if days >= EXPIRY_WARNING_DAYS:
         return None
     return f"the HTTPS certificate ({facts.subject}) expires in {days} days, on {facts.not_after:%Y-%m-%d}; renew it"
+
+
+def check_ca_file(path: str, key: str) -> None:
+    """A CA bundle (LDAP_CA_CERT_FILE): readable, and PEM certificates only."""
+    text = read_text_file(Path(path), SettingsError, what=key)
+    try:
+        x509.load_pem_x509_certificates(text.encode())
+    except ValueError:
+        raise SettingsError(f"{key} {path}: not PEM certificates (-----BEGIN CERTIFICATE-----)",
+                            hint="give the CA certificate that signed the server's, in PEM") from None  # fmt: skip

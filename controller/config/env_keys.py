@@ -26,7 +26,7 @@ SETTINGS_KEYS = (
 )  # fmt: skip
 # The secrets among them: never shown in a message, and single-quoted in .env when they hold a `$`.
 SECRET_KEYS = frozenset({"WEBUI_ADMIN_PASSWORD", "WEBUI_SECRET_KEY", "VLLM_API_KEY", "GRAFANA_ADMIN_PASSWORD",
-                         "HF_TOKEN"})  # fmt: skip
+                         "HF_TOKEN", "LDAP_APP_PASSWORD", "OAUTH_CLIENT_SECRET"})  # fmt: skip
 CONTROLLER_CATALOG = "CONTROLLER_CATALOG"
 SWITCH_STRATEGY = "SWITCH_STRATEGY"
 SWITCH_RESERVE_GIB = "SWITCH_RESERVE_GIB"
@@ -50,9 +50,26 @@ MONITORING_KEYS = (
 # What only the front door reads (controller.config.tls_settings.TlsSettings, whose aliases
 # tests/unit/test_tls_settings.py holds equal to these).
 TLS_KEYS = ("TLS", "TLS_HOST", "HTTPS_PORT", "HTTP_PORT", "TLS_CERT_FILE", "TLS_KEY_FILE", "ACME_EMAIL", "CADDY_IMAGE")
+# What only directory sign-in reads (controller.config.directory_settings.DirectorySettings, whose
+# aliases tests/unit/test_directory_settings.py holds equal to these).
+DIRECTORY_KEYS = (
+    "LDAP", "LDAP_SERVER_HOST", "LDAP_SERVER_PORT", "LDAP_TLS", "LDAP_CA_CERT_FILE", "LDAP_APP_DN", "LDAP_APP_PASSWORD",
+    "LDAP_SEARCH_BASE", "LDAP_SEARCH_FILTERS", "LDAP_ATTRIBUTE_FOR_USERNAME", "LDAP_ATTRIBUTE_FOR_MAIL", "OIDC",
+    "OPENID_PROVIDER_URL", "OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "OAUTH_SCOPES", "OAUTH_PROVIDER_NAME",
+    "DIRECTORY_USER_ROLE", "LOCAL_SIGNIN",
+)  # fmt: skip
 DEADLINE_KEYS = tuple(phase.env_key for phase in PHASES)
 OTHER_KEYS = frozenset(
-    {CONTROLLER_CATALOG, SWITCH_STRATEGY, SWITCH_RESERVE_GIB, *K8S_KEYS, *MONITORING_KEYS, *TLS_KEYS, *DEADLINE_KEYS}
+    {
+        CONTROLLER_CATALOG,
+        SWITCH_STRATEGY,
+        SWITCH_RESERVE_GIB,
+        *K8S_KEYS,
+        *MONITORING_KEYS,
+        *TLS_KEYS,
+        *DIRECTORY_KEYS,
+        *DEADLINE_KEYS,
+    }
 )
 
 # difflib's similarity ratio above which an unknown key is taken for a typo of a known one: one

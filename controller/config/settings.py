@@ -23,6 +23,7 @@ from pydantic import (
     field_validator,
 )
 
+from controller.config.directory_settings import DirectorySettings, load_directory_settings
 from controller.config.env_keys import SECRET_KEYS
 from controller.config.env_values import collect_values
 from controller.config.envfile import stage_env_values, write_env_values
@@ -187,6 +188,7 @@ class LoadedSettings:
     pending_secrets: dict[str, str]
     monitoring: MonitoringSettings = field(default_factory=MonitoringSettings)
     tls: TlsSettings = field(default_factory=TlsSettings)
+    directory: DirectorySettings = field(default_factory=DirectorySettings)
 
     @property
     def public_url(self) -> str:
@@ -205,6 +207,11 @@ def read_settings(site: SiteConfig, environ: dict[str, str] | None = None) -> Lo
         from controller.config.certificates import check_files
 
         check_files(tls.cert_file, tls.key_file, tls.host)
+    directory = load_directory_settings(site.env_file, environ)
+    if directory.ldap == "on" and directory.ldap_ca_cert_file:
+        from controller.config.certificates import check_ca_file
+
+        check_ca_file(directory.ldap_ca_cert_file, "LDAP_CA_CERT_FILE")
     if tls.enabled:
         # Open WebUI's own port then serves only this host (the controller's checks); people come
         # through the front door.
@@ -215,7 +222,7 @@ def read_settings(site: SiteConfig, environ: dict[str, str] | None = None) -> Lo
         # Staged now, written by store_generated_secrets: a .env that cannot take them stops here,
         # before anything (the lock, the rendered files) is written.
         stage_env_values(site.env_file, missing, overwrite=False)
-    return LoadedSettings(settings, missing, monitoring, tls)
+    return LoadedSettings(settings, missing, monitoring, tls, directory)
 
 
 def store_generated_secrets(site: SiteConfig, loaded: LoadedSettings) -> list[str]:

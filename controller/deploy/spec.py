@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from controller.config.directory_settings import LDAP_CA_IN_CONTAINER, DirectorySettings
 from controller.config.lora import container_path, local_adapters, max_loras
 from controller.config.monitoring_settings import MonitoringSettings
 from controller.config.profile import Profile
@@ -15,6 +16,7 @@ from controller.config.settings import Settings
 from controller.config.tls_settings import TlsSettings
 from controller.deploy.front_door import FrontDoorSpec, build_front_door
 from controller.deploy.monitoring import MonitoringSpec, build_monitoring
+from controller.deploy.sign_in import oidc_environment
 from controller.planner.capability import effective_dtype, effective_quantization
 
 VLLM_PORT = 8000
@@ -53,6 +55,7 @@ SECRET_REFERENCES = {
     "WEBUI_ADMIN_PASSWORD": "${WEBUI_ADMIN_PASSWORD:?set WEBUI_ADMIN_PASSWORD in .env}",
     "HF_TOKEN": "${HF_TOKEN:-}",
     "GRAFANA_ADMIN_PASSWORD": "${GRAFANA_ADMIN_PASSWORD:?set GRAFANA_ADMIN_PASSWORD in .env}",
+    "OAUTH_CLIENT_SECRET": "${OAUTH_CLIENT_SECRET:?set OAUTH_CLIENT_SECRET in .env}",
 }
 
 # Its API key once per connection; the one reference besides SECRET_REFERENCES' own.
@@ -146,6 +149,11 @@ class ServingSpec:
     # TLS=internal|files|acme: Caddy in front of Open WebUI, which then knows its public https:// URL.
     front_door: FrontDoorSpec | None = None
     public_url: str | None = None
+    # OIDC=on: Open WebUI's OIDC variables (the client secret is referenced from .env); LDAP=on
+    # with LDAP_TLS=ldaps: the directory's CA certificate, mounted read-only.
+    sign_in_env: tuple[tuple[str, str], ...] = ()
+    ldap_ca_cert_file: str | None = None
+    ldap_ca_in_container: str = LDAP_CA_IN_CONTAINER
 
     @property
     def labels(self) -> dict[str, str]:
@@ -154,7 +162,7 @@ class ServingSpec:
 
 def build_spec(profile: Profile, settings: Settings, capability: tuple[int, int] | None = None, *,
                service: str = SLOTS[0], monitoring: MonitoringSettings | None = None,
-               tls: TlsSettings | None = None) -> ServingSpec:  # fmt: skip
+               tls: TlsSettings | None = None, directory: DirectorySettings | None = None) -> ServingSpec:  # fmt: skip
     local = profile.local_path
     cpu = profile.accelerator == "cpu"
     return ServingSpec(
@@ -192,4 +200,6 @@ def build_spec(profile: Profile, settings: Settings, capability: tuple[int, int]
         else None,
         front_door=build_front_door(tls, upstream=f"webui:{WEBUI_PORT}") if tls else None,
         public_url=tls.public_url if tls else None,
+        sign_in_env=tuple(oidc_environment(directory, (tls and tls.public_url) or settings.webui_url).items()),
+        ldap_ca_cert_file=directory.ldap_ca_cert_file if directory and directory.ldap == "on" else None,
     )

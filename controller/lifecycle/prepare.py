@@ -95,7 +95,15 @@ def _checked(profile: Profile) -> Profile:
 def _assemble(catalog: Catalog, profile: Profile, loaded: LoadedSettings, slot: str, gpus: list) -> Prepared:
     settings = loaded.settings
     capability = gpus[0].capability if gpus else None
-    spec = build_spec(profile, settings, capability, service=slot, monitoring=loaded.monitoring, tls=loaded.tls)
+    spec = build_spec(
+        profile,
+        settings,
+        capability,
+        service=slot,
+        monitoring=loaded.monitoring,
+        tls=loaded.tls,
+        directory=loaded.directory,
+    )
     prepared = Prepared(profile, loaded, spec, render_spec(spec), gpus=gpus)
     memory, _source = resolve_gpu_memory(None, gpus, settings.gpu_memory_gib)
     prepared.gpu_memory_gib = memory

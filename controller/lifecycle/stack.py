@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from controller.config.catalog import Catalog
+from controller.config.directory_settings import load_directory_settings
 from controller.config.profile import Profile
 from controller.config.settings import Settings, read_settings, store_generated_secrets
 from controller.config.site import SiteConfig
@@ -84,7 +85,8 @@ class Stack:
 
     def webui_setup(self, settings: Settings, target: Target, webui) -> WebUISetup:
         return WebUISetup(webui, settings, self.site.env_file, self.reporter.warn, ensure_running=target.ensure_webui,
-                          saved_token=saved_admin_token(self.site.state_dir))  # fmt: skip
+                          saved_token=saved_admin_token(self.site.state_dir),
+                          directory=load_directory_settings(self.site.env_file))  # fmt: skip
 
     def locked(self, command: str):
         return self.store.locked(command, timeout=self.options.lock_timeout_s, on_wait=self.reporter.waiting_for_lock)

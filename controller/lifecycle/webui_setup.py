@@ -10,6 +10,7 @@ from functools import partial
 from pathlib import Path
 from typing import Protocol
 
+from controller.config.directory_settings import DirectorySettings
 from controller.config.settings import Settings
 from controller.deploy.spec import SLOTS, vllm_url
 from controller.errors import AdminError, NotReady
@@ -88,11 +89,12 @@ class WebUISetup:
 
     def __init__(self, webui: WebUIClient, settings: Settings, env_file: object, warn: Callable[[str], None],
                  ensure_running: Callable[[PhaseRunner], str | None] | None = None,
-                 saved_token: Path | None = None):  # fmt: skip
+                 saved_token: Path | None = None, directory: DirectorySettings | None = None):  # fmt: skip
         self.webui = webui
         self.settings = settings
         self.env_file = env_file
         self.saved_token = saved_token
+        self.directory = directory
         self.warn = warn
         # Starts a stopped Open WebUI and says what it found (Target.ensure_webui).
         self.ensure_running = ensure_running
@@ -111,7 +113,22 @@ class WebUISetup:
         self.session = runner.wait(ADMIN, sign_in, deadline_s=deadline_s)
         if self._connect_every_slot():
             self.warn("Open WebUI held another vLLM API key or instance in its database; updated it to VLLM_API_KEY")
+        self._apply_sign_in()
         return self.session
+
+    def _apply_sign_in(self) -> None:
+        """Directory sign-in as .env says, at every `up`: Open WebUI reads these settings from its
+        environment only at its first start, and the bind password goes through the API this way,
+        never into the compose file or a container's environment."""
+        directory = self.directory
+        if directory is None:
+            return
+        ldap_on = None if directory.ldap is None else directory.ldap == "on"
+        changed = self.webui.set_sign_in(self.session.token, ldap_on,
+                                         directory.ldap_server_config() if ldap_on else {},
+                                         directory.admin_changes())  # fmt: skip
+        if changed:
+            self.warn(f"Open WebUI's sign-in settings differed from .env; set {', '.join(changed)} as .env says")
 
     def _connect_every_slot(self) -> bool:
         """Open WebUI holds one connection per vLLM slot, running or not, so a switch only moves the

@@ -152,6 +152,37 @@ class WebUI:
         self._request("POST", "/openai/config/update", headers=_bearer(token), json=form)
         return True
 
+    def set_sign_in(self, token: str, ldap_on: bool | None, ldap_server: dict, admin_changes: dict) -> list[str]:
+        """Directory sign-in as the settings say (Open WebUI keeps all of it in its database after its
+        first start, so the environment cannot change it later): LDAP on (with the `ldap_server`
+        form), off, or left alone (None), and the admin settings in `admin_changes`
+        (DEFAULT_USER_ROLE, ENABLE_LOGIN_FORM). Writes only what differs, and returns what it
+        changed, by name (never by value: the form holds the bind password)."""
+        changed = []
+        if ldap_on is None and not admin_changes:
+            return changed
+        if ldap_on:
+            held = self._request("GET", "/api/v1/auths/admin/config/ldap/server", headers=_bearer(token)).json()
+            if any(held.get(key) != value for key, value in ldap_server.items()):
+                self._request("POST", "/api/v1/auths/admin/config/ldap/server", headers=_bearer(token),
+                              json={**held, **ldap_server})  # fmt: skip
+                changed.append("the LDAP server settings")
+        if ldap_on is not None:
+            held_on = self._request("GET", "/api/v1/auths/admin/config/ldap", headers=_bearer(token)).json()
+            if bool(held_on.get("ENABLE_LDAP")) != ldap_on:
+                self._request("POST", "/api/v1/auths/admin/config/ldap", headers=_bearer(token),
+                              json={"enable_ldap": ldap_on})  # fmt: skip
+                changed.append(f"LDAP sign-in {'on' if ldap_on else 'off'}")
+        if not admin_changes:
+            return changed
+        config = self._request("GET", "/api/v1/auths/admin/config", headers=_bearer(token)).json()
+        differs = [key for key, value in admin_changes.items() if config.get(key) != value]
+        if differs:
+            self._request("POST", "/api/v1/auths/admin/config", headers=_bearer(token),
+                          json={**config, **admin_changes})  # fmt: skip
+            changed += differs
+        return changed
+
     def chat(self, token: str, model_id: str, prompt: str, *, max_tokens: int = 8, as_ui: bool = False) -> dict:
         """One chat completion through Open WebUI; returns the OpenAI-shaped response body.
 

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from controller.cli import main as cli
-from controller.config.env_keys import MONITORING_KEYS, TLS_KEYS
+from controller.config.env_keys import DIRECTORY_KEYS, MONITORING_KEYS, TLS_KEYS
 from controller.config.settings import Settings
 from tests.unit._support import TINY_ARCH
 
@@ -95,6 +95,7 @@ class Project:
             SETTING_KEYS
             | set(MONITORING_KEYS)
             | set(TLS_KEYS)
+            | set(DIRECTORY_KEYS)
             | {"CONTROLLER_HOME", "CONTROLLER_CATALOG", "CONTROLLER_DEBUG"}
         ):
             self.monkeypatch.delenv(key, raising=False)

@@ -66,6 +66,12 @@ class FakeWebUI:
         self.target.connections = list(urls)
         return True
 
+    def set_sign_in(self, token: str, ldap_on: bool | None, ldap_server: dict, admin_changes: dict) -> list[str]:
+        if ldap_on is None and not admin_changes:
+            return []
+        self.target.calls.append(f"sign-in ldap={ldap_on} {sorted(admin_changes.items())}")
+        return ["DEFAULT_USER_ROLE"] if admin_changes else []
+
     def model_ids(self, token: str) -> list[str]:
         self._answer()
         slots = [url.split("/")[2].split(":")[0] for url in self.target.connections]

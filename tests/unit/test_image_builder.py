@@ -26,6 +26,8 @@ RECORDED_TAGS = {
     "monitoring": "controller-test/monitoring:a6bdcb9dc570",
     # the HTTPS front door's test image (Debian's caddy): its hash today
     "front-door": "controller-test/front-door:f0dfdf02486c",
+    # the LDAP directory's test image (Debian's slapd): its hash today
+    "directory": "controller-test/directory:2cef847b4b92",
 }
 
 PINS = {

@@ -295,7 +295,8 @@ def test_known_keys_hold_every_key_each_reader_reads():
     # The settings' keys are named twice (the model's aliases, and env_keys for the commands that
     # never load the model): the two lists must be one.
     assert tuple(f.alias for f in Settings.model_fields.values()) == env_keys.SETTINGS_KEYS
-    assert set(GENERATED_SECRETS) | {"HF_TOKEN", "GRAFANA_ADMIN_PASSWORD"} == env_keys.SECRET_KEYS
+    user_set = {"HF_TOKEN", "GRAFANA_ADMIN_PASSWORD", "LDAP_APP_PASSWORD", "OAUTH_CLIENT_SECRET"}
+    assert set(GENERATED_SECRETS) | user_set == env_keys.SECRET_KEYS
     assert {f.alias for f in Settings.model_fields.values()} <= KNOWN_KEYS
     assert {f.alias for f in K8sSettings.model_fields.values()} == set(env_keys.K8S_KEYS) == set(KEYS)
     assert {phase.env_key for phase in PHASES} <= KNOWN_KEYS

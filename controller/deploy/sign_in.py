@@ -1,0 +1,33 @@
+"""What Open WebUI's environment says about sign-in, for Compose and Kubernetes alike (pure).
+
+OIDC goes through the environment: Open WebUI 0.12.4 keeps `oauth.*` settings out of its database
+unless told otherwise (ENABLE_OAUTH_PERSISTENT_CONFIG), so each start reads them afresh. LDAP does
+not: the controller sets it through the admin API (controller.lifecycle.webui_setup), which keeps
+the bind password out of every rendered file and container environment.
+"""
+
+from __future__ import annotations
+
+from controller.config.directory_settings import DirectorySettings
+
+# Open WebUI's callback for its `oidc` provider, to register at the identity provider.
+OIDC_CALLBACK_PATH = "/oauth/oidc/login/callback"
+OIDC_SECRET_KEY = "OAUTH_CLIENT_SECRET"
+
+
+def oidc_environment(directory: DirectorySettings | None, public_url: str) -> dict[str, str]:
+    """Open WebUI's OIDC variables, without the client secret (the caller references it from .env
+    or a Kubernetes Secret); empty when OIDC is off."""
+    if directory is None or directory.oidc != "on":
+        return {}
+    return {
+        "OPENID_PROVIDER_URL": directory.oidc_provider_url,
+        "OAUTH_CLIENT_ID": directory.oidc_client_id,
+        "OAUTH_SCOPES": directory.oidc_scopes,
+        "OAUTH_PROVIDER_NAME": directory.oidc_provider_name,
+        "OPENID_REDIRECT_URI": f"{public_url.rstrip('/')}{OIDC_CALLBACK_PATH}",
+        # A person's first OIDC sign-in makes their account (with DIRECTORY_USER_ROLE). Accounts are
+        # never merged by e-mail: a provider that lets users set their address could take the admin's.
+        "ENABLE_OAUTH_SIGNUP": "true",
+        "OAUTH_MERGE_ACCOUNTS_BY_EMAIL": "false",
+    }
