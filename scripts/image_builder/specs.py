@@ -102,7 +102,7 @@ APP_RECIPES = (
 )
 
 
-SERVICE_IMAGES = ("monitoring", "front-door")
+SERVICE_IMAGES = ("monitoring", "front-door", "directory")
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,8 @@ class ImagePlan:
     base: BaseSpec
     apps: tuple[AppSpec, ...]  # in APP_RECIPES' order: a parent comes before the images built on it
     # Images of the stack's other services, made like the base from Debian's packages: monitoring
-    # (Prometheus, Alertmanager, two exporters) and front-door (Caddy).
+    # (Prometheus, Alertmanager, two exporters), front-door (Caddy) and directory (slapd, the tests'
+    # LDAP server).
     services: tuple[BaseSpec, ...] = ()
 
     def app(self, key: str) -> AppSpec:
