@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
+from controller.config.directory_settings import DirectorySettings
 from controller.deploy import k8s_objects as objects
 from controller.deploy.k8s_settings import K8sSettings
 from controller.deploy.spec import ServingSpec
@@ -30,7 +31,8 @@ KUSTOMIZATION = "kustomization.yaml"
 MANIFEST_FILES = (KUSTOMIZATION, "namespace.yaml", "vllm.yaml", "webui.yaml", "ingress.yaml")
 SECRET_ENV_FILE = "secrets.env"
 DEFAULT_NAMESPACE = "default"
-SECRET_ENV_KEYS = ("VLLM_API_KEY", "WEBUI_SECRET_KEY", "WEBUI_ADMIN_PASSWORD", "HF_TOKEN")
+SECRET_ENV_KEYS = ("VLLM_API_KEY", "WEBUI_SECRET_KEY", "WEBUI_ADMIN_PASSWORD", "HF_TOKEN", "LDAP_APP_PASSWORD",
+                   "OAUTH_CLIENT_SECRET")  # fmt: skip
 
 
 # The same in every file (the profile is in vllm.yaml's annotations), so a switch changes only vllm.yaml.
@@ -53,11 +55,12 @@ def gpu_count(spec: ServingSpec, tensor_parallel_size: int) -> int:
     return 0 if spec.accelerator == "cpu" else tensor_parallel_size
 
 
-def render_manifests(spec: ServingSpec, k8s: K8sSettings, *, load_timeout_s: float, gpus: int) -> dict[str, str]:
+def render_manifests(spec: ServingSpec, k8s: K8sSettings, *, load_timeout_s: float, gpus: int,
+                     directory: DirectorySettings | None = None) -> dict[str, str]:  # fmt: skip
     """{file name: text} of the kustomize directory, without the secret env file."""
     files = {
         "vllm.yaml": objects.vllm_objects(spec, k8s, load_timeout_s, gpus),
-        "webui.yaml": objects.webui_objects(spec, k8s),
+        "webui.yaml": objects.webui_objects(spec, k8s, directory),
     }
     if k8s.namespace != DEFAULT_NAMESPACE:  # `default` exists in every cluster and is not ours to label
         files = {"namespace.yaml": [objects.namespace_object(spec, k8s)], **files}
@@ -83,8 +86,14 @@ def secret_env_text(values: dict[str, str | None]) -> str:
     )
 
 
-def secret_values(settings: Settings) -> dict[str, str | None]:
+def secret_values(settings: Settings, directory: DirectorySettings | None = None) -> dict[str, str | None]:
+    def secret(value) -> str | None:
+        return value.get_secret_value() if value else None
+
+    on = directory is not None
     return {
+        "LDAP_APP_PASSWORD": secret(directory.ldap_bind_password) if on and directory.ldap == "on" else None,
+        "OAUTH_CLIENT_SECRET": secret(directory.oidc_client_secret) if on and directory.oidc == "on" else None,
         "VLLM_API_KEY": settings.vllm_api_key.get_secret_value(),
         "WEBUI_SECRET_KEY": settings.webui_secret_key.get_secret_value(),
         "WEBUI_ADMIN_PASSWORD": settings.webui_admin_password.get_secret_value(),

@@ -11,27 +11,15 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from controller.config.directory_settings import DirectorySettings
+from controller.deploy.k8s_env import SECRET_NAME, kubelet_literal, literal_env, secret_env, webui_env
 from controller.deploy.k8s_settings import K8sSettings
 from controller.deploy.spec import HF_CACHE_TARGET, ServingSpec
 
-# kustomize appends a hash of the content to this name and rewrites every reference to it, so a
-# rotated key rolls the pods that read it.
-SECRET_NAME = "llmstack-secrets"
 WEBUI_DATA_PATH = "/app/backend/data"
 STARTUP_PERIOD_S = 10
 GPU_RESOURCE = "nvidia.com/gpu"
 MANAGED_BY = "llmstack-controller"
-
-
-def kubelet_literal(text: str) -> str:
-    """`text` as the kubelet must read it in a container's command, args or env value: it expands
-    `$(NAME)` there and reads `$$` as one `$` (k8s.io/kubernetes third_party/forked/golang/expansion),
-    so every `$` is doubled and the process gets `text` itself."""
-    return text.replace("$", "$$")
-
-
-def _literal_env(env: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{**item, "value": kubelet_literal(item["value"])} if "value" in item else item for item in env]
 
 
 def selector(spec: ServingSpec, component: str) -> dict[str, str]:
@@ -45,13 +33,6 @@ def meta(spec: ServingSpec, k8s: K8sSettings, name: str, component: str) -> dict
         "app.kubernetes.io/managed-by": MANAGED_BY,
     }
     return {"name": name, "namespace": k8s.namespace, "labels": labels}
-
-
-def _secret_env(name: str, key: str, k8s: K8sSettings, *, optional: bool = False) -> dict[str, Any]:
-    ref: dict[str, Any] = {"name": k8s.existing_secret or SECRET_NAME, "key": key}
-    if optional:
-        ref["optional"] = True
-    return {"name": name, "valueFrom": {"secretKeyRef": ref}}
 
 
 def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
@@ -131,7 +112,7 @@ def _deployment(spec: ServingSpec, k8s: K8sSettings, component: str, replicas: i
 
 
 def _vllm_container(spec: ServingSpec, k8s: K8sSettings, load_timeout_s: float, gpus: int) -> dict:
-    env = [_secret_env("VLLM_API_KEY", "VLLM_API_KEY", k8s), _secret_env("HF_TOKEN", "HF_TOKEN", k8s, optional=True)]
+    env = [secret_env("VLLM_API_KEY", "VLLM_API_KEY", k8s), secret_env("HF_TOKEN", "HF_TOKEN", k8s, optional=True)]
     if spec.accelerator == "cpu":
         env.append({"name": "VLLM_CPU_KVCACHE_SPACE", "value": str(spec.cpu_kv_cache_gib)})
     mounts = [{"name": "dshm", "mountPath": "/dev/shm"}, {"name": "model-cache", "mountPath": HF_CACHE_TARGET}]
@@ -146,7 +127,7 @@ def _vllm_container(spec: ServingSpec, k8s: K8sSettings, load_timeout_s: float, 
         "image": spec.vllm_image,
         # The image's entrypoint is `vllm serve`; these are the Compose file's `command:`.
         "args": [kubelet_literal(arg) for arg in spec.vllm_args],
-        "env": _literal_env(env),
+        "env": literal_env(env),
         "ports": [{"name": "http", "containerPort": spec.vllm_port, "protocol": "TCP"}],
         # /health is not behind the API key (it guards /v1 only). The startup window is the load deadline.
         "startupProbe": _probe(spec.health_path, STARTUP_PERIOD_S, math.ceil(load_timeout_s / STARTUP_PERIOD_S)),
@@ -225,25 +206,13 @@ def vllm_objects(spec: ServingSpec, k8s: K8sSettings, load_timeout_s: float, gpu
     ]
 
 
-def webui_objects(spec: ServingSpec, k8s: K8sSettings) -> list[dict]:
+def webui_objects(spec: ServingSpec, k8s: K8sSettings, directory: DirectorySettings | None = None) -> list[dict]:
     """One replica (its database is SQLite on a ReadWriteOnce volume); nothing here depends on the
     model, so a switch leaves Open WebUI running. The default model is set through its admin API."""
-    env = [
-        {"name": "OPENAI_API_BASE_URL", "value": spec.vllm_base_url},
-        _secret_env("OPENAI_API_KEY", "VLLM_API_KEY", k8s),
-        {"name": "ENABLE_OLLAMA_API", "value": "false"},
-        _secret_env("WEBUI_SECRET_KEY", "WEBUI_SECRET_KEY", k8s),
-        {"name": "WEBUI_ADMIN_EMAIL", "value": spec.admin_email},
-        {"name": "WEBUI_ADMIN_NAME", "value": spec.admin_name},
-        _secret_env("WEBUI_ADMIN_PASSWORD", "WEBUI_ADMIN_PASSWORD", k8s),
-        {"name": "ENABLE_SIGNUP", "value": "false"},
-    ]
-    if spec.offline:  # Open WebUI does not fetch its embedding models or check for updates
-        env += [{"name": "OFFLINE_MODE", "value": "true"}, {"name": "HF_HUB_OFFLINE", "value": "1"}]
     container = {
         "name": "webui",
         "image": spec.webui_image,
-        "env": _literal_env(env),
+        "env": webui_env(spec, k8s, directory),
         "ports": [{"name": "http", "containerPort": spec.webui_port, "protocol": "TCP"}],
         "startupProbe": _probe(spec.health_path, 5, 60),
         "readinessProbe": _probe(spec.health_path, 10, 3),

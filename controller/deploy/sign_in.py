@@ -15,19 +15,44 @@ OIDC_CALLBACK_PATH = "/oauth/oidc/login/callback"
 OIDC_SECRET_KEY = "OAUTH_CLIENT_SECRET"
 
 
-def oidc_environment(directory: DirectorySettings | None, public_url: str) -> dict[str, str]:
+def oidc_environment(directory: DirectorySettings | None, public_url: str | None) -> dict[str, str]:
     """Open WebUI's OIDC variables, without the client secret (the caller references it from .env
-    or a Kubernetes Secret); empty when OIDC is off."""
+    or a Kubernetes Secret); empty when OIDC is off. Without a public URL, Open WebUI derives the
+    callback from the request."""
     if directory is None or directory.oidc != "on":
         return {}
-    return {
+    env = {
         "OPENID_PROVIDER_URL": directory.oidc_provider_url,
         "OAUTH_CLIENT_ID": directory.oidc_client_id,
         "OAUTH_SCOPES": directory.oidc_scopes,
         "OAUTH_PROVIDER_NAME": directory.oidc_provider_name,
-        "OPENID_REDIRECT_URI": f"{public_url.rstrip('/')}{OIDC_CALLBACK_PATH}",
         # A person's first OIDC sign-in makes their account (with DIRECTORY_USER_ROLE). Accounts are
         # never merged by e-mail: a provider that lets users set their address could take the admin's.
         "ENABLE_OAUTH_SIGNUP": "true",
         "OAUTH_MERGE_ACCOUNTS_BY_EMAIL": "false",
     }
+    if public_url:
+        env["OPENID_REDIRECT_URI"] = f"{public_url.rstrip('/')}{OIDC_CALLBACK_PATH}"
+    return env
+
+
+def ldap_environment(directory: DirectorySettings) -> dict[str, str]:
+    """Open WebUI's LDAP variables and the sign-in choices, without the bind password, for a cluster:
+    there Open WebUI reads them at its first start (later changes go through its Admin Panel)."""
+    server = directory.ldap_server_config()
+    env = {
+        "ENABLE_LDAP": "true",
+        "LDAP_SERVER_LABEL": server["label"],
+        "LDAP_SERVER_HOST": server["host"],
+        "LDAP_SERVER_PORT": str(server["port"]),
+        "LDAP_USE_TLS": str(server["use_tls"]).lower(),
+        "LDAP_SEARCH_BASE": server["search_base"],
+        "LDAP_SEARCH_FILTERS": server["search_filters"],
+        "LDAP_ATTRIBUTE_FOR_USERNAME": server["attribute_for_username"],
+        "LDAP_ATTRIBUTE_FOR_MAIL": server["attribute_for_mail"],
+        "LDAP_APP_DN": server["app_dn"],
+    }
+    changes = directory.admin_changes()
+    env["DEFAULT_USER_ROLE"] = changes["DEFAULT_USER_ROLE"]
+    env["ENABLE_LOGIN_FORM"] = str(changes["ENABLE_LOGIN_FORM"]).lower()
+    return env

@@ -54,6 +54,8 @@ def diagnose(profile: Profile, facts: Facts, *, catalog_profiles: list[Profile],
     checks += check_settings(profile, facts.env)
     if not facts.env.settings_error:
         checks.append(check_tls(facts.env))
+        checks += [Check(f"sign-in: {name}", OK if probe.ok else FAIL, probe.finding, probe.fix)
+                   for name, probe in facts.env.sign_in]  # fmt: skip
     checks += offline_checks(profile, facts, offline=offline)
     if facts.backup is not None:
         checks.append(check_backup(facts.backup))

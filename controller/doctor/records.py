@@ -85,6 +85,8 @@ class EnvFacts:
     tls_mode: str = "off"  # TLS in the settings
     tls_host: str | None = None
     tls_days_left: int | None = None  # TLS=files: the site's certificate
+    # LDAP=on / OIDC=on: (check name, controller.runtime.directory_probe.ProbeResult), probed from here.
+    sign_in: tuple = ()
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from controller.config.directory_settings import DirectorySettings
 from controller.config.profile import Profile
 from controller.config.settings import Settings
 from controller.errors import PreflightError
@@ -19,6 +20,15 @@ def check_gated(profile: Profile, settings: Settings, env_file: Path) -> None:
             f"'{profile.name}' ({profile.model}) is a gated Hugging Face repository and HF_TOKEN is not set",
             hint=f"accept the licence on huggingface.co, create a read token and set HF_TOKEN=... in {env_file}",
         )
+
+
+def check_ldap(directory: DirectorySettings) -> None:
+    """A stack whose sign-in cannot reach its directory locks everyone but the local admin out."""
+    from controller.runtime.directory_probe import probe_ldap
+
+    probe = probe_ldap(directory)
+    if not probe.ok:
+        raise PreflightError(f"LDAP=on, but {probe.finding}", hint=f"{probe.fix}; `controller doctor` checks it again")
 
 
 def check_fit(result: Plan, free_gpu_gib: float | None, *, force: bool, warn: Callable[[str], None]) -> None:

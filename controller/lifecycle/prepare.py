@@ -134,6 +134,10 @@ def preflight(prepared: Prepared, target: Target, catalog: Catalog, site: SiteCo
 
         images = [prepared.spec.vllm_image, prepared.spec.webui_image, *prepared.loaded.monitoring.images]
         check_offline_ready(profile, settings, target.missing_images(images))
+    if prepared.loaded.directory.ldap == "on":
+        from controller.lifecycle.preflight import check_ldap
+
+        check_ldap(prepared.loaded.directory)
     for warning in target.preflight(switching=switching, needs_download_bytes=needs):
         warn(warning)
     if profile.accelerator == "gpu" and not target.gpu_runtime():

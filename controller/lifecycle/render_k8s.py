@@ -118,8 +118,8 @@ def _render(site: SiteConfig, catalog: Catalog, model: str, out_dir: Path) -> _R
     # The cluster's GPUs are not this machine's; MONITORING=on annotates vLLM's pods for scraping.
     spec = build_spec(profile, settings, None, monitoring=loaded.monitoring)
     gpus = gpu_count(spec, profile.tensor_parallel_size)
-    files = render_manifests(spec, k8s, load_timeout_s=load_s, gpus=gpus)
-    secret_text = None if k8s.existing_secret else secret_env_text(secret_values(settings))
+    files = render_manifests(spec, k8s, load_timeout_s=load_s, gpus=gpus, directory=loaded.directory)
+    secret_text = None if k8s.existing_secret else secret_env_text(secret_values(settings, loaded.directory))
     check_output_dir(out_dir, OWNED)
     return _Rendered(profile, loaded, k8s, load_s, fit, gpus, files, secret_text)
 

@@ -56,7 +56,7 @@ class Directory:
     base_dn: str
     people_dn: str
     bind_dn: str  # the service account that searches ou=people
-    bind_password: str  # has `$`, quotes and a space: callers check that it is passed literally
+    bind_password: str  # has `$`, a double quote and a space: callers check that it is passed literally
     allowed_filter: str  # matches the members of cn=chat-users only
     alice: User  # in cn=chat-users
     bob: User  # not in any group
@@ -203,7 +203,7 @@ def running_directory(docker_client: docker.DockerClient, image: str) -> Iterato
         base_dn=BASE_DN,
         people_dn=PEOPLE_DN,
         bind_dn=BIND_DN,
-        bind_password=f"{secrets.token_urlsafe(9)}$ '\"{secrets.token_urlsafe(9)}",
+        bind_password=f'{secrets.token_urlsafe(9)}$ "{secrets.token_urlsafe(9)}',
         allowed_filter=f"(memberOf={GROUP_DN})",
         alice=_user("alice", "Alice Example"),
         bob=_user("bob", "Bob Example"),

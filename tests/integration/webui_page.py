@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,10 +36,12 @@ BROWSER_LOCK = Path(__file__).resolve().parents[2] / ".cache" / "browser.lock"
 
 
 @contextmanager
-def chromium() -> Iterator[Browser]:
+def chromium(home: Path | None = None) -> Iterator[Browser]:
+    """Debian's Chromium; with `home`, it reads the certificates it trusts from `home`/.pki/nssdb."""
     BROWSER_LOCK.parent.mkdir(exist_ok=True)
+    env = {**os.environ, "HOME": str(home)} if home else None
     with FileLock(BROWSER_LOCK), sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, env=env)
         try:
             yield browser
         finally:
@@ -56,6 +59,17 @@ def submit_login(page: Page, base_url: str, email: str, password: str) -> None:
     page.fill("input[type=email]", email)
     page.fill("input[type=password]", password)
     page.keyboard.press("Enter")
+
+
+def trusting_home(folder: Path, ca_file: str) -> Path:
+    """A home folder whose NSS database (where Chromium on Linux looks) trusts `ca_file` to issue
+    server certificates, as a person's browser does once the site's root is imported."""
+    nssdb = folder / ".pki" / "nssdb"
+    nssdb.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["certutil", "-N", "-d", f"sql:{nssdb}", "--empty-password"], check=True, capture_output=True)
+    subprocess.run(["certutil", "-A", "-d", f"sql:{nssdb}", "-n", "site-root", "-t", "C,,", "-i", ca_file],
+                   check=True, capture_output=True)  # fmt: skip
+    return folder
 
 
 def sign_in(page: Page, base_url: str, email: str, password: str) -> None:

@@ -106,8 +106,14 @@ def test_ldap_puts_no_password_in_the_compose_file_and_mounts_the_ca(project: Pr
 
 def test_the_ldap_form_holds_the_password_literally():
     settings = DirectorySettings.model_validate(
-        {"LDAP": "on", "LDAP_SERVER_HOST": "10.0.0.5", "LDAP_SEARCH_BASE": "dc=example,dc=lan", "LDAP_TLS": "ldaps",
-         "LDAP_APP_DN": "cn=r,dc=example,dc=lan", "LDAP_APP_PASSWORD": "a$b'c\"d\ne"}  # fmt: skip
+        {
+            "LDAP": "on",
+            "LDAP_SERVER_HOST": "10.0.0.5",
+            "LDAP_SEARCH_BASE": "dc=example,dc=lan",
+            "LDAP_TLS": "ldaps",
+            "LDAP_APP_DN": "cn=r,dc=example,dc=lan",
+            "LDAP_APP_PASSWORD": "a$b'c\"d\ne",
+        }  # fmt: skip
     )
     form = settings.ldap_server_config()
     assert form["app_dn_password"] == "a$b'c\"d\ne" and form["port"] == 636 and form["use_tls"] is True
