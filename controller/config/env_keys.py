@@ -35,7 +35,7 @@ SWITCH_RESERVE_GIB = "SWITCH_RESERVE_GIB"
 K8S_KEYS = (
     "VLLM_REPLICAS", "K8S_NAMESPACE", "K8S_STORAGE_CLASS", "K8S_MODEL_CACHE_SIZE", "K8S_WEBUI_DATA_SIZE",
     "K8S_NODE_SELECTOR", "K8S_TOLERATIONS", "K8S_RUNTIME_CLASS", "K8S_INGRESS_HOST", "K8S_INGRESS_CLASS",
-    "K8S_INGRESS_TLS_SECRET", "K8S_EXISTING_SECRET", "K8S_LOCAL_MODEL_CLAIM",
+    "K8S_INGRESS_TLS_SECRET", "K8S_CERT_ISSUER", "K8S_EXISTING_SECRET", "K8S_LOCAL_MODEL_CLAIM",
 )  # fmt: skip
 # What only monitoring reads (controller.config.monitoring_settings.MonitoringSettings, whose aliases
 # tests/unit/test_settings.py holds equal to these).

@@ -18,6 +18,7 @@ import yaml
 from controller.config.directory_settings import DirectorySettings
 from controller.deploy import k8s_objects as objects
 from controller.deploy.k8s_settings import K8sSettings
+from controller.deploy.k8s_tls import IngressTls
 from controller.deploy.spec import ServingSpec
 from controller.errors import RenderError
 from controller.yaml_out import dump_all
@@ -56,7 +57,8 @@ def gpu_count(spec: ServingSpec, tensor_parallel_size: int) -> int:
 
 
 def render_manifests(spec: ServingSpec, k8s: K8sSettings, *, load_timeout_s: float, gpus: int,
-                     directory: DirectorySettings | None = None) -> dict[str, str]:  # fmt: skip
+                     directory: DirectorySettings | None = None,
+                     tls: IngressTls | None = None) -> dict[str, str]:  # fmt: skip
     """{file name: text} of the kustomize directory, without the secret env file."""
     files = {
         "vllm.yaml": objects.vllm_objects(spec, k8s, load_timeout_s, gpus),
@@ -65,9 +67,9 @@ def render_manifests(spec: ServingSpec, k8s: K8sSettings, *, load_timeout_s: flo
     if k8s.namespace != DEFAULT_NAMESPACE:  # `default` exists in every cluster and is not ours to label
         files = {"namespace.yaml": [objects.namespace_object(spec, k8s)], **files}
     if k8s.ingress_host:
-        files["ingress.yaml"] = [objects.ingress_object(spec, k8s)]
+        files["ingress.yaml"] = [objects.ingress_object(spec, k8s, tls)]
     rendered = {name: _dump(docs) for name, docs in files.items()}
-    kustomization = objects.kustomization(k8s, list(files), SECRET_ENV_FILE)
+    kustomization = objects.kustomization(k8s, list(files), SECRET_ENV_FILE, tls)
     return {KUSTOMIZATION: _dump([kustomization]), **rendered}
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from controller.config.directory_settings import DirectorySettings
 from controller.deploy.k8s_env import SECRET_NAME, kubelet_literal, literal_env, secret_env, webui_env
 from controller.deploy.k8s_settings import K8sSettings
+from controller.deploy.k8s_tls import CERT_FILE, ISSUER_ANNOTATION, KEY_FILE, IngressTls
 from controller.deploy.spec import HF_CACHE_TARGET, ServingSpec
 
 WEBUI_DATA_PATH = "/app/backend/data"
@@ -238,7 +239,7 @@ def namespace_object(spec: ServingSpec, k8s: K8sSettings) -> dict:
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": metadata}
 
 
-def ingress_object(spec: ServingSpec, k8s: K8sSettings) -> dict:
+def ingress_object(spec: ServingSpec, k8s: K8sSettings, tls: IngressTls | None = None) -> dict:
     host = k8s.ingress_host
     backend = {"service": {"name": "webui", "port": {"number": spec.webui_port}}}
     body: dict[str, Any] = {
@@ -246,23 +247,24 @@ def ingress_object(spec: ServingSpec, k8s: K8sSettings) -> dict:
     }
     if k8s.ingress_class:
         body["ingressClassName"] = k8s.ingress_class
-    if k8s.ingress_tls_secret:
-        body["tls"] = [{"hosts": [host], "secretName": k8s.ingress_tls_secret}]
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "Ingress",
-        "metadata": meta(spec, k8s, "webui", "webui"),
-        "spec": body,
-    }
+    metadata = meta(spec, k8s, "webui", "webui")
+    if tls is not None:
+        body["tls"] = [{"hosts": [host], "secretName": tls.secret_name}]
+        if tls.cluster_issuer:
+            metadata["annotations"] = {ISSUER_ANNOTATION: tls.cluster_issuer}
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": metadata, "spec": body}
 
 
-def kustomization(k8s: K8sSettings, resources: list[str], secret_env_file: str) -> dict:
+def kustomization(k8s: K8sSettings, resources: list[str], secret_env_file: str, tls: IngressTls | None = None) -> dict:
     body: dict[str, Any] = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
         "namespace": k8s.namespace,
         "resources": resources,
     }
-    if not k8s.existing_secret:
-        body["secretGenerator"] = [{"name": SECRET_NAME, "envs": [secret_env_file]}]
+    generators = [] if k8s.existing_secret else [{"name": SECRET_NAME, "envs": [secret_env_file]}]
+    if tls is not None and tls.from_files:
+        generators.append({"name": tls.secret_name, "type": "kubernetes.io/tls", "files": [CERT_FILE, KEY_FILE]})
+    if generators:
+        body["secretGenerator"] = generators
     return body

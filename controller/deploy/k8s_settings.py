@@ -95,11 +95,13 @@ class K8sSettings(BaseModel):
     ingress_host: Name | None = Field(None, alias="K8S_INGRESS_HOST")
     ingress_class: Name | None = Field(None, alias="K8S_INGRESS_CLASS")
     ingress_tls_secret: Name | None = Field(None, alias="K8S_INGRESS_TLS_SECRET")
+    # A cert-manager ClusterIssuer: the Ingress asks it for its certificate (K8S_INGRESS_TLS_SECRET wins).
+    cert_issuer: Name | None = Field(None, alias="K8S_CERT_ISSUER")
     existing_secret: Name | None = Field(None, alias="K8S_EXISTING_SECRET")
     local_model_claim: Name | None = Field(None, alias="K8S_LOCAL_MODEL_CLAIM")
 
     @field_validator(
-        "storage_class", "runtime_class", "ingress_host", "ingress_class", "ingress_tls_secret",
+        "storage_class", "runtime_class", "ingress_host", "ingress_class", "ingress_tls_secret", "cert_issuer",
         "existing_secret", "local_model_claim", mode="before",
     )  # fmt: skip
     @classmethod
@@ -135,8 +137,8 @@ class K8sSettings(BaseModel):
 
     @model_validator(mode="after")
     def _tls_needs_host(self) -> K8sSettings:
-        if (self.ingress_tls_secret or self.ingress_class) and not self.ingress_host:
-            raise ValueError("K8S_INGRESS_TLS_SECRET and K8S_INGRESS_CLASS need K8S_INGRESS_HOST")
+        if (self.ingress_tls_secret or self.ingress_class or self.cert_issuer) and not self.ingress_host:
+            raise ValueError("K8S_INGRESS_TLS_SECRET, K8S_CERT_ISSUER and K8S_INGRESS_CLASS need K8S_INGRESS_HOST")
         return self
 
 

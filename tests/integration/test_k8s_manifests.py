@@ -74,7 +74,11 @@ def _site(tmp_path: Path, env: dict[str, str]) -> SiteConfig:
 @pytest.fixture(autouse=True)
 def _settings_from_the_env_file_only(monkeypatch):
     for key in list(os.environ):
-        if key.startswith(("K8S_", "VLLM_", "WEBUI_", "DEADLINE_")) or key in ("HF_TOKEN", "GPU_MEMORY_GIB"):
+        if key.startswith(("K8S_", "VLLM_", "WEBUI_", "DEADLINE_", "TLS", "LDAP", "OAUTH_", "OIDC")) or key in (
+            "HF_TOKEN",
+            "GPU_MEMORY_GIB",
+            "OPENID_PROVIDER_URL",
+        ):
             monkeypatch.delenv(key)
 
 
@@ -203,3 +207,44 @@ def test_cli_render_in_a_fresh_directory_builds_and_validates(tmp_path, versions
     for version in versions:
         result = validate(built, version)
         assert result.returncode == 0, f"against Kubernetes {version}:\n{result.stdout}{result.stderr}"
+
+
+def test_https_from_the_sites_files_and_directory_sign_in_build_and_validate(tmp_path, versions):
+    """TLS=files becomes a kubernetes.io/tls Secret kustomize names by content, which the Ingress
+    follows; LDAP and OIDC reach Open WebUI's environment, their secrets only through the Secret."""
+    from tests.unit.certs import make_certificate, make_key, write_pair
+
+    (tmp_path / "pki").mkdir()
+    key = make_key()
+    cert_file, key_file = write_pair(tmp_path / "pki", make_certificate(key, ["chat.example.com"]), key)
+    bind_password, client_secret = 'b1nd $ "pass" #x', "client-$ecret"
+    documents, built = _build(tmp_path, "deepseek-1.5b", {
+        "TLS": "files", "TLS_HOST": "chat.example.com", "TLS_CERT_FILE": str(cert_file),
+        "TLS_KEY_FILE": str(key_file), "K8S_INGRESS_HOST": "chat.example.com",
+        "LDAP": "on", "LDAP_SERVER_HOST": "dc1.example.com", "LDAP_SEARCH_BASE": "ou=people,dc=example,dc=com",
+        "LDAP_APP_DN": "cn=reader,dc=example,dc=com", "LDAP_APP_PASSWORD": bind_password,
+        "LDAP_SEARCH_FILTERS": "(memberOf=cn=chat,ou=groups,dc=example,dc=com)",
+        "OIDC": "on", "OPENID_PROVIDER_URL": "https://sso.example.com/realms/x/.well-known/openid-configuration",
+        "OAUTH_CLIENT_ID": "chat", "OAUTH_CLIENT_SECRET": client_secret,
+    })  # fmt: skip
+    (tls_secret,) = [d for d in documents if d["kind"] == "Secret" and d.get("type") == "kubernetes.io/tls"]
+    assert base64.b64decode(tls_secret["data"]["tls.crt"]).decode() == cert_file.read_text()
+    assert base64.b64decode(tls_secret["data"]["tls.key"]).decode() == key_file.read_text()
+    (ingress,) = [d for d in documents if d["kind"] == "Ingress"]
+    assert ingress["spec"]["tls"] == [{"hosts": ["chat.example.com"], "secretName": tls_secret["metadata"]["name"]}]
+    (secret,) = [d for d in documents if d["kind"] == "Secret" and d.get("type") != "kubernetes.io/tls"]
+    data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert data["LDAP_APP_PASSWORD"] == bind_password and data["OAUTH_CLIENT_SECRET"] == client_secret
+    webui = next(d for d in documents if d["kind"] == "Deployment" and d["metadata"]["name"] == "webui")
+    env = {e["name"]: e for e in webui["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["LDAP_SEARCH_FILTERS"]["value"] == "(memberOf=cn=chat,ou=groups,dc=example,dc=com)"
+    assert env["ENABLE_LDAP"]["value"] == "true" and env["DEFAULT_USER_ROLE"]["value"] == "user"
+    assert env["LDAP_APP_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "LDAP_APP_PASSWORD"
+    assert env["OAUTH_CLIENT_SECRET"]["valueFrom"]["secretKeyRef"]["key"] == "OAUTH_CLIENT_SECRET"
+    assert env["OPENID_REDIRECT_URI"]["value"] == "https://chat.example.com/oauth/oidc/login/callback"
+    rendered = "".join(p.read_text() for p in (tmp_path / "deploy" / "k8s").glob("*.yaml"))
+    assert bind_password not in rendered and client_secret not in rendered
+    assert ((tmp_path / "deploy" / "k8s" / "tls.key").stat().st_mode & 0o777) == 0o600
+    for version in versions:
+        done = validate(built, version)
+        assert done.returncode == 0, f"against Kubernetes {version}:\n{done.stdout}{done.stderr}"

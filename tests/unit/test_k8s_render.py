@@ -18,9 +18,11 @@ import yaml
 
 from controller.config.catalog import load_catalog
 from controller.config.site import SiteConfig
+from controller.config.tls_settings import TlsSettings
 from controller.deploy.compose_file import render_compose
 from controller.deploy.k8s_manifests import SECRET_ENV_FILE, gpu_count, render_manifests
 from controller.deploy.k8s_settings import K8sSettings, load_k8s_settings, parse_k8s_settings
+from controller.deploy.k8s_tls import ingress_tls
 from controller.deploy.spec import build_spec
 from controller.errors import PreflightError, SettingsError
 from controller.lifecycle.render_k8s import GITIGNORE, render_k8s, write_k8s_dir
@@ -36,9 +38,9 @@ def manifests(name: str, catalog=None, load_timeout_s: float = 1800, settings=No
     profile = (catalog or load_catalog()).get(name)
     spec = build_spec(profile, settings or fixed_settings(), None)
     settings = parse_k8s_settings(k8s, {}, "test")
-    return render_manifests(
-        spec, settings, load_timeout_s=load_timeout_s, gpus=gpu_count(spec, profile.tensor_parallel_size)
-    )
+    return render_manifests(spec, settings, load_timeout_s=load_timeout_s,
+                            gpus=gpu_count(spec, profile.tensor_parallel_size),
+                            tls=ingress_tls(TlsSettings(), settings))  # fmt: skip
 
 
 def objects(files: dict[str, str]) -> dict[tuple[str, str], dict]:
@@ -323,6 +325,13 @@ def test_ingress_only_with_a_host_and_tls_when_given():
     assert ingress["tls"] == [{"hosts": ["chat.example.com"], "secretName": "chat-tls"}]
     assert ingress["ingressClassName"] == "nginx"
     assert "ingress.yaml" in yaml.safe_load(files["kustomization.yaml"])["resources"]
+
+
+def test_a_cert_manager_issuer_annotates_the_ingress_and_names_the_secret_it_writes():
+    files = manifests("deepseek-1.5b", K8S_INGRESS_HOST="chat.example.com", K8S_CERT_ISSUER="letsencrypt")
+    ingress = objects(files)[("Ingress", "webui")]
+    assert ingress["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "letsencrypt"}
+    assert ingress["spec"]["tls"] == [{"hosts": ["chat.example.com"], "secretName": "llmstack-tls"}]
 
 
 def test_existing_secret_replaces_the_generator_and_the_env_file(tmp_path):
