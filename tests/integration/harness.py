@@ -275,3 +275,31 @@ def new_test_site(root: Path, images: dict, label: str = "") -> TestSite:
     env_file = root / ".env"
     write_site_env(env_file, project=project, port=port, images=images, hf_cache=root / "hf-cache")
     return TestSite(SiteConfig(root=root, env_file=env_file), project, port)
+
+
+@dataclass(frozen=True)
+class HttpsSite:
+    site: TestSite
+    up: subprocess.CompletedProcess  # `up tiny-a --json`
+    result: dict  # its JSON
+    https_port: int
+    http_port: int
+
+
+@contextmanager
+def https_site(
+    root: Path, docker_client, images: dict, label: str, host: str, more_env: str = ""
+) -> Iterator[HttpsSite]:
+    """A site with TLS=internal (Caddy from the locally built front-door image) and `more_env`, up
+    with tiny-a; its Compose project is removed afterwards."""
+    site = new_test_site(root, images, label)
+    https_port, http_port = free_port(), free_port()
+    with site.site.env_file.open("a") as env:
+        env.write(f"TLS=internal\nTLS_HOST={host}\nHTTPS_PORT={https_port}\nHTTP_PORT={http_port}\n"
+                  f"CADDY_IMAGE={images['front-door']}\n{more_env}")  # fmt: skip
+    try:
+        up = site.controller("up", "tiny-a", "--json")
+        assert up.returncode == 0, up.stderr
+        yield HttpsSite(site, up, json.loads(up.stdout), https_port, http_port)
+    finally:
+        remove_project(docker_client, site.project)

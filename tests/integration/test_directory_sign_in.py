@@ -48,19 +48,12 @@ def _ldap_env(directory: Directory, **changes: str) -> str:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, docker_client, images, tiny_model, directory) -> Iterator[tuple]:
-    site = harness.new_test_site(tmp_path_factory.mktemp("directory"), images, "ldap")
-    https_port, http_port = harness.free_port(), harness.free_port()
-    with site.site.env_file.open("a") as env:
-        env.write(f"TLS=internal\nTLS_HOST={HOST}\nHTTPS_PORT={https_port}\nHTTP_PORT={http_port}\n"
-                  f"CADDY_IMAGE={images['front-door']}\n" + _ldap_env(directory) +
-                  f"OIDC=on\nOPENID_PROVIDER_URL={DISCOVERY}\nOAUTH_CLIENT_ID=llm-chat\n"
-                  f"OAUTH_CLIENT_SECRET='{CLIENT_SECRET}'\nOAUTH_PROVIDER_NAME='Example SSO'\n")  # fmt: skip
-    try:
-        up = site.controller("up", "tiny-a", "--json")
-        assert up.returncode == 0, up.stderr
-        yield site, json.loads(up.stdout), up, http_port
-    finally:
-        harness.remove_project(docker_client, site.project)
+    oidc = (f"OIDC=on\nOPENID_PROVIDER_URL={DISCOVERY}\nOAUTH_CLIENT_ID=llm-chat\n"
+            f"OAUTH_CLIENT_SECRET='{CLIENT_SECRET}'\nOAUTH_PROVIDER_NAME='Example SSO'\n")  # fmt: skip
+    sign_in = _ldap_env(directory) + oidc
+    root = tmp_path_factory.mktemp("directory")
+    with harness.https_site(root, docker_client, images, "ldap", HOST, sign_in) as https:
+        yield https.site, https.result, https.up, https.http_port
 
 
 @pytest.fixture(scope="module")

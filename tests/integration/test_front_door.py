@@ -23,17 +23,8 @@ HOST = "localhost"
 
 @pytest.fixture(scope="module")
 def front_door(tmp_path_factory, docker_client, images, tiny_model) -> Iterator[tuple]:
-    site = harness.new_test_site(tmp_path_factory.mktemp("front-door"), images, "tls")
-    https_port, http_port = harness.free_port(), harness.free_port()
-    with site.site.env_file.open("a") as env:
-        env.write(f"TLS=internal\nTLS_HOST={HOST}\nHTTPS_PORT={https_port}\nHTTP_PORT={http_port}\n"
-                  f"CADDY_IMAGE={images['front-door']}\n")  # fmt: skip
-    try:
-        up = site.controller("up", "tiny-a", "--json")
-        assert up.returncode == 0, up.stderr
-        yield site, json.loads(up.stdout), https_port, http_port
-    finally:
-        harness.remove_project(docker_client, site.project)
+    with harness.https_site(tmp_path_factory.mktemp("front-door"), docker_client, images, "tls", HOST) as https:
+        yield https.site, https.result, https.https_port, https.http_port
 
 
 def _trusting(root_ca: str) -> ssl.SSLContext:

@@ -95,9 +95,14 @@ def _closed_port() -> int:
 def test_an_unreachable_ldap_server_is_named_and_up_refuses_it():
     port = _closed_port()
     settings = DirectorySettings.model_validate(
-        {"LDAP": "on", "LDAP_SERVER_HOST": "127.0.0.1", "LDAP_SERVER_PORT": str(port),
-         "LDAP_SEARCH_BASE": "dc=example,dc=lan", "LDAP_APP_DN": "cn=r,dc=example,dc=lan",
-         "LDAP_APP_PASSWORD": "never-shown"}  # fmt: skip
+        {
+            "LDAP": "on",
+            "LDAP_SERVER_HOST": "127.0.0.1",
+            "LDAP_SERVER_PORT": str(port),
+            "LDAP_SEARCH_BASE": "dc=example,dc=lan",
+            "LDAP_APP_DN": "cn=r,dc=example,dc=lan",
+            "LDAP_APP_PASSWORD": "never-shown",
+        }  # fmt: skip
     )
     result = probe_ldap(settings)
     assert not result.ok and f"cannot reach the LDAP server ldap://127.0.0.1:{port}" in result.finding

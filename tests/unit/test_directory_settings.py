@@ -120,3 +120,39 @@ def test_the_ldap_form_holds_the_password_literally():
     assert "a$b" not in repr(settings)
     assert settings.admin_changes() == {"DEFAULT_USER_ROLE": "user", "ENABLE_LOGIN_FORM": True}
     assert DirectorySettings().admin_changes() == {}
+
+
+def test_a_bind_password_reads_literally_from_env_with_a_dollar_quotes_or_a_line_break(tmp_path):
+    from controller.config.directory_settings import load_directory_settings
+
+    env = tmp_path / ".env"
+    env.write_text(LDAP + SEARCH + 'LDAP_APP_PASSWORD="first line\\nsecond \\"quoted\\" line"\n', encoding="utf-8")
+    assert load_directory_settings(env, {}).ldap_bind_password.get_secret_value() == 'first line\nsecond "quoted" line'
+    env.write_text(LDAP + SEARCH + "LDAP_APP_PASSWORD='pa$HOME \"x\" ${USER}'\n", encoding="utf-8")
+    assert load_directory_settings(env, {}).ldap_bind_password.get_secret_value() == 'pa$HOME "x" ${USER}'
+
+
+def test_up_hands_the_directory_settings_to_open_webui_only_when_they_are_set():
+    from controller.lifecycle.webui_setup import WebUISetup
+    from controller.runtime.webui_client import Session
+
+    class Recorder:
+        calls: list = []
+
+        def set_sign_in(self, token, ldap_on, ldap_server, admin_changes):
+            self.calls.append((ldap_on, ldap_server.get("app_dn_password"), admin_changes))
+            return ["the LDAP server settings"]
+
+    warned: list[str] = []
+    on = DirectorySettings.model_validate({"LDAP": "on", "LDAP_SERVER_HOST": "dc1.example.lan",
+                                           "LDAP_SEARCH_BASE": "dc=example,dc=lan"})  # fmt: skip
+    for directory in (on, DirectorySettings(), DirectorySettings.model_validate({"LDAP": "off"})):
+        setup = WebUISetup(Recorder(), None, ".env", warned.append, directory=directory)
+        setup.session = Session("token", "admin")
+        setup._apply_sign_in()
+    assert Recorder.calls == [
+        (True, "", {"DEFAULT_USER_ROLE": "user", "ENABLE_LOGIN_FORM": True}),
+        (None, None, {}),  # unset: Open WebUI's own choice stays (the client writes nothing)
+        (False, None, {}),
+    ]
+    assert warned and "the LDAP server settings" in warned[0] and "as .env says" in warned[0]
