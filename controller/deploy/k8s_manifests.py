@@ -69,7 +69,7 @@ def render_manifests(spec: ServingSpec, k8s: K8sSettings, *, load_timeout_s: flo
     if k8s.ingress_host:
         files["ingress.yaml"] = [objects.ingress_object(spec, k8s, tls)]
     rendered = {name: _dump(docs) for name, docs in files.items()}
-    kustomization = objects.kustomization(k8s, list(files), SECRET_ENV_FILE, tls)
+    kustomization = objects.kustomization(k8s, list(files), SECRET_ENV_FILE, tls, objects.needs_ldap_ca(directory))
     return {KUSTOMIZATION: _dump([kustomization]), **rendered}
 
 

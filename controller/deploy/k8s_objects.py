@@ -11,10 +11,17 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from controller.config.directory_settings import DirectorySettings
+from controller.config.directory_settings import LDAP_CA_IN_CONTAINER, DirectorySettings
 from controller.deploy.k8s_env import SECRET_NAME, kubelet_literal, literal_env, secret_env, webui_env
 from controller.deploy.k8s_settings import K8sSettings
-from controller.deploy.k8s_tls import CERT_FILE, ISSUER_ANNOTATION, KEY_FILE, IngressTls
+from controller.deploy.k8s_tls import (
+    CERT_FILE,
+    ISSUER_ANNOTATION,
+    KEY_FILE,
+    LDAP_CA_CONFIG_MAP,
+    LDAP_CA_FILE,
+    IngressTls,
+)
 from controller.deploy.spec import HF_CACHE_TARGET, ServingSpec
 
 WEBUI_DATA_PATH = "/app/backend/data"
@@ -226,6 +233,10 @@ def webui_objects(spec: ServingSpec, k8s: K8sSettings, directory: DirectorySetti
         "containers": [container],
         "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "webui-data"}}],
     }
+    if needs_ldap_ca(directory):  # kustomize's configMapGenerator makes it (kustomization below)
+        container["volumeMounts"].append({"name": "ldap-ca", "mountPath": LDAP_CA_IN_CONTAINER,
+                                          "subPath": LDAP_CA_FILE, "readOnly": True})  # fmt: skip
+        pod["volumes"].append({"name": "ldap-ca", "configMap": {"name": LDAP_CA_CONFIG_MAP}})
     return [
         _pvc(spec, k8s, "webui-data", "webui", k8s.webui_data_size, False),
         _deployment(spec, k8s, "webui", 1, pod),
@@ -255,7 +266,12 @@ def ingress_object(spec: ServingSpec, k8s: K8sSettings, tls: IngressTls | None =
     return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": metadata, "spec": body}
 
 
-def kustomization(k8s: K8sSettings, resources: list[str], secret_env_file: str, tls: IngressTls | None = None) -> dict:
+def needs_ldap_ca(directory: DirectorySettings | None) -> bool:
+    return directory is not None and directory.ldap == "on" and directory.ldap_ca_cert_file is not None
+
+
+def kustomization(k8s: K8sSettings, resources: list[str], secret_env_file: str, tls: IngressTls | None = None,
+                  ldap_ca: bool = False) -> dict:  # fmt: skip
     body: dict[str, Any] = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
@@ -267,4 +283,6 @@ def kustomization(k8s: K8sSettings, resources: list[str], secret_env_file: str, 
         generators.append({"name": tls.secret_name, "type": "kubernetes.io/tls", "files": [CERT_FILE, KEY_FILE]})
     if generators:
         body["secretGenerator"] = generators
+    if ldap_ca:
+        body["configMapGenerator"] = [{"name": LDAP_CA_CONFIG_MAP, "files": [LDAP_CA_FILE]}]
     return body

@@ -21,6 +21,8 @@ TLS_SECRET_NAME = "llmstack-tls"
 # The secretGenerator's files, in the kustomize directory; the key is 0600 and kept out of git.
 CERT_FILE, KEY_FILE = "tls.crt", "tls.key"
 ISSUER_ANNOTATION = "cert-manager.io/cluster-issuer"
+# LDAP_TLS=ldaps with LDAP_CA_CERT_FILE: the directory's CA, copied beside the manifests, as a ConfigMap.
+LDAP_CA_FILE, LDAP_CA_CONFIG_MAP = "ldap-ca.pem", "llmstack-ldap-ca"
 
 
 @dataclass(frozen=True)

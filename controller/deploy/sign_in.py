@@ -52,6 +52,8 @@ def ldap_environment(directory: DirectorySettings) -> dict[str, str]:
         "LDAP_ATTRIBUTE_FOR_MAIL": server["attribute_for_mail"],
         "LDAP_APP_DN": server["app_dn"],
     }
+    if server["certificate_path"]:
+        env["LDAP_CA_CERT_FILE"] = server["certificate_path"]
     changes = directory.admin_changes()
     env["DEFAULT_USER_ROLE"] = changes["DEFAULT_USER_ROLE"]
     env["ENABLE_LOGIN_FORM"] = str(changes["ENABLE_LOGIN_FORM"]).lower()

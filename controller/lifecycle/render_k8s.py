@@ -28,8 +28,9 @@ from controller.deploy.k8s_manifests import (
     secret_env_text,
     secret_values,
 )
+from controller.deploy.k8s_objects import needs_ldap_ca
 from controller.deploy.k8s_settings import K8sSettings, load_k8s_settings
-from controller.deploy.k8s_tls import CERT_FILE, KEY_FILE, IngressTls, ingress_tls, tls_note
+from controller.deploy.k8s_tls import CERT_FILE, KEY_FILE, LDAP_CA_FILE, IngressTls, ingress_tls, tls_note
 from controller.deploy.spec import build_spec
 from controller.errors import SettingsError
 from controller.files import read_text_file, write_atomic
@@ -42,7 +43,7 @@ from controller.planner.fit import Plan, plan
 GITIGNORE = ".gitignore"
 # Every file this target may write (a directory rendered before controller.output_dir's marker
 # existed is adopted when it holds only these); a file no longer rendered is removed.
-OWNED = (*MANIFEST_FILES, SECRET_ENV_FILE, CERT_FILE, KEY_FILE, GITIGNORE)
+OWNED = (*MANIFEST_FILES, SECRET_ENV_FILE, CERT_FILE, KEY_FILE, LDAP_CA_FILE, GITIGNORE)
 # As long as the Compose render waits for another run (controller.lifecycle.stack.Options).
 LOCK_TIMEOUT_S = 600.0
 
@@ -53,10 +54,12 @@ GITIGNORE_TEXT = (
 )
 
 
-def k8s_dir_files(files: dict[str, str], secret_text: str | None,
-                  tls_pair: tuple[str, str] | None = None) -> dict[str, tuple[str, int]]:  # fmt: skip
+def k8s_dir_files(files: dict[str, str], secret_text: str | None, tls_pair: tuple[str, str] | None = None,
+                  ldap_ca: str | None = None) -> dict[str, tuple[str, int]]:  # fmt: skip
     """{name: (text, mode)} of the whole directory; the secret env file and the TLS key have mode 0600."""
     wanted = {name: (text, 0o644) for name, text in files.items()}
+    if ldap_ca is not None:
+        wanted[LDAP_CA_FILE] = (ldap_ca, 0o644)
     wanted[GITIGNORE] = (GITIGNORE_TEXT, 0o644)
     if secret_text is not None:
         wanted[SECRET_ENV_FILE] = (secret_text, 0o600)
@@ -124,6 +127,7 @@ class _Rendered:
     files: dict[str, str]
     secret_text: str | None
     tls_pair: tuple[str, str] | None = None
+    ldap_ca: str | None = None
 
 
 def _render(site: SiteConfig, catalog: Catalog, model: str, out_dir: Path) -> _Rendered:
@@ -142,7 +146,11 @@ def _render(site: SiteConfig, catalog: Catalog, model: str, out_dir: Path) -> _R
     files = render_manifests(spec, k8s, load_timeout_s=load_s, gpus=gpus, directory=loaded.directory, tls=ingress)
     secret_text = None if k8s.existing_secret else secret_env_text(secret_values(settings, loaded.directory))
     check_output_dir(out_dir, OWNED)
-    return _Rendered(profile, loaded, k8s, load_s, fit, gpus, files, secret_text, _tls_pair(loaded, k8s, ingress))
+    directory = loaded.directory
+    ldap_ca = (read_text_file(Path(directory.ldap_ca_cert_file), SettingsError, what="LDAP_CA_CERT_FILE")
+               if needs_ldap_ca(directory) else None)  # fmt: skip
+    return _Rendered(profile, loaded, k8s, load_s, fit, gpus, files, secret_text, _tls_pair(loaded, k8s, ingress),
+                     ldap_ca)  # fmt: skip
 
 
 def render_k8s(
@@ -166,7 +174,9 @@ def render_k8s(
         target = check_output_dir(out_dir, OWNED)
         # Staged beside the target and read back first: generated secrets go into .env only once the
         # directory is known to be writable, and .env is put back if the directory cannot be swapped in.
-        with StagedDir(target, k8s_dir_files(rendered.files, rendered.secret_text, rendered.tls_pair)) as staged:
+        with StagedDir(
+            target, k8s_dir_files(rendered.files, rendered.secret_text, rendered.tls_pair, rendered.ldap_ca)
+        ) as staged:
             env_before = _file_state(site.env_file)
             generated = store_generated_secrets(site, rendered.loaded)  # only after every check passed
             try:
@@ -184,7 +194,8 @@ def render_k8s(
         "out_dir": str(out_dir),
         "files": sorted(rendered.files)
         + ([SECRET_ENV_FILE] if secret_text is not None else [])
-        + ([CERT_FILE, KEY_FILE] if rendered.tls_pair else []),
+        + ([CERT_FILE, KEY_FILE] if rendered.tls_pair else [])
+        + ([LDAP_CA_FILE] if rendered.ldap_ca is not None else []),
         "changed": changed,
         "secret": k8s.existing_secret or f"{objects.SECRET_NAME} (from {out_dir / SECRET_ENV_FILE}, mode 0600)",
         "namespace": k8s.namespace,

@@ -226,6 +226,7 @@ def test_https_from_the_sites_files_and_directory_sign_in_build_and_validate(tmp
         "LDAP_SEARCH_FILTERS": "(memberOf=cn=chat,ou=groups,dc=example,dc=com)",
         "OIDC": "on", "OPENID_PROVIDER_URL": "https://sso.example.com/realms/x/.well-known/openid-configuration",
         "OAUTH_CLIENT_ID": "chat", "OAUTH_CLIENT_SECRET": client_secret,
+        "LDAP_TLS": "ldaps", "LDAP_CA_CERT_FILE": str(cert_file),
     })  # fmt: skip
     (tls_secret,) = [d for d in documents if d["kind"] == "Secret" and d.get("type") == "kubernetes.io/tls"]
     assert base64.b64decode(tls_secret["data"]["tls.crt"]).decode() == cert_file.read_text()
@@ -242,6 +243,13 @@ def test_https_from_the_sites_files_and_directory_sign_in_build_and_validate(tmp
     assert env["LDAP_APP_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "LDAP_APP_PASSWORD"
     assert env["OAUTH_CLIENT_SECRET"]["valueFrom"]["secretKeyRef"]["key"] == "OAUTH_CLIENT_SECRET"
     assert env["OPENID_REDIRECT_URI"]["value"] == "https://chat.example.com/oauth/oidc/login/callback"
+    # The directory's CA: a ConfigMap kustomize names by content, mounted where LDAP_CA_CERT_FILE says.
+    (ca,) = [d for d in documents if d["kind"] == "ConfigMap"]
+    assert ca["data"]["ldap-ca.pem"] == cert_file.read_text() and env["LDAP_USE_TLS"]["value"] == "true"
+    pod = webui["spec"]["template"]["spec"]
+    assert {"name": "ldap-ca", "configMap": {"name": ca["metadata"]["name"]}} in pod["volumes"]
+    (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "ldap-ca"]
+    assert mount["mountPath"] == env["LDAP_CA_CERT_FILE"]["value"] == "/etc/llm-stack/ldap-ca.pem"
     rendered = "".join(p.read_text() for p in (tmp_path / "deploy" / "k8s").glob("*.yaml"))
     assert bind_password not in rendered and client_secret not in rendered
     assert ((tmp_path / "deploy" / "k8s" / "tls.key").stat().st_mode & 0o777) == 0o600
