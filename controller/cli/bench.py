@@ -47,7 +47,7 @@ def print_comparison(site: SiteConfig, names: tuple[str, str], *, as_json: bool)
     from controller.bench.tables import compare_rows
 
     def text(runs: tuple[BenchRun, BenchRun]) -> None:
-        from controller.cli.console import print_bench_compare
+        from controller.cli.bench_view import print_bench_compare
 
         print_bench_compare(*compare_rows(*runs))
 
@@ -95,7 +95,7 @@ def bench(
     settings = bench_settings(levels=parse_levels(levels), input_len=input_len, output_len=output_len,
                               prompts=prompts, slo_ttft_ms=slo_ttft_ms)  # fmt: skip
     from controller.bench.run import bench as run_bench
-    from controller.cli.console import print_bench
+    from controller.cli.bench_view import print_bench
 
     stack = make_stack(ctx, lock_timeout_s=lock_timeout)
     run = run_on(stack, lambda: run_bench(stack, list(models or []), settings))

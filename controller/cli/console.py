@@ -117,7 +117,15 @@ def print_summary(result: dict, title: str) -> None:
     elif vllm.get("kv_cache_tokens"):
         table.add_row("KV cache", f"{vllm['kv_cache_tokens']} tokens")
     _front_door_rows(table, result.get("tls"))
+    _sign_in_row(table, result.get("sign_in"))
     err.print(table)
+
+
+def _sign_in_row(table, sign_in: dict | None) -> None:
+    if sign_in and (sign_in["ldap"] or sign_in["oidc"]):
+        ways = [f"LDAP {sign_in['ldap']}"] * bool(sign_in["ldap"]) + [f"OIDC {sign_in['oidc']}"] * bool(sign_in["oidc"])
+        local = "local form on" if sign_in["local_form"] else "local form off"
+        table.add_row("sign-in", f"{', '.join(ways)}; {local}; new users: {sign_in['new_directory_users']}")
 
 
 def _front_door_rows(table, tls: dict | None) -> None:
@@ -272,29 +280,3 @@ def _print_terms(terms: list[dict]) -> None:
         gib = f"{term['gib']:.2f}" + (")" if term["kind"] == "info" else "")
         table_.add_row(sign[term["kind"]], gib, term["name"], term["source"])
     out.print(table_)
-
-
-def print_bench(run) -> None:
-    """The model-selection table of a `controller bench` run (controller.bench.results.BenchRun)."""
-    from controller.bench.tables import settings_text, table_rows
-
-    table_ = make_table("", *[m.model for m in run.models], title="controller bench", title_justify="left")
-    for label, cells in table_rows(run.models, run.settings):
-        table_.add_row(label, *cells)
-    out.print(table_)
-    out.print(f"settings: {settings_text(run.settings)}", highlight=False, markup=False)
-    if any(m.hardware and not m.hardware.get("gpus") for m in run.models):
-        out.print("[yellow]note:[/] measured on a CPU, not a GPU", highlight=False)
-    if run.json_path:
-        err.print(f"saved:   {run.json_path}", highlight=False, markup=False)
-    if run.report_path:
-        err.print(f"picture: {run.report_path}", highlight=False, markup=False)
-
-
-def print_bench_compare(headers: list[str], rows: list[tuple[str, list[str]]], notes: list[str]) -> None:
-    table_ = make_table("", *headers, title="controller bench --compare", title_justify="left")
-    for label, cells in rows:
-        table_.add_row(label, *cells)
-    out.print(table_)
-    for note in notes:
-        out.print(note, highlight=False, markup=False)

@@ -44,7 +44,17 @@ def stack_status(stack: Stack) -> dict:
         "last_backup": _last_backup(stack),
         **_monitoring_status(monitoring),
         **_front_door_status(stack, loaded),
+        "sign_in": _sign_in_status(loaded),
     }
+
+
+def _sign_in_status(loaded: LoadedSettings) -> dict:
+    """How people sign in, as .env says (`doctor` checks that the directory answers)."""
+    directory = loaded.directory
+    ldap = f"{directory.ldap_host}:{directory.ldap_server_port}" if directory.ldap == "on" else None
+    return {"ldap": ldap, "oidc": directory.oidc_provider_url if directory.oidc == "on" else None,
+            "local_form": directory.local_signin == "on",
+            "new_directory_users": directory.user_role if directory.enabled else None}  # fmt: skip
 
 
 def _front_door_status(stack: Stack, loaded: LoadedSettings) -> dict:

@@ -168,6 +168,8 @@ def test_the_bind_password_and_client_secret_appear_in_no_file_argv_label_or_log
                         ("doctor", doctor.stdout + doctor.stderr)]:  # fmt: skip
         assert not any(s in text for s in secrets), f"a secret is in the output of {label}"
     assert "sign-in: ldap" in doctor.stdout
+    assert json.loads(status.stdout)["sign_in"] == {"ldap": f"{directory.host}:{directory.port}", "oidc": DISCOVERY,
+                                                    "local_form": True, "new_directory_users": "user"}  # fmt: skip
     containers = docker_client.containers.list(
         all=True, filters={"label": f"{harness.PROJECT_LABEL}={test_site.project}"}
     )

@@ -156,3 +156,26 @@ def test_up_hands_the_directory_settings_to_open_webui_only_when_they_are_set():
         (False, None, {}),
     ]
     assert warned and "the LDAP server settings" in warned[0] and "as .env says" in warned[0]
+
+
+def test_status_says_how_people_sign_in():
+    from controller.cli.console import _sign_in_row
+    from controller.config.settings import LoadedSettings
+    from controller.lifecycle.status import _sign_in_status
+    from tests.unit._support import fixed_settings
+
+    directory = DirectorySettings.model_validate(
+        {
+            "LDAP": "on",
+            "LDAP_SERVER_HOST": "dc1.example.lan",
+            "LDAP_SEARCH_BASE": "dc=example,dc=lan",
+            "LDAP_TLS": "ldaps",
+            "DIRECTORY_USER_ROLE": "pending",
+        }  # fmt: skip
+    )
+    shown = _sign_in_status(LoadedSettings(fixed_settings(), {}, directory=directory))
+    assert shown == {"ldap": "dc1.example.lan:636", "oidc": None, "local_form": True, "new_directory_users": "pending"}
+    rows = []
+    _sign_in_row(type("Table", (), {"add_row": lambda self, *cells: rows.append(cells)})(), shown)
+    assert rows == [("sign-in", "LDAP dc1.example.lan:636; local form on; new users: pending")]
+    assert _sign_in_status(LoadedSettings(fixed_settings(), {}))["ldap"] is None
