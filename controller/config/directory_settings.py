@@ -87,6 +87,10 @@ def _provider_url(value: str) -> str:
     from urllib.parse import urlsplit
 
     parts = urlsplit(value)
+    try:
+        parts.port  # noqa: B018 (raises ValueError on a port that is not a number from 0 to 65535)
+    except ValueError:
+        raise ValueError("has a port that is not a number from 1 to 65535") from None
     if parts.scheme not in ("https", "http") or not parts.hostname or CONTROL.search(value) or " " in value:
         raise ValueError("is not an http(s) URL; write the provider's discovery URL, "
                          "e.g. https://sso.example.org/realms/lan/.well-known/openid-configuration")  # fmt: skip
@@ -130,8 +134,9 @@ class DirectorySettings(KeyedSettings):
     oidc_scopes: str = Field("openid email profile", alias="OAUTH_SCOPES", pattern=SCOPES)
     oidc_provider_name: str = Field("SSO", alias="OAUTH_PROVIDER_NAME", pattern=r"^[^\x00-\x1f\x7f\"'$`\\]{1,40}$")
     # What people who sign in through the directory for the first time become: `user` can chat at
-    # once (the directory decides who gets in); `pending` waits for an admin to approve them.
-    user_role: Literal["user", "pending"] = Field("user", alias="DIRECTORY_USER_ROLE")
+    # once; `pending` waits for an admin to approve them. Unset: `user` with LDAP alone (its filter
+    # decides who gets in), `pending` with OIDC (anyone with an account at the provider gets in).
+    user_role: Literal["user", "pending"] | None = Field(None, alias="DIRECTORY_USER_ROLE")
     # Open WebUI's e-mail/password form; the seeded admin is a local account and needs it in a browser.
     local_signin: Literal["on", "off"] = Field("on", alias="LOCAL_SIGNIN")
 
@@ -167,11 +172,17 @@ class DirectorySettings(KeyedSettings):
     def ldap_server_port(self) -> int:
         return self.ldap_port or (636 if self.ldap_tls == "ldaps" else 389)
 
+    @property
+    def new_user_role(self) -> str:
+        return self.user_role or ("pending" if self.oidc == "on" else "user")
+
     def admin_changes(self) -> dict:
-        """Open WebUI's admin settings that directory sign-in decides (none while it is off)."""
-        if not self.enabled:
-            return {}
-        return {"DEFAULT_USER_ROLE": self.user_role, "ENABLE_LOGIN_FORM": self.local_signin == "on"}
+        """Open WebUI's admin settings that directory sign-in decides: none while it was never set,
+        and the e-mail form back on with LDAP=off (LOCAL_SIGNIN=off must not outlive the directory)."""
+        changes = {"DEFAULT_USER_ROLE": self.new_user_role} if self.enabled else {}
+        if self.enabled or self.ldap == "off":
+            changes["ENABLE_LOGIN_FORM"] = self.local_signin == "on"
+        return changes
 
     def ldap_server_config(self) -> dict:
         """Open WebUI 0.12.4's LDAP server form (POST /api/v1/auths/admin/config/ldap/server)."""

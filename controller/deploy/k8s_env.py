@@ -9,7 +9,7 @@ from typing import Any
 
 from controller.config.directory_settings import DirectorySettings
 from controller.deploy.k8s_settings import K8sSettings
-from controller.deploy.sign_in import OIDC_SECRET_KEY, ldap_environment, oidc_environment
+from controller.deploy.sign_in import OIDC_SECRET_KEY, ldap_environment, oidc_environment, sign_in_choices_environment
 from controller.deploy.spec import ServingSpec
 
 # kustomize appends a hash of the content to this name and rewrites every reference to it, so a
@@ -49,11 +49,12 @@ def webui_env(spec: ServingSpec, k8s: K8sSettings, directory: DirectorySettings 
     ]
     if spec.offline:  # Open WebUI does not fetch its embedding models or check for updates
         env += [{"name": "OFFLINE_MODE", "value": "true"}, {"name": "HF_HUB_OFFLINE", "value": "1"}]
-    env.append({"name": "BYPASS_MODEL_ACCESS_CONTROL", "value": "true"})  # as in the compose file
     oidc = oidc_environment(directory, f"https://{k8s.ingress_host}" if k8s.ingress_host else None)
     env += [{"name": name, "value": value} for name, value in oidc.items()]
     if oidc:
         env.append(secret_env(OIDC_SECRET_KEY, OIDC_SECRET_KEY, k8s))
+    if directory is not None:
+        env += [{"name": name, "value": value} for name, value in sign_in_choices_environment(directory).items()]
     if directory is not None and directory.ldap == "on":
         env += [{"name": name, "value": value} for name, value in ldap_environment(directory).items()]
         if directory.ldap_bind_dn:

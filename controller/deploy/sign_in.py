@@ -37,7 +37,7 @@ def oidc_environment(directory: DirectorySettings | None, public_url: str | None
 
 
 def ldap_environment(directory: DirectorySettings) -> dict[str, str]:
-    """Open WebUI's LDAP variables and the sign-in choices, without the bind password, for a cluster:
+    """Open WebUI's LDAP variables, without the bind password, for a cluster:
     there Open WebUI reads them at its first start (later changes go through its Admin Panel)."""
     server = directory.ldap_server_config()
     env = {
@@ -54,7 +54,10 @@ def ldap_environment(directory: DirectorySettings) -> dict[str, str]:
     }
     if server["certificate_path"]:
         env["LDAP_CA_CERT_FILE"] = server["certificate_path"]
-    changes = directory.admin_changes()
-    env["DEFAULT_USER_ROLE"] = changes["DEFAULT_USER_ROLE"]
-    env["ENABLE_LOGIN_FORM"] = str(changes["ENABLE_LOGIN_FORM"]).lower()
     return env
+
+
+def sign_in_choices_environment(directory: DirectorySettings) -> dict[str, str]:
+    """DEFAULT_USER_ROLE and ENABLE_LOGIN_FORM as environment variables (a cluster's first start)."""
+    return {key: str(value).lower() if isinstance(value, bool) else value
+            for key, value in directory.admin_changes().items()}  # fmt: skip

@@ -200,6 +200,8 @@ def build_spec(profile: Profile, settings: Settings, capability: tuple[int, int]
         else None,
         front_door=build_front_door(tls, upstream=f"webui:{WEBUI_PORT}") if tls else None,
         public_url=tls.public_url if tls else None,
-        sign_in_env=tuple(oidc_environment(directory, (tls and tls.public_url) or settings.webui_url).items()),
+        # Without TLS, no URL is right for every browser (127.0.0.1 is this host): Open WebUI then
+        # derives the callback from each request.
+        sign_in_env=tuple(oidc_environment(directory, tls.public_url if tls else None).items()),
         ldap_ca_cert_file=directory.ldap_ca_cert_file if directory and directory.ldap == "on" else None,
     )

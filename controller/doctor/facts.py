@@ -182,16 +182,16 @@ def env_facts(site: SiteConfig) -> tuple[EnvFacts, Settings | None]:
         days_left = check_files(tls.cert_file, tls.key_file, tls.host).days_left(datetime.now(UTC))
     facts = EnvFacts(path, exists, mode, missing, settings.hf_token is not None, settings.gpu_memory_gib,
                      offline=settings.offline, tls_mode=tls.mode, tls_host=tls.host,
-                     tls_days_left=days_left, sign_in=sign_in_probes(loaded.directory))  # fmt: skip
+                     tls_days_left=days_left,
+                     sign_in=sign_in_probes(loaded.directory, settings.webui_admin_email))  # fmt: skip
     return facts, settings
 
 
-def sign_in_probes(directory: DirectorySettings) -> tuple:
+def sign_in_probes(directory: DirectorySettings, admin_email: str) -> tuple:
     from controller.runtime.directory_probe import probe_ldap, probe_oidc
 
-    probes = [("ldap", probe_ldap)] if directory.ldap == "on" else []
-    probes += [("oidc", probe_oidc)] if directory.oidc == "on" else []
-    return tuple((name, probe(directory)) for name, probe in probes)
+    probes = [("ldap", probe_ldap(directory, admin_email))] if directory.ldap == "on" else []
+    return tuple(probes + ([("oidc", probe_oidc(directory))] if directory.oidc == "on" else []))
 
 
 def _first_line(text: str) -> str:

@@ -22,11 +22,11 @@ def check_gated(profile: Profile, settings: Settings, env_file: Path) -> None:
         )
 
 
-def check_ldap(directory: DirectorySettings) -> None:
+def check_ldap(directory: DirectorySettings, admin_email: str | None = None) -> None:
     """A stack whose sign-in cannot reach its directory locks everyone but the local admin out."""
     from controller.runtime.directory_probe import probe_ldap
 
-    probe = probe_ldap(directory)
+    probe = probe_ldap(directory, admin_email)
     if not probe.ok:
         raise PreflightError(f"LDAP=on, but {probe.finding}", hint=f"{probe.fix}; `controller doctor` checks it again")
 

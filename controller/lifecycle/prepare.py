@@ -134,10 +134,10 @@ def preflight(prepared: Prepared, target: Target, catalog: Catalog, site: SiteCo
 
         images = [prepared.spec.vllm_image, prepared.spec.webui_image, *prepared.loaded.monitoring.images]
         check_offline_ready(profile, settings, target.missing_images(images))
-    if prepared.loaded.directory.ldap == "on":
+    if prepared.loaded.directory.ldap == "on" and not switching:  # a switch leaves sign-in as it is
         from controller.lifecycle.preflight import check_ldap
 
-        check_ldap(prepared.loaded.directory)
+        check_ldap(prepared.loaded.directory, settings.webui_admin_email)
     for warning in target.preflight(switching=switching, needs_download_bytes=needs):
         warn(warning)
     if profile.accelerator == "gpu" and not target.gpu_runtime():

@@ -54,7 +54,7 @@ def _sign_in_status(loaded: LoadedSettings) -> dict:
     ldap = f"{directory.ldap_host}:{directory.ldap_server_port}" if directory.ldap == "on" else None
     return {"ldap": ldap, "oidc": directory.oidc_provider_url if directory.oidc == "on" else None,
             "local_form": directory.local_signin == "on",
-            "new_directory_users": directory.user_role if directory.enabled else None}  # fmt: skip
+            "new_directory_users": directory.new_user_role if directory.enabled else None}  # fmt: skip
 
 
 def _front_door_status(stack: Stack, loaded: LoadedSettings) -> dict:

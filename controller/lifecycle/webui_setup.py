@@ -151,6 +151,8 @@ class WebUISetup:
         self._running(runner)
         runner.wait(DEFAULT_MODEL, lambda: self._set_serving_config(profile), deadline_s=deadline_s)
         served = profile.served_model_name
+        if self.directory is not None and self.directory.enabled:  # people other than the admin chat
+            self.webui.share_model(self.session.token, served)
         runner.wait(
             CHAT_PATH,
             lambda: self.webui.chat(self.session.token, served, CHAT_PROBE_PROMPT, max_tokens=1, as_ui=True),

@@ -22,8 +22,10 @@ class ProbeResult:
     fix: str | None = None
 
 
-def probe_ldap(directory: DirectorySettings) -> ProbeResult:
-    """Connect, bind and search as Open WebUI will; at least one entry must match the filter."""
+def probe_ldap(directory: DirectorySettings, admin_email: str | None = None) -> ProbeResult:
+    """Connect, bind and search as Open WebUI will; at least one entry must match the filter, and
+    none that may sign in may carry the seeded admin's e-mail: Open WebUI finds a directory user's
+    account by e-mail, so that person would sign in as the admin."""
     import ssl
 
     from ldap3 import NONE, SIMPLE, SUBTREE, Connection, Server, Tls
@@ -62,12 +64,28 @@ def probe_ldap(directory: DirectorySettings) -> ProbeResult:
             return ProbeResult(False, f"{connection.entries[0].entry_dn} has no {directory.ldap_mail_attribute}: "
                                "Open WebUI refuses a user without an e-mail address",
                                "set LDAP_ATTRIBUTE_FOR_MAIL to the attribute that holds it")  # fmt: skip
+        if admin_email and (takeover := _admin_takeover(connection, directory, admin_email)):
+            return takeover
         return ProbeResult(True, f"{where}: bound as {directory.ldap_bind_dn or 'anonymous'}, and {search} finds "
                            f"users under {directory.ldap_search_base}")  # fmt: skip
     except LDAPException as exc:
         return ProbeResult(False, f"the LDAP server {where} failed: {_reason(exc)}", "see the directory's logs")
     finally:
         connection.unbind()
+
+
+def _admin_takeover(connection, directory: DirectorySettings, admin_email: str) -> ProbeResult | None:
+    from ldap3 import SUBTREE
+    from ldap3.utils.conv import escape_filter_chars
+
+    mail = f"({directory.ldap_mail_attribute}={escape_filter_chars(admin_email)})"
+    connection.search(directory.ldap_search_base, f"(&{mail}{directory.ldap_search_filter or ''})", SUBTREE,
+                      size_limit=1, attributes=[])  # fmt: skip
+    if not connection.entries:
+        return None
+    return ProbeResult(False, f"{connection.entries[0].entry_dn} may sign in and has the admin's e-mail "
+                       f"{admin_email}: Open WebUI would sign that person in as the admin",
+                       "give the seeded admin (WEBUI_ADMIN_EMAIL) an address outside the directory")  # fmt: skip
 
 
 def _reason(exc: Exception) -> str:
@@ -85,7 +103,7 @@ def probe_oidc(directory: DirectorySettings) -> ProbeResult:
     try:
         response = httpx.get(url, timeout=TIMEOUT_S, follow_redirects=False)
         document = response.json() if response.status_code == 200 else None
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
         return ProbeResult(False, f"the OIDC provider did not answer {url}: {exc}",
                            "check OPENID_PROVIDER_URL, and that this host trusts the provider's CA")  # fmt: skip
     except ValueError:
@@ -93,7 +111,7 @@ def probe_oidc(directory: DirectorySettings) -> ProbeResult:
     if not isinstance(document, dict):
         return ProbeResult(False, f"{url} answered {response.status_code} without a discovery document (JSON)",
                            "set OPENID_PROVIDER_URL to the provider's .well-known/openid-configuration")  # fmt: skip
-    missing = [key for key in REQUIRED_METADATA if not document.get(key)]
+    missing = [key for key in REQUIRED_METADATA if not isinstance(document.get(key), str) or not document[key]]
     if missing:
         return ProbeResult(False, f"{url} lacks {', '.join(missing)}", "is it an OpenID Connect provider?")
     issuer = url.removesuffix("/.well-known/openid-configuration")

@@ -183,6 +183,21 @@ class WebUI:
             changed += differs
         return changed
 
+    def share_model(self, token: str, model_id: str) -> bool:
+        """Every signed-in user may read (chat with) `model_id`. Open WebUI 0.12.4 shows a connection's
+        models to admins only until a model entry grants more, so a directory user's chat box had
+        nothing to send to. An entry that exists is left as it is: its access is the admin's choice
+        (Admin Panel > Models). True when it made the entry."""
+        held = self._request("GET", "/api/v1/models/model", headers=_bearer(token), params={"id": model_id},
+                             ok=(401, 404))  # fmt: skip
+        if held.status_code != 404:
+            return False
+        everyone = [{"principal_type": "user", "principal_id": "*", "permission": "read"}]
+        form = {"id": model_id, "name": model_id, "base_model_id": None, "meta": {}, "params": {},
+                "access_grants": everyone}  # fmt: skip
+        self._request("POST", "/api/v1/models/create", headers=_bearer(token), json=form)
+        return True
+
     def chat(self, token: str, model_id: str, prompt: str, *, max_tokens: int = 8, as_ui: bool = False) -> dict:
         """One chat completion through Open WebUI; returns the OpenAI-shaped response body.
 

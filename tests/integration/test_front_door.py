@@ -50,7 +50,9 @@ def _ldap_env(directory: Directory, **changes: str) -> str:
     values = {
         "LDAP": "on", "LDAP_SERVER_HOST": directory.host, "LDAP_SERVER_PORT": str(directory.port),
         "LDAP_SEARCH_BASE": directory.people_dn, "LDAP_APP_DN": directory.bind_dn,
-        "LDAP_APP_PASSWORD": directory.bind_password, "LDAP_SEARCH_FILTERS": directory.allowed_filter, **changes,
+        "LDAP_APP_PASSWORD": directory.bind_password, "LDAP_SEARCH_FILTERS": directory.allowed_filter,
+        # OIDC is on too, which would make new people `pending`: the directory's filter decides here.
+        "DIRECTORY_USER_ROLE": "user", **changes,
     }  # fmt: skip
     return "".join(f"{key}='{value}'\n" for key, value in values.items())
 
@@ -218,6 +220,16 @@ def test_doctor_names_what_fails_and_up_refuses_an_unreachable_directory(directo
     (ldap,) = [c for c in json.loads(doctor.stdout)["checks"] if c["name"] == "sign-in: ldap"]
     assert ldap["status"] == "fail" and "invalidCredentials" in ldap["finding"], ldap
     assert "wrong-password" not in doctor.stdout + doctor.stderr
+
+    # Open WebUI finds a directory user's account by e-mail: alice with the admin's would be the admin.
+    env = checked.site.env_file
+    lines = [line for line in env.read_text().splitlines() if not line.startswith(("WEBUI_ADMIN_EMAIL", "LDAP_APP_"))]
+    env.write_text("\n".join([*lines, f"WEBUI_ADMIN_EMAIL={directory.alice.mail}",
+                               f"LDAP_APP_PASSWORD='{directory.bind_password}'"]) + "\n")  # fmt: skip
+    env.write_text(env.read_text() + f"LDAP_APP_DN='{directory.bind_dn}'\n")
+    doctor = checked.controller("doctor", "tiny-a", "--json")
+    (ldap,) = [c for c in json.loads(doctor.stdout)["checks"] if c["name"] == "sign-in: ldap"]
+    assert ldap["status"] == "fail" and "Open WebUI would sign that person in as the admin" in ldap["finding"], ldap
 
     closed = harness.free_port()  # nothing listens there
     refused = harness.new_test_site(tmp_path / "refused", images, "ldap-refused")

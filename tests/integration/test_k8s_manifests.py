@@ -239,7 +239,9 @@ def test_https_from_the_sites_files_and_directory_sign_in_build_and_validate(tmp
     webui = next(d for d in documents if d["kind"] == "Deployment" and d["metadata"]["name"] == "webui")
     env = {e["name"]: e for e in webui["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["LDAP_SEARCH_FILTERS"]["value"] == "(memberOf=cn=chat,ou=groups,dc=example,dc=com)"
-    assert env["ENABLE_LDAP"]["value"] == "true" and env["DEFAULT_USER_ROLE"]["value"] == "user"
+    # OIDC is on: anyone with an account at the provider gets in, so new people wait for approval.
+    assert env["ENABLE_LDAP"]["value"] == "true" and env["DEFAULT_USER_ROLE"]["value"] == "pending"
+    assert env["ENABLE_LOGIN_FORM"]["value"] == "true"
     assert env["LDAP_APP_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "LDAP_APP_PASSWORD"
     assert env["OAUTH_CLIENT_SECRET"]["valueFrom"]["secretKeyRef"]["key"] == "OAUTH_CLIENT_SECRET"
     assert env["OPENID_REDIRECT_URI"]["value"] == "https://chat.example.com/oauth/oidc/login/callback"

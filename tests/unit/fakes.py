@@ -72,6 +72,10 @@ class FakeWebUI:
         self.target.calls.append(f"sign-in ldap={ldap_on} {sorted(admin_changes.items())}")
         return ["DEFAULT_USER_ROLE"] if admin_changes else []
 
+    def share_model(self, token: str, model_id: str) -> bool:
+        self.target.calls.append(f"share {model_id}")
+        return True
+
     def model_ids(self, token: str) -> list[str]:
         self._answer()
         slots = [url.split("/")[2].split(":")[0] for url in self.target.connections]

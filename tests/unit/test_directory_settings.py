@@ -47,6 +47,8 @@ BAD = {
     "oidc_not_discovery": (OIDC.replace(DISCOVERY, "https://sso.example.lan/realms/lan"),
                            ["OPENID_PROVIDER_URL", "/.well-known/openid-configuration"]),
     "oidc_ftp": (OIDC.replace("https://", "ftp://"), ["OPENID_PROVIDER_URL", "http(s) URL"]),
+    "oidc_port_not_a_number": (OIDC.replace("sso.example.lan/", "sso.example.lan:abc/"),
+                               ["OPENID_PROVIDER_URL", "port"]),
     "scopes_without_openid": (OIDC + "OAUTH_SCOPES='email profile'\n", ["OAUTH_SCOPES must include openid"]),
     "client_secret_with_a_line_break": (OIDC.replace("'s3cr$t-client'", '"two\\nlines"'),
                                         ["OAUTH_CLIENT_SECRET", "line break"]),
@@ -93,6 +95,13 @@ def test_oidc_renders_open_webuis_variables_and_references_the_secret(project: P
     assert "s3cr" not in text
 
 
+def test_oidc_without_tls_leaves_the_callback_to_open_webui(project: Project):
+    project.add_env(OIDC)
+    compose, _ = _rendered(project)
+    # 127.0.0.1 would send every other browser to itself; Open WebUI derives it from each request.
+    assert "OPENID_REDIRECT_URI" not in compose["services"]["webui"]["environment"]
+
+
 def test_ldap_puts_no_password_in_the_compose_file_and_mounts_the_ca(project: Project, tmp_path):
     ca, _ = write_pair(tmp_path, make_certificate(make_key(), ["ca.example.lan"]), make_key())
     password = 'b1nd-pa$$ "word"'
@@ -120,6 +129,18 @@ def test_the_ldap_form_holds_the_password_literally():
     assert "a$b" not in repr(settings)
     assert settings.admin_changes() == {"DEFAULT_USER_ROLE": "user", "ENABLE_LOGIN_FORM": True}
     assert DirectorySettings().admin_changes() == {}
+    # LDAP=off puts the e-mail form back, whatever LOCAL_SIGNIN=off left in Open WebUI.
+    assert DirectorySettings.model_validate({"LDAP": "off"}).admin_changes() == {"ENABLE_LOGIN_FORM": True}
+
+
+def test_oidc_makes_new_people_pending_unless_told_otherwise():
+    """Anyone with an account at the provider gets through OIDC; an LDAP filter decides who gets in."""
+    oidc = {"OIDC": "on", "OPENID_PROVIDER_URL": DISCOVERY, "OAUTH_CLIENT_ID": "c", "OAUTH_CLIENT_SECRET": "s"}
+    assert DirectorySettings.model_validate(oidc).new_user_role == "pending"
+    assert DirectorySettings.model_validate({**oidc, "DIRECTORY_USER_ROLE": "user"}).new_user_role == "user"
+    ldap = {"LDAP": "on", "LDAP_SERVER_HOST": "dc1.example.lan", "LDAP_SEARCH_BASE": "dc=example,dc=lan"}
+    assert DirectorySettings.model_validate(ldap).new_user_role == "user"
+    assert DirectorySettings.model_validate({**ldap, **oidc}).new_user_role == "pending"
 
 
 def test_a_bind_password_reads_literally_from_env_with_a_dollar_quotes_or_a_line_break(tmp_path):
@@ -153,7 +174,7 @@ def test_up_hands_the_directory_settings_to_open_webui_only_when_they_are_set():
     assert Recorder.calls == [
         (True, "", {"DEFAULT_USER_ROLE": "user", "ENABLE_LOGIN_FORM": True}),
         (None, None, {}),  # unset: Open WebUI's own choice stays (the client writes nothing)
-        (False, None, {}),
+        (False, None, {"ENABLE_LOGIN_FORM": True}),
     ]
     assert warned and "the LDAP server settings" in warned[0] and "as .env says" in warned[0]
 
