@@ -90,11 +90,16 @@ def browser(site, untrusting_error, tmp_path_factory):
         yield chromium
 
 
-def _ldap_login(page, url: str, user: str, password: str) -> None:
+def _ldap_login(page, url: str, user: str, password: str):
+    """Submit the LDAP form and return Open WebUI's answer to it: what the page shows next is
+    waited on from there (an error is a toast, which a busy machine shows seconds later)."""
     page.goto(f"{url}/auth")
     page.fill("#username", user)
     page.fill("#password", password)
-    page.keyboard.press("Enter")
+    with page.expect_response(lambda r: r.url.endswith("/api/v1/auths/ldap") and r.request.method == "POST",
+                              timeout=ui.UI_TIMEOUT_MS) as answer:  # fmt: skip
+        page.keyboard.press("Enter")
+    return answer.value
 
 
 def test_https_verifies_in_the_browser_against_the_imported_root(site, browser, untrusting_error):
@@ -103,8 +108,8 @@ def test_https_verifies_in_the_browser_against_the_imported_root(site, browser, 
     response = page.goto(f"{result['url']}/auth")
     assert response.ok and page.url.startswith(f"{result['url']}/auth")
     assert "Caddy Local Authority" in response.security_details()["issuer"]
-    expect(page.get_by_text("Sign in to Open WebUI with LDAP")).to_be_visible()
-    expect(page.get_by_text("Continue with Example SSO")).to_be_visible()  # OIDC reached Open WebUI
+    expect(page.get_by_text("Sign in to Open WebUI with LDAP")).to_be_visible(timeout=ui.UI_TIMEOUT_MS)
+    expect(page.get_by_text("Continue with Example SSO")).to_be_visible(timeout=ui.UI_TIMEOUT_MS)  # OIDC reached it
     ui.screenshot(page, "ldap-01-https-login")
     page.close()
     assert "ERR_CERT_AUTHORITY_INVALID" in untrusting_error  # the same browser without the root refuses
@@ -121,7 +126,7 @@ def test_http_redirects_to_https_in_the_browser(site, browser):
 def test_a_directory_user_signs_in_through_the_form_and_chats(site, browser, directory):
     test_site, result, _up, _ = site
     page = ui.new_page(browser)
-    _ldap_login(page, result["url"], directory.alice.uid, directory.alice.password)
+    assert _ldap_login(page, result["url"], directory.alice.uid, directory.alice.password).ok
     ui.wait_for_chat_box(page, "after alice's LDAP sign-in")
     ui.dismiss_release_notes(page)
     token = ui.token(page)
@@ -139,8 +144,9 @@ def test_a_directory_user_signs_in_through_the_form_and_chats(site, browser, dir
 def test_a_wrong_directory_password_is_refused(site, browser, directory):
     _site, result, _up, _ = site
     page = ui.new_page(browser)
-    _ldap_login(page, result["url"], directory.alice.uid, directory.alice.password + "x")
-    expect(page.get_by_text("Authentication failed")).to_be_visible()
+    answer = _ldap_login(page, result["url"], directory.alice.uid, directory.alice.password + "x")
+    assert answer.status == 400 and answer.json()["detail"] == "Authentication failed."
+    expect(page.get_by_text("Authentication failed")).to_be_visible(timeout=ui.UI_TIMEOUT_MS)
     assert page.evaluate("localStorage.token") is None and page.url.endswith("/auth")
     page.close()
 
@@ -148,8 +154,9 @@ def test_a_wrong_directory_password_is_refused(site, browser, directory):
 def test_a_user_outside_the_filter_is_refused(site, browser, directory):
     _site, result, _up, _ = site
     page = ui.new_page(browser)
-    _ldap_login(page, result["url"], directory.bob.uid, directory.bob.password)
-    expect(page.get_by_text("User not found in the LDAP server")).to_be_visible()
+    answer = _ldap_login(page, result["url"], directory.bob.uid, directory.bob.password)
+    assert answer.status == 400 and answer.json()["detail"] == "User not found in the LDAP server"
+    expect(page.get_by_text("User not found in the LDAP server")).to_be_visible(timeout=ui.UI_TIMEOUT_MS)
     assert page.evaluate("localStorage.token") is None
     ui.screenshot(page, "ldap-03-bob-refused")
     page.close()
