@@ -36,7 +36,8 @@ def secret_env(name: str, key: str, k8s: K8sSettings, *, optional: bool = False)
     return {"name": name, "valueFrom": {"secretKeyRef": ref}}
 
 
-def webui_env(spec: ServingSpec, k8s: K8sSettings, directory: DirectorySettings | None = None) -> list[dict[str, Any]]:
+def webui_env(spec: ServingSpec, k8s: K8sSettings, directory: DirectorySettings | None = None,
+              public_url: str | None = None) -> list[dict[str, Any]]:  # fmt: skip
     env = [
         {"name": "OPENAI_API_BASE_URL", "value": spec.vllm_base_url},
         secret_env("OPENAI_API_KEY", "VLLM_API_KEY", k8s),
@@ -49,7 +50,7 @@ def webui_env(spec: ServingSpec, k8s: K8sSettings, directory: DirectorySettings 
     ]
     if spec.offline:  # Open WebUI does not fetch its embedding models or check for updates
         env += [{"name": "OFFLINE_MODE", "value": "true"}, {"name": "HF_HUB_OFFLINE", "value": "1"}]
-    oidc = oidc_environment(directory, f"https://{k8s.ingress_host}" if k8s.ingress_host else None)
+    oidc = oidc_environment(directory, public_url)
     env += [{"name": name, "value": value} for name, value in oidc.items()]
     if oidc:
         env.append(secret_env(OIDC_SECRET_KEY, OIDC_SECRET_KEY, k8s))

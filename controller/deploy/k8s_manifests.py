@@ -56,13 +56,18 @@ def gpu_count(spec: ServingSpec, tensor_parallel_size: int) -> int:
     return 0 if spec.accelerator == "cpu" else tensor_parallel_size
 
 
+def public_url(k8s: K8sSettings, tls: IngressTls | None) -> str | None:
+    return f"{'https' if tls else 'http'}://{k8s.ingress_host}" if k8s.ingress_host else None
+
+
 def render_manifests(spec: ServingSpec, k8s: K8sSettings, *, load_timeout_s: float, gpus: int,
                      directory: DirectorySettings | None = None,
                      tls: IngressTls | None = None) -> dict[str, str]:  # fmt: skip
     """{file name: text} of the kustomize directory, without the secret env file."""
     files = {
         "vllm.yaml": objects.vllm_objects(spec, k8s, load_timeout_s, gpus),
-        "webui.yaml": objects.webui_objects(spec, k8s, directory),
+        # The address people open: https only when the Ingress has a certificate to serve it with.
+        "webui.yaml": objects.webui_objects(spec, k8s, directory, public_url(k8s, tls)),
     }
     if k8s.namespace != DEFAULT_NAMESPACE:  # `default` exists in every cluster and is not ours to label
         files = {"namespace.yaml": [objects.namespace_object(spec, k8s)], **files}

@@ -214,13 +214,14 @@ def vllm_objects(spec: ServingSpec, k8s: K8sSettings, load_timeout_s: float, gpu
     ]
 
 
-def webui_objects(spec: ServingSpec, k8s: K8sSettings, directory: DirectorySettings | None = None) -> list[dict]:
+def webui_objects(spec: ServingSpec, k8s: K8sSettings, directory: DirectorySettings | None = None,
+                  public_url: str | None = None) -> list[dict]:  # fmt: skip
     """One replica (its database is SQLite on a ReadWriteOnce volume); nothing here depends on the
     model, so a switch leaves Open WebUI running. The default model is set through its admin API."""
     container = {
         "name": "webui",
         "image": spec.webui_image,
-        "env": webui_env(spec, k8s, directory),
+        "env": webui_env(spec, k8s, directory, public_url),
         "ports": [{"name": "http", "containerPort": spec.webui_port, "protocol": "TCP"}],
         "startupProbe": _probe(spec.health_path, 5, 60),
         "readinessProbe": _probe(spec.health_path, 10, 3),

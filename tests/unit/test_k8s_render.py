@@ -473,3 +473,20 @@ def test_monitoring_on_annotates_the_vllm_pods_for_a_clusters_prometheus(tmp_pat
             assert (vllm["annotations"]["prometheus.io/port"], vllm["annotations"]["prometheus.io/path"]) == (
                 "8000", "/metrics")  # fmt: skip
         assert "prometheus.io/scrape" not in webui.get("annotations", {})
+
+
+def test_the_oidc_callback_uses_https_only_when_the_ingress_serves_it():
+    from controller.config.directory_settings import DirectorySettings
+    from controller.deploy.k8s_env import webui_env
+    from controller.deploy.k8s_manifests import public_url
+
+    oidc = DirectorySettings.model_validate({"OIDC": "on", "OAUTH_CLIENT_ID": "c", "OAUTH_CLIENT_SECRET": "s",
+        "OPENID_PROVIDER_URL": "https://sso.example.com/.well-known/openid-configuration"})  # fmt: skip
+    for tls_secret, scheme in ((None, "http"), ("chat-tls", "https")):
+        k8s = {"K8S_INGRESS_HOST": "chat.example.com", **({"K8S_INGRESS_TLS_SECRET": tls_secret} if tls_secret else {})}
+        settings = parse_k8s_settings(k8s, {}, "test")
+        url = public_url(settings, ingress_tls(TlsSettings(), settings))
+        assert url == f"{scheme}://chat.example.com"
+        spec = build_spec(load_catalog().get("deepseek-1.5b"), fixed_settings(), None)
+        env = {e["name"]: e for e in webui_env(spec, settings, oidc, url)}
+        assert env["OPENID_REDIRECT_URI"]["value"] == f"{scheme}://chat.example.com/oauth/oidc/login/callback"
