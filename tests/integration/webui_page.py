@@ -15,8 +15,10 @@ from pathlib import Path
 
 import httpx
 from filelock import FileLock
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, Response, sync_playwright
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
+from tenacity import retry, retry_if_exception, stop_after_attempt
 
 from controller.errors import NotReady
 from controller.phases import wait_for
@@ -48,6 +50,26 @@ def chromium(home: Path | None = None) -> Iterator[Browser]:
             browser.close()
 
 
+def _network_changed(error: BaseException) -> bool:
+    return isinstance(error, PlaywrightError) and "ERR_NETWORK_CHANGED" in str(error)
+
+
+# Chromium drops a page load with ERR_NETWORK_CHANGED when any interface on the machine gains or
+# loses an address (chromium issue 41465264), and a test beside it creating a Docker network does
+# just that. The load is tried again, as a person reloads; any other error is the test's answer.
+_survives_network_change = retry(retry=retry_if_exception(_network_changed), stop=stop_after_attempt(3), reraise=True)
+
+
+@_survives_network_change
+def goto(page: Page, url: str) -> Response | None:
+    return page.goto(url)
+
+
+@_survives_network_change
+def reload(page: Page) -> Response | None:
+    return page.reload()
+
+
 def new_page(browser: Browser) -> Page:
     page = browser.new_page(viewport={"width": 1440, "height": 900})
     page.set_default_timeout(UI_TIMEOUT_MS)
@@ -55,7 +77,7 @@ def new_page(browser: Browser) -> Page:
 
 
 def submit_login(page: Page, base_url: str, email: str, password: str) -> None:
-    page.goto(f"{base_url}/auth")
+    goto(page, f"{base_url}/auth")
     page.fill("input[type=email]", email)
     page.fill("input[type=password]", password)
     page.keyboard.press("Enter")
@@ -90,7 +112,7 @@ def wait_for_chat_box(page: Page, when: str) -> None:
             chat_box.or_(error_page).first.wait_for()
             if chat_box.is_visible():
                 return
-            page.reload()
+            reload(page)
         chat_box.wait_for()
     except PlaywrightTimeout:
         shown = page.locator("body").inner_text(timeout=10_000)[:1500]
