@@ -23,7 +23,7 @@ from typing import IO, Annotated, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from controller.config.profile_fields import HfRepoId
+from controller.config.profile_schema import HfRepoId
 from controller.errors import InputError
 from controller.json_manifest import load_json, validated
 from controller.operator_ui import Advance

@@ -19,8 +19,9 @@ from controller.errors import ControllerError
 
 # Start time: `--help`, `models` and `plan` must start in 0.25 s (benchmarks/bench_startup.py), so
 # the controller's modules are imported inside the commands that use them: the stack, gpu and state
-# modules load the Docker SDK, HTTP clients, locks and templates, and the catalog and settings
-# build pydantic models, which `--help` does not need. tests/unit/test_startup_imports.py checks.
+# modules load the Docker SDK, HTTP clients, locks and templates, and the settings and a user's
+# catalog are checked with pydantic, which `--help`, `models` and `plan` do not need (the built-in
+# profiles are taken as they are). tests/unit/test_startup_imports.py checks.
 # rich too (about 20 ms) is imported on the first print, which `--json` output never makes.
 
 app = typer.Typer(

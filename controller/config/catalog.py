@@ -8,8 +8,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from controller.config.profile import BUILTIN_CATALOG_NAME, Profile
 from controller.config.profile_fields import PROFILE_NAME_PATTERN
 from controller.errors import CatalogError
@@ -88,8 +86,12 @@ def _resolve_local_model(fields: dict[str, Any], catalog_dir: Path) -> dict[str,
 
 def build_profile(name: str, fields: dict[str, Any], origin: str) -> Profile:
     """One validated profile; any problem is a CatalogError naming origin, profile and field."""
+    from pydantic import ValidationError
+
+    from controller.config.profile_schema import validate_profile
+
     try:
-        return Profile.model_validate({**fields, "name": name, "source": origin})
+        return validate_profile({**fields, "name": name, "source": origin})
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -150,10 +152,9 @@ def load_catalog_text(text: str | None, origin: str, directory: Path) -> Catalog
     relative to `directory`: what load_catalog does once the file is read. Raises CatalogError naming
     `origin`, the profile and the field."""
     raw = builtin_profiles_raw()
-    origins = dict.fromkeys(raw, BUILTIN_CATALOG_NAME)
+    profiles = {name: Profile.from_snapshot(name, fields) for name, fields in raw.items()}
     if text is not None:
         for name, fields in _read_yaml(text, origin).items():
             fields = _resolve_local_model(fields, directory)
-            raw[name] = _merge(raw[name], fields) if name in raw else fields
-            origins[name] = origin
-    return Catalog({name: build_profile(name, fields, origins[name]) for name, fields in raw.items()})
+            profiles[name] = build_profile(name, _merge(raw[name], fields) if name in raw else fields, origin)
+    return Catalog(profiles)

@@ -16,8 +16,8 @@ from pydantic import AfterValidator, Field, SecretStr, model_validator
 
 from controller.config.env_keys import DIRECTORY_KEYS
 from controller.config.keyed_settings import KeyedSettings, keyed_values, validate_keyed
+from controller.config.setting_types import Port
 from controller.config.tls_settings import CertPath, Host
-from controller.config.values import Port
 
 # An LDAP attribute description (RFC 4512 `descr`): what Open WebUI reads the user name and mail from.
 ATTRIBUTE = r"^[A-Za-z][A-Za-z0-9-]{0,63}$"

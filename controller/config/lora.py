@@ -3,26 +3,11 @@ starts, where vLLM sees them, and the memory vLLM reserves for them."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path, PurePosixPath
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from controller.config.profile import DTYPE_BYTES, LORA_MOUNT, VLLM_LORA_RANKS, Profile
 from controller.config.profile_fields import is_local
 from controller.errors import CatalogError
-
-ADAPTER_CONFIG = "adapter_config.json"
-
-
-class AdapterConfig(BaseModel):
-    """The fields of a PEFT adapter_config.json that serving depends on (peft writes many more)."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    peft_type: str = "LORA"
-    r: int = Field(gt=0)
-    base_model_name_or_path: str | None = None
 
 
 def local_adapters(profile: Profile) -> dict[str, Path]:
@@ -42,32 +27,14 @@ def _same_model(declared: str, profile: Profile) -> bool:
     return declared.rstrip("/") in wanted or PurePosixPath(declared.rstrip("/")).name in wanted
 
 
-def read_adapter_config(profile: Profile, name: str, directory: Path) -> AdapterConfig:
-    where = f"catalog {profile.source}: profile '{profile.name}': adapter '{name}'"
-    path = directory / ADAPTER_CONFIG
-    if not path.is_file():
-        raise CatalogError(
-            f"{where}: {path} does not exist",
-            hint="point lora_adapters at a directory written by peft or Llama-Factory (adapter_config.json "
-            "next to adapter_model.safetensors)",
-        )
-    try:
-        config = AdapterConfig.model_validate(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, ValidationError) as exc:
-        first = exc.errors()[0] if isinstance(exc, ValidationError) else None
-        reason = f"field '{first['loc'][0]}': {first['msg']}" if first else str(exc).splitlines()[0]
-        raise CatalogError(f"{where}: {path} is not a PEFT adapter config ({reason})") from None
-    if config.peft_type.upper() != "LORA":
-        raise CatalogError(f"{where}: peft_type is {config.peft_type!r}; vLLM serves LORA adapters only")
-    return config
-
-
 def check_adapters(profile: Profile) -> Profile:
     """Read each local adapter's config: its base model must be the profile's and its rank within
     --max-lora-rank. Returns the profile with max_lora_rank set (derived when the catalog left it
     unset). Raises CatalogError naming the profile and the adapter; nothing is started before."""
     if not profile.lora_adapters:
         return profile
+    from controller.config.peft_adapter import read_adapter_config
+
     ranks = {}
     for name, directory in local_adapters(profile).items():
         config = read_adapter_config(profile, name, directory)
@@ -88,7 +55,7 @@ def check_adapters(profile: Profile) -> Profile:
     if profile.max_lora_rank is not None:
         return profile
     rank = min(r for r in VLLM_LORA_RANKS if r >= max(ranks.values()))
-    return profile.model_copy(update={"max_lora_rank": rank})
+    return profile.replace(max_lora_rank=rank)
 
 
 def max_loras(profile: Profile) -> int:

@@ -17,7 +17,8 @@ from pydantic import AfterValidator, Field, model_validator
 
 from controller.config.env_keys import MONITORING_KEYS
 from controller.config.keyed_settings import KeyedSettings, keyed_values, validate_keyed
-from controller.config.values import ImageReference, Key, Port, ip_address, printable
+from controller.config.setting_types import ImageReference, Key, Port
+from controller.config.values import ip_address, printable
 
 # Prometheus' durations, one unit (15d, 90s, 500ms); a sign or a bare number is refused.
 DURATION = r"^[1-9][0-9]{0,5}(ms|s|m|h|d|w|y)$"

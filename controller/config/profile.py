@@ -1,25 +1,17 @@
-"""A model profile: what to serve and how, as one typed, validated object. Each field's own
-checks are in controller.config.profile_fields; the checks across fields, and what the rendered
-flags default to, are here."""
+"""A model profile: what to serve and how, as one typed object, and the checks across its fields.
+
+What each field may hold is checked where a catalog is read (controller.config.profile_schema,
+pydantic). This module imports no pydantic: `models` and `plan` with the built-in catalog alone
+take its profiles as they are (Profile.from_snapshot) and start about 0.1 s sooner without it."""
 
 from __future__ import annotations
 
-import re
+import dataclasses
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic_core import PydanticCustomError
-
-from controller.config.profile_fields import (
-    PROFILE_NAME_PATTERN,
-    ArgText,
-    JsonScalar,
-    LoraName,
-    ModelReference,
-    is_local,
-)
-from controller.config.values import printable
+from controller.config.profile_fields import is_local
 
 BUILTIN_CATALOG_NAME = "builtin"
 QUANTIZED_METHODS = {"gptq", "gptq_marlin", "awq", "awq_marlin"}
@@ -42,138 +34,135 @@ LORA_MOUNT = "/adapters"
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 
 
-def _blame(field: str, message: str) -> PydanticCustomError:
-    """A check across fields, with the field it blames kept apart from the message."""
-    return PydanticCustomError("consistency", "{message}", {"field": field, "message": message})
-
-
-class _Strict(BaseModel):
-    # strict: YAML's `true` is not 1 and "8" is not 8; no inf/nan anywhere.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
-
-
-class Architecture(_Strict):
+@dataclass(frozen=True, kw_only=True)
+class Architecture:
     """Facts from the model's config.json that memory planning needs."""
 
-    params_billion: float = Field(gt=0)
-    layers: int = Field(gt=0)
-    hidden_size: int = Field(gt=0)
-    attention_heads: int = Field(gt=0)
-    kv_heads: int = Field(gt=0)
-    head_dim: int = Field(gt=0)
-    vocab_size: int = Field(gt=0)
-    max_context: int = Field(gt=0)
+    params_billion: float
+    layers: int
+    hidden_size: int
+    attention_heads: int
+    kv_heads: int
+    head_dim: int
+    vocab_size: int
+    max_context: int
     # config.json's rope_theta. vLLM 0.32 replaces the model's whole RoPE settings with an
     # --hf-overrides rope_scaling and then falls back to theta 10000 (measured: rope_parameters
     # lose rope_theta), so a profile with rope_scaling passes it again.
-    rope_theta: float | None = Field(default=None, gt=0)
+    rope_theta: float | None = None
     # The MLP width (config.json intermediate_size): the largest activation in a forward pass.
-    intermediate_size: int | None = Field(default=None, gt=0)
+    intermediate_size: int | None = None
     weight_bits: Literal[4, 8, 16, 32] = 16
-    quant_group_size: int | None = Field(default=None, gt=0)
+    quant_group_size: int | None = None
     tied_embeddings: bool = False
 
 
-class Profile(_Strict):
-    name: str = Field(min_length=1, max_length=64, pattern=PROFILE_NAME_PATTERN)
-    description: str = Field("", max_length=1000)
-    model: ModelReference = Field(min_length=1, max_length=1024, description="Hugging Face id, or a local directory")
-    served_model_name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
+@dataclass(frozen=True, kw_only=True)
+class Profile:
+    """One profile, as validated by controller.config.profile_schema.ProfileSchema (which declares
+    the same fields with what each may hold; tests/unit/test_profile_schema.py keeps them equal)."""
+
+    name: str
+    description: str = ""
+    model: str  # a Hugging Face id, or a local directory
+    served_model_name: str
     dtype: Literal["auto", "half", "float16", "bfloat16", "float", "float32"] = "auto"
-    max_model_len: int = Field(gt=0)
+    max_model_len: int
     quantization: Literal["gptq", "gptq_marlin", "awq", "awq_marlin", "fp8"] | None = None
     kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2"] = "auto"
-    gpu_memory_utilization: float = Field(default=0.90, gt=0, le=1)
+    gpu_memory_utilization: float = 0.90
     # vLLM's --max-num-batched-tokens and --max-num-seqs; unset: the defaults above.
-    max_num_batched_tokens: int | None = Field(default=None, ge=1, le=MAX_BATCH)
-    max_num_seqs: int | None = Field(default=None, ge=1, le=MAX_BATCH)
-    tensor_parallel_size: int = Field(default=1, ge=1)
-    extra_args: list[ArgText] = Field(default_factory=list, max_length=64)
+    max_num_batched_tokens: int | None = None
+    max_num_seqs: int | None = None
+    tensor_parallel_size: int = 1
+    extra_args: list[str] = field(default_factory=list)
     accelerator: Literal["gpu", "cpu"] = "gpu"
     gated: bool = False
-    rope_scaling: dict[str, JsonScalar | list[int | float]] | None = Field(default=None, max_length=32)
+    rope_scaling: dict[str, Any] | None = None
     # vLLM's parser for this model's tool-call format; set only for models trained to call tools.
     # Without one, Open WebUI is told to use prompt-based ("legacy") function calling for it.
-    tool_call_parser: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*$")
+    tool_call_parser: str | None = None
     # A chat template (a path inside the vLLM container): a tool-aware one for models whose own
     # lacks tools, or one that opens the think block for a reasoning parser.
     # An absolute path may point into a local model's mount (/models/PROFILE/...).
-    chat_template: str | None = Field(default=None, pattern=r"^/?[A-Za-z0-9_][A-Za-z0-9_./-]*$")
-    cpu_kv_cache_gib: int | None = Field(default=None, ge=1)
+    chat_template: str | None = None
+    cpu_kv_cache_gib: int | None = None
     # vLLM's --reasoning-parser: splits the model's <think> block into the answer's `reasoning`.
-    reasoning_parser: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*$")
+    reasoning_parser: str | None = None
     # LoRA adapters in PEFT format (what peft and Llama-Factory write): {name: HF id or local dir}.
     # Each is served as a model of its own name next to the base model.
-    lora_adapters: dict[LoraName, ModelReference] = Field(default_factory=dict, max_length=64)
+    lora_adapters: dict[str, str] = field(default_factory=dict)
     # --max-lora-rank: at least every adapter's rank (`r`); unset, the smallest vLLM accepts that
     # covers the local adapters' ranks. An adapter from Hugging Face needs it set.
-    max_lora_rank: Literal[VLLM_LORA_RANKS] | None = None  # type: ignore[valid-type]
+    max_lora_rank: int | None = None
     # --max-loras: adapters in one batch (vLLM keeps a buffer per slot); unset, all of them.
-    max_loras: int | None = Field(default=None, ge=1)
+    max_loras: int | None = None
     architecture: Architecture
     source: str = BUILTIN_CATALOG_NAME
 
-    @field_validator("rope_scaling")
     @classmethod
-    def _rope_keys(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        for key, item in (value or {}).items():
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key, re.ASCII):
-                raise ValueError(f"key {ascii(key)} is not a config.json field name")
-            if isinstance(item, str):
-                printable(item)
-        return value
+    def from_snapshot(cls, name: str, fields: dict[str, Any]) -> Profile:
+        """A profile of the package's built-in snapshot, taken as it is: validating it again at each
+        start would import pydantic (about 0.1 s, more than the rest of `controller models`).
+        tests/unit/test_catalog_snapshot.py checks that validation makes exactly this of each."""
+        architecture = Architecture(**fields["architecture"])
+        return cls(**{**fields, "name": name, "architecture": architecture})
 
-    @model_validator(mode="after")
-    def _consistent(self) -> Profile:
+    def replace(self, **changes: Any) -> Profile:
+        """This profile with some fields changed (not validated again: for the planner's variants)."""
+        return dataclasses.replace(self, **changes)
+
+    def consistency_problem(self) -> tuple[str, str] | None:
+        """The first check across fields that fails, as (the field it blames, the message)."""
         if self.quantization in QUANTIZED_METHODS and self.dtype not in QUANTIZED_DTYPES:
-            raise _blame(
-                "dtype", f"'{self.dtype}' does not work with quantization '{self.quantization}'; set dtype: half"
-            )
-        self._check_context()
+            return ("dtype", f"'{self.dtype}' does not work with quantization '{self.quantization}'; set dtype: half")
+        if problem := self._context_problem():
+            return problem
         if self.chat_template is not None and self.tool_call_parser is None and self.reasoning_parser is None:
-            raise _blame("chat_template", "only used together with tool_call_parser or reasoning_parser")
+            return ("chat_template", "only used together with tool_call_parser or reasoning_parser")
         if self.lora_adapters and self.lora_adapters.keys() & {self.served_model_name}:
-            raise _blame("lora_adapters", f"adapter name '{self.served_model_name}' is the base model's served name")
+            return ("lora_adapters", f"adapter name '{self.served_model_name}' is the base model's served name")
         if not self.lora_adapters and (self.max_lora_rank is not None or self.max_loras is not None):
-            raise _blame("max_lora_rank" if self.max_lora_rank is not None else "max_loras",
+            return ("max_lora_rank" if self.max_lora_rank is not None else "max_loras",
                          "only applies with lora_adapters")  # fmt: skip
         if self.max_lora_rank is None and any(not is_local(ref) for ref in self.lora_adapters.values()):
-            raise _blame(
+            return (
                 "max_lora_rank",
                 "an adapter from Hugging Face is not read before vLLM starts; set max_lora_rank to its rank "
                 f"(`r` in its adapter_config.json; one of {', '.join(map(str, VLLM_LORA_RANKS))})",
             )
         if self.cpu_kv_cache_gib is not None and self.accelerator != "cpu":
-            raise _blame("cpu_kv_cache_gib", "only applies to accelerator: cpu")
+            return ("cpu_kv_cache_gib", "only applies to accelerator: cpu")
         # vLLM 0.32 config/scheduler.py verify_max_model_len: the token budget must hold one
         # token of every sequence in a step.
         if self.batched_tokens < self.seqs:
-            raise _blame(
+            return (
                 "max_num_batched_tokens" if self.max_num_batched_tokens is not None else "max_num_seqs",
                 f"max_num_batched_tokens ({self.batched_tokens}) must be at least max_num_seqs ({self.seqs}); "
                 "vLLM refuses a smaller token budget",
             )
-        return self
+        return None
 
-    def _check_context(self) -> None:
+    def _context_problem(self) -> tuple[str, str] | None:
         """max_model_len within the model's context, stretched by RoPE scaling's factor."""
         if self.rope_scaling:
             factor = self.rope_scaling.get("factor")
             if isinstance(factor, bool) or not isinstance(factor, int | float) or factor < 1:
-                raise _blame("rope_scaling", "needs a numeric factor of at least 1 (e.g. factor: 2.0)")
+                return ("rope_scaling", "needs a numeric factor of at least 1 (e.g. factor: 2.0)")
             if "rope_theta" not in self.rope_scaling and self.architecture.rope_theta is None:
-                raise _blame(
+                return (
                     "rope_scaling",
                     "set architecture.rope_theta (config.json's rope_theta): vLLM 0.32 drops it when "
                     "rope_scaling is overridden and falls back to 10000",
                 )
         if self.max_model_len > self.scaled_context:
             scaled = f", {self.scaled_context} with RoPE scaling" if self.rope_scaling else ""
-            raise _blame(
+            return (
                 "max_model_len",
                 f"{self.max_model_len} is above the model's context ({self.architecture.max_context}{scaled}); "
                 "lower it" + (" or raise rope_scaling.factor" if self.rope_scaling else " or set rope_scaling"),
             )
+        return None
 
     @property
     def scaled_context(self) -> int:

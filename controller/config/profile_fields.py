@@ -1,14 +1,12 @@
 """What one profile field may hold, checked on its own: a model reference (a Hugging Face repo id
-or a local directory), an extra vLLM argument, an adapter name. Checks across fields live with
-the profile (controller.config.profile)."""
+or a local directory), an extra vLLM argument. Plain functions, no pydantic: the profile schema
+(controller.config.profile_schema) runs them; checks across fields live with the profile
+(controller.config.profile)."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated
-
-from pydantic import AfterValidator, Field
 
 from controller.config.values import printable
 from controller.files import system_dir_problem
@@ -36,7 +34,7 @@ def is_local(reference: str) -> bool:
     return reference.startswith(LOCAL_MODEL_PREFIXES)
 
 
-def _model_reference(value: str) -> str:
+def check_model_reference(value: str) -> str:
     if is_local(value):
         printable(value)
         if any(ch in value for ch in "[]\\"):
@@ -57,7 +55,7 @@ def _is_repo_id(value: str) -> bool:
     return bool(HF_REPO_ID.fullmatch(value)) and "--" not in value and ".." not in value
 
 
-def _hf_repo_id(value: str) -> str:
+def check_hf_repo_id(value: str) -> str:
     if not _is_repo_id(value):
         raise ValueError(f"{ascii(value)} is not a Hugging Face repo id (org/name: letters, digits, '-', '_', '.')")
     return value
@@ -92,7 +90,7 @@ def controlled_flag(arg: str) -> str | None:
     return None
 
 
-def _vllm_arg(value: str) -> str:
+def check_vllm_arg(value: str) -> str:
     printable(value)
     flag = controlled_flag(value)
     if flag in FILE_FLAGS:
@@ -101,11 +99,3 @@ def _vllm_arg(value: str) -> str:
         shown = flag if value.split("=", 1)[0] == flag else f"{value.split('=', 1)[0]!r}, which vLLM reads as {flag},"
         raise ValueError(f"{shown} is set by the controller (from the profile's fields); remove it")
     return value
-
-
-ModelReference = Annotated[str, AfterValidator(_model_reference)]
-# A Hugging Face repo id only, checked as a profile's model is (a bundle's models, for one).
-HfRepoId = Annotated[str, Field(max_length=193), AfterValidator(_hf_repo_id)]
-LoraName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
-ArgText = Annotated[str, Field(min_length=1, max_length=512), AfterValidator(_vllm_arg)]
-JsonScalar = bool | int | float | str

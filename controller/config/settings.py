@@ -28,18 +28,10 @@ from controller.config.env_keys import SECRET_KEYS
 from controller.config.env_values import collect_values
 from controller.config.envfile import stage_env_values, write_env_values
 from controller.config.monitoring_settings import MonitoringSettings, load_monitoring_settings
+from controller.config.setting_types import ImageReference, Key, Port, Text
 from controller.config.site import SiteConfig
 from controller.config.tls_settings import TlsSettings, load_tls_settings
-from controller.config.values import (
-    ImageReference,
-    Key,
-    Port,
-    Text,
-    control_characters,
-    host_directory,
-    ip_address,
-    parse_memory_gib,
-)
+from controller.config.values import control_characters, host_directory, ip_address, parse_memory_gib
 from controller.errors import SettingsError
 
 MIN_ADMIN_PASSWORD_LENGTH = 12

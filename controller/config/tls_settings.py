@@ -16,7 +16,7 @@ from pydantic import AfterValidator, Field, model_validator
 
 from controller.config.env_keys import TLS_KEYS
 from controller.config.keyed_settings import KeyedSettings, keyed_values, validate_keyed
-from controller.config.values import ImageReference, Port
+from controller.config.setting_types import ImageReference, Port
 
 # A DNS name (RFC 1123, lower case) of at least one dot-free label.
 DNS_NAME = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*"

@@ -1,5 +1,6 @@
-"""Value types of the settings: each operator-settable value checked at the edge with a precise
-type (IP address, pinned image reference, host directory, key, printable text, memory size)."""
+"""Checks of the settings' values, as plain functions (no pydantic, so that `models` and `plan` can
+use them and start without it): IP address, pinned image reference, host directory, printable
+text, memory size. controller.config.setting_types makes pydantic field types of them."""
 
 from __future__ import annotations
 
@@ -8,9 +9,6 @@ import math
 import re
 import unicodedata
 from pathlib import Path
-from typing import Annotated
-
-from pydantic import AfterValidator, Field, SecretStr
 
 from controller.files import system_dir_problem
 
@@ -64,7 +62,7 @@ def ip_address(value: str) -> str:
         raise ValueError("is not an IP address; use e.g. 0.0.0.0 (every interface) or 127.0.0.1") from None
 
 
-def _image_reference(value: str) -> str:
+def check_image_reference(value: str) -> str:
     match = IMAGE_REFERENCE.fullmatch(value)
     first, _, rest = match.group("name").partition("/") if match else ("", "", "")
     # Like Docker's normalisation: the first part is a registry only when it looks like a host.
@@ -94,18 +92,3 @@ def host_directory(value: Path) -> Path:
     if path.exists() and not path.is_dir():
         raise ValueError(f"{path} exists and is not a directory")
     return value
-
-
-def _key_text(value: SecretStr) -> SecretStr:
-    plain = value.get_secret_value()
-    if len(plain) < MIN_KEY_LENGTH:
-        raise ValueError(f"is shorter than {MIN_KEY_LENGTH} characters; delete the line to have a strong one generated")
-    if not re.fullmatch(r"[\x21-\x7e]+", plain):
-        raise ValueError("may hold only printable ASCII characters without spaces")
-    return value
-
-
-Port = Annotated[int, Field(ge=1, le=65535)]
-Text = Annotated[str, AfterValidator(printable)]
-ImageReference = Annotated[str, AfterValidator(_image_reference)]
-Key = Annotated[SecretStr, AfterValidator(_key_text)]

@@ -83,7 +83,7 @@ def respec(catalog: Catalog, prepared: Prepared, *, slot: str, gpu_memory_utiliz
     instance): .env is not read again and GPUs are not detected again."""
     profile = prepared.profile
     if gpu_memory_utilization is not None:
-        profile = profile.model_copy(update={"gpu_memory_utilization": gpu_memory_utilization})
+        profile = profile.replace(gpu_memory_utilization=gpu_memory_utilization)
     return _assemble(catalog, profile, prepared.loaded, slot, prepared.gpus)
 
 

@@ -249,7 +249,7 @@ def _recommend(result: Plan, profile: Profile, alternatives: list[Profile], engi
     if not profile.enforce_eager and any(t["name"].startswith("CUDA graphs (estimate)") for t in result.terms):
         levers.append(
             ("add --enforce-eager to the profile's extra_args (no CUDA graphs; slower decoding)",
-             profile.model_copy(update={"extra_args": [*profile.extra_args, "--enforce-eager"]}), {})
+             profile.replace(extra_args=[*profile.extra_args, "--enforce-eager"]), {})
         )  # fmt: skip
     if result.gpu_memory_utilization < HIGH_UTILIZATION:
         levers.append(
@@ -257,14 +257,12 @@ def _recommend(result: Plan, profile: Profile, alternatives: list[Profile], engi
              profile, {"gpu_memory_utilization": HIGH_UTILIZATION})
         )  # fmt: skip
     if result.max_num_seqs > SMALLER_MAX_NUM_SEQS:
-        smaller = profile.model_copy(
-            update={"max_num_seqs": SMALLER_MAX_NUM_SEQS, "max_num_batched_tokens": profile.batched_tokens}
-        )
+        smaller = profile.replace(max_num_seqs=SMALLER_MAX_NUM_SEQS, max_num_batched_tokens=profile.batched_tokens)
         levers.append((f"set max_num_seqs: {SMALLER_MAX_NUM_SEQS} (smaller sampler warm-up)", smaller, {}))
     if profile.kv_cache_dtype == "auto":
         levers.append(
             ("set kv_cache_dtype: fp8 (half the bytes per token; small quality cost)",
-             profile.model_copy(update={"kv_cache_dtype": "fp8"}), {})
+             profile.replace(kv_cache_dtype="fp8"), {})
         )  # fmt: skip
     for text, changed, overrides in levers:
         tokens = _tokens(changed, length, engine_settings, {**common, **overrides})

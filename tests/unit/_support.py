@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import yaml
 
 from controller.config.profile import Profile
+from controller.config.profile_schema import validate_profile
 from controller.config.settings import Settings, parse_settings
 
 # Fixed, recognisable dummy secrets: a rendered file must contain none of them.
@@ -58,9 +60,16 @@ def cpu_catalog(tmp_path: Path, *, with_model_dir: bool = True) -> Path:
     return write_catalog(tmp_path / "catalog.yaml", {"tiny-cpu": CPU_PROFILE})
 
 
+def fields_of(profile: Profile) -> dict:
+    """A profile's fields as a catalog entry holds them (no name or source), to build a variant from."""
+    fields = dataclasses.asdict(profile)
+    del fields["name"], fields["source"]
+    return fields
+
+
 def make_profile(name: str = "p", **fields) -> Profile:
     base = {"model": "org/model", "served_model_name": name, "max_model_len": 2048, "architecture": TINY_ARCH}
-    return Profile.model_validate({**base, **fields, "name": name})
+    return validate_profile({**base, **fields, "name": name})
 
 
 def make_hub_cache(cache_dir: Path, model_id: str, revision: str, files: dict[str, Path | bytes]) -> Path:

@@ -73,7 +73,7 @@ def rows() -> list[Row]:
                 enforce_eager="enforce-eager" in raw["source_note"],
             )
             result_plan = plan(
-                profile.model_copy(update={"max_model_len": length}),
+                profile.replace(max_model_len=length),
                 gpu_memory_gib=gpu_gib,
                 vllm_version=_version(raw["vllm_version"]),
                 capability=capability,

@@ -7,7 +7,7 @@ from controller.planner.capability import effective_dtype, effective_quantizatio
 from tests.unit._support import make_profile
 
 CATALOG = load_catalog()
-BF16 = CATALOG.get("deepseek-1.5b").model_copy(update={"dtype": "bfloat16"})
+BF16 = CATALOG.get("deepseek-1.5b").replace(dtype="bfloat16")
 
 
 @pytest.mark.parametrize(("capability", "expected"), [((7, 5), "half"), ((6, 1), "half"), ((7, 0), "half")])
@@ -43,7 +43,7 @@ def test_quantization_kernel_follows_compute_capability(name, capability, expect
 
 
 def test_marlin_in_the_catalog_falls_back_to_plain_kernel_before_ampere():
-    marlin = CATALOG.get("llama3-8b-gptq").model_copy(update={"quantization": "gptq_marlin"})
+    marlin = CATALOG.get("llama3-8b-gptq").replace(quantization="gptq_marlin")
     assert effective_quantization(marlin, (7, 5)) == "gptq"
     assert effective_quantization(marlin, (8, 6)) == "gptq_marlin"
 

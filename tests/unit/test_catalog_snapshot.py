@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from controller.config.catalog import BUILTIN_SNAPSHOT, load_catalog, snapshot_of_builtin_source
@@ -21,3 +22,29 @@ def test_the_catalog_read_from_the_snapshot_has_the_yaml_profiles():
 
     source = yaml.safe_load((REPO / "controller" / "builtin_models.yaml").read_text(encoding="utf-8"))
     assert sorted(p.name for p in load_catalog().profiles()) == sorted(source["profiles"])
+
+
+def test_each_builtin_profile_is_what_validation_makes_of_it():
+    """The package takes the snapshot's profiles without validating them at each start
+    (Profile.from_snapshot): each must pass validation and come out of it with the same values and types."""
+    from controller.config.catalog import build_profile, builtin_profiles_raw
+    from controller.config.profile import BUILTIN_CATALOG_NAME, Profile
+
+    raw = builtin_profiles_raw()
+    assert raw
+    for name, fields in raw.items():
+        taken, validated = Profile.from_snapshot(name, fields), build_profile(name, fields, BUILTIN_CATALOG_NAME)
+        # repr: 8 and 8.0 are equal but print differently in `--json`.
+        assert repr(dataclasses.asdict(taken)) == repr(dataclasses.asdict(validated)), name
+        assert taken == validated
+
+
+def test_a_value_validation_would_change_is_caught():
+    """The check above can fail: an int where the schema says float comes out of validation as a float."""
+    from controller.config.catalog import build_profile, builtin_profiles_raw
+    from controller.config.profile import BUILTIN_CATALOG_NAME, Profile
+
+    name, fields = next(iter(builtin_profiles_raw().items()))
+    fields = {**fields, "architecture": {**fields["architecture"], "params_billion": 8}}
+    taken, validated = Profile.from_snapshot(name, fields), build_profile(name, fields, BUILTIN_CATALOG_NAME)
+    assert repr(dataclasses.asdict(taken)) != repr(dataclasses.asdict(validated))

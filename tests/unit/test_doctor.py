@@ -30,14 +30,14 @@ from controller.doctor.records import (
 from controller.journal import Deployment, Event, JournalStore
 from controller.planner.engine import GIB
 from controller.runtime.gpu import parse_nvidia_smi, parse_nvidia_smi_banner
-from tests.unit._support import CPU_PROFILE
+from tests.unit._support import CPU_PROFILE, fields_of
 from tests.unit.cli_support import nothing_written, run_cli
 
 DATA = Path(__file__).parent / "data" / "nvidia-smi"
 CATALOG = load_catalog()
 CPU = build_profile("tiny-cpu", {**CPU_PROFILE, "model": "/srv/models/tiny"}, "test catalog")
 # A profile in bfloat16, as a user catalog may set it: the one that changes on pre-Ampere cards.
-BF16 = build_profile("deepseek-bf16", {**CATALOG.get("deepseek-1.5b").model_dump(exclude={"name", "source"}),
+BF16 = build_profile("deepseek-bf16", {**fields_of(CATALOG.get("deepseek-1.5b")),
                                        "dtype": "bfloat16"}, "test catalog")  # fmt: skip
 PROFILES = [*CATALOG.profiles(), CPU, BF16]
 

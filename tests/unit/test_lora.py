@@ -125,17 +125,17 @@ def test_bad_lora_fields_are_refused_naming_the_field(tmp_path, fields, field):
 def test_lora_memory_follows_vllms_buffer_sizing():
     llama = load_catalog().get("llama3-8b")
     assert lora_buffer_bytes(llama) == 0
-    one = llama.model_copy(update={"lora_adapters": {"zh": "org/zh"}, "max_lora_rank": 16})
+    one = llama.replace(lora_adapters={"zh": "org/zh"}, max_lora_rank=16)
     # per layer: qkv (3 x 4096 in, (32 + 8 + 8) x 128 out) + o (4096 + 4096) + gate_up
     # (2 x 4096 + 2 x 14336) + down (14336 + 4096) = 81920; x 32 layers x rank 16 x 2 bytes
     assert lora_buffer_bytes(one) == 81920 * 32 * 16 * 2
-    four = one.model_copy(update={"max_loras": 4, "max_lora_rank": 64})
+    four = one.replace(max_loras=4, max_lora_rank=64)
     assert lora_buffer_bytes(four) == 16 * lora_buffer_bytes(one)
 
 
 def test_planner_counts_lora_slots_with_the_weights():
     llama = load_catalog().get("llama3-8b")
-    served = llama.model_copy(update={"lora_adapters": {"zh": "org/zh"}, "max_lora_rank": 64, "max_loras": 4})
+    served = llama.replace(lora_adapters={"zh": "org/zh"}, max_lora_rank=64, max_loras=4)
     base, with_lora = plan(llama, gpu_memory_gib=24.0), plan(served, gpu_memory_gib=24.0)
     assert with_lora.weights_gib == pytest.approx(base.weights_gib + lora_buffer_bytes(served) / 1024**3, abs=1e-3)
     assert with_lora.kv_cache_tokens < base.kv_cache_tokens

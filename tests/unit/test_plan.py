@@ -6,7 +6,7 @@ from controller.config.catalog import load_catalog
 from controller.planner.engine import GIB, GPU_BLOCK_TOKENS
 from controller.planner.fit import plan
 from controller.planner.model_memory import GB, kv_bytes_per_token, weight_bytes
-from tests.unit._support import TINY_ARCH, make_profile
+from tests.unit._support import TINY_ARCH, fields_of, make_profile
 
 CATALOG = load_catalog()
 
@@ -51,7 +51,7 @@ def test_kv_per_token_reference_values():
 
 
 def test_fp8_kv_cache_halves_kv_per_token():
-    fp8 = _p("llama3-8b").model_copy(update={"kv_cache_dtype": "fp8"})
+    fp8 = _p("llama3-8b").replace(kv_cache_dtype="fp8")
     assert kv_bytes_per_token(fp8) == 131072 // 2
 
 
@@ -110,7 +110,7 @@ def test_max_model_len_fit_is_limited_by_kv_when_memory_is_short():
 
 def test_tensor_parallel_2_halves_the_weights_per_gpu():
     one = _on("llama3-8b", 16)
-    two = plan(_p("llama3-8b").model_copy(update={"tensor_parallel_size": 2}), gpu_memory_gib=16)
+    two = plan(_p("llama3-8b").replace(tensor_parallel_size=2), gpu_memory_gib=16)
     assert two.weights_gib == pytest.approx(one.weights_gib / 2, abs=0.002)
     assert two.kv_bytes_per_token == one.kv_bytes_per_token // 2  # KV heads are split across GPUs too
     assert two.fits and not one.fits
@@ -154,7 +154,7 @@ def test_batch_fields_default_render_and_validate():
     args = vllm_args(_p("deepseek-1.5b"))
     assert args[args.index("--max-num-batched-tokens") + 1] == "2048"
     assert args[args.index("--max-num-seqs") + 1] == "256"
-    fields = _p("deepseek-1.5b").model_dump(exclude={"name", "source"})
+    fields = fields_of(_p("deepseek-1.5b"))
     with pytest.raises(CatalogError, match="max_num_batched_tokens.*at least max_num_seqs"):
         build_profile("x", {**fields, "max_num_batched_tokens": 128}, "test")
     with pytest.raises(CatalogError, match="max_num_seqs"):

@@ -18,8 +18,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 # Top-level packages that only `up`, `switch`, `down`, `status`, `logs` and `render` need (and PyYAML,
-# which a user catalog needs: the built-in one is read from its JSON snapshot).
-HEAVY = {"docker", "httpx", "requests", "tenacity", "filelock", "pynvml", "jinja2", "yaml"}
+# which a user catalog needs: the built-in one is read from its JSON snapshot). pydantic (about
+# 0.1 s) checks settings and catalogs the user wrote; the built-in profiles are taken as they are.
+HEAVY = {"docker", "httpx", "requests", "tenacity", "filelock", "pynvml", "jinja2", "yaml", "pydantic", "pydantic_core"}
 # The controller's own modules that pull them in.
 HEAVY_CONTROLLER = {
     "controller.lifecycle.stack",
