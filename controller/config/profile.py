@@ -109,7 +109,8 @@ class Profile:
         return cls(**{**fields, "name": name, "architecture": architecture})
 
     def replace(self, **changes: Any) -> Profile:
-        """This profile with some fields changed (not validated again: for the planner's variants)."""
+        """This profile with some fields changed, not validated again (as pydantic's model_copy did):
+        for the planner's variants and a share of the GPU that the settings checked."""
         return dataclasses.replace(self, **changes)
 
     def consistency_problem(self) -> tuple[str, str] | None:
@@ -124,7 +125,7 @@ class Profile:
             return ("lora_adapters", f"adapter name '{self.served_model_name}' is the base model's served name")
         if not self.lora_adapters and (self.max_lora_rank is not None or self.max_loras is not None):
             return ("max_lora_rank" if self.max_lora_rank is not None else "max_loras",
-                         "only applies with lora_adapters")  # fmt: skip
+                    "only applies with lora_adapters")  # fmt: skip
         if self.max_lora_rank is None and any(not is_local(ref) for ref in self.lora_adapters.values()):
             return (
                 "max_lora_rank",
