@@ -21,9 +21,9 @@ import tarfile
 from collections.abc import Iterator
 from typing import IO, Annotated, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from controller.config.profile_schema import HfRepoId
+from controller.config.profile_fields import check_hf_repo_id
 from controller.errors import InputError
 from controller.json_manifest import load_json, validated
 from controller.operator_ui import Advance
@@ -46,6 +46,8 @@ NAME_MAX = 255
 BLOB_NAME = re.compile(r"^([0-9a-f]{40}|[0-9a-f]{64})$")
 
 MemberPath = Annotated[str, Field(pattern=MEMBER_PATH.pattern, max_length=1024)]
+# A Hugging Face repo id only, checked as a profile's model is.
+HfRepoId = Annotated[str, Field(max_length=193), AfterValidator(check_hf_repo_id)]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 

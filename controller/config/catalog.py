@@ -1,5 +1,6 @@
-"""The catalog: the built-in profiles, a user's catalog file merged over them, and one validated
-Profile per name. Raises CatalogError naming the file, the profile and the field."""
+"""The catalog: the built-in profiles, a user's catalog file merged over them, and one Profile per
+name (a user's entries validated, the built-in snapshot taken as `make catalog-snapshot` checked
+it). Raises CatalogError naming the file, the profile and the field."""
 
 from __future__ import annotations
 
@@ -86,6 +87,8 @@ def _resolve_local_model(fields: dict[str, Any], catalog_dir: Path) -> dict[str,
 
 def build_profile(name: str, fields: dict[str, Any], origin: str) -> Profile:
     """One validated profile; any problem is a CatalogError naming origin, profile and field."""
+    # Here, not at the top: pydantic is for catalogs the user wrote, and `models` and `plan` with the
+    # built-in profiles alone start without it (tests/unit/test_startup_imports.py).
     from pydantic import ValidationError
 
     from controller.config.profile_schema import validate_profile
@@ -123,6 +126,16 @@ def builtin_profiles_raw() -> dict[str, dict[str, Any]]:
     return _profiles_of(json.loads(text), BUILTIN_CATALOG_NAME)
 
 
+def _builtin_profiles(raw: dict[str, dict[str, Any]]) -> dict[str, Profile]:
+    try:
+        return {name: Profile.from_snapshot(name, fields) for name, fields in raw.items()}
+    except (TypeError, KeyError) as exc:  # a field missing or unknown: the file was changed after install
+        raise CatalogError(
+            f"the package's built-in catalog ({BUILTIN_SNAPSHOT}) is damaged: {exc}",
+            hint="reinstall the controller (pipx reinstall llm-stack-controller)",
+        ) from None
+
+
 def snapshot_of_builtin_source() -> str:
     """The JSON snapshot that builtin_models.yaml gives (what `make catalog-snapshot` writes)."""
     import json
@@ -131,6 +144,10 @@ def snapshot_of_builtin_source() -> str:
 
     text = resources.files("controller").joinpath(BUILTIN_SOURCE).read_text(encoding="utf-8")
     data = load_yaml(text, f"catalog {BUILTIN_CATALOG_NAME}", CatalogError)
+    # The package takes the snapshot's profiles without validating them (Profile.from_snapshot):
+    # only a catalog that validates becomes the snapshot.
+    for name, fields in _profiles_of(data, BUILTIN_SOURCE).items():
+        build_profile(name, fields, BUILTIN_SOURCE)
     return json.dumps(data, indent=1, sort_keys=True) + "\n"
 
 
@@ -152,7 +169,7 @@ def load_catalog_text(text: str | None, origin: str, directory: Path) -> Catalog
     relative to `directory`: what load_catalog does once the file is read. Raises CatalogError naming
     `origin`, the profile and the field."""
     raw = builtin_profiles_raw()
-    profiles = {name: Profile.from_snapshot(name, fields) for name, fields in raw.items()}
+    profiles = _builtin_profiles(raw)
     if text is not None:
         for name, fields in _read_yaml(text, origin).items():
             fields = _resolve_local_model(fields, directory)

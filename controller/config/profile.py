@@ -33,6 +33,13 @@ LORA_MOUNT = "/adapters"
 # vLLM 0.32 config/lora.py MaxLoRARanks: --max-lora-rank takes only these.
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 
+# The values some fields may hold, named once for the profile and its schema.
+WeightBits = Literal[4, 8, 16, 32]
+Dtype = Literal["auto", "half", "float16", "bfloat16", "float", "float32"]
+Quantization = Literal["gptq", "gptq_marlin", "awq", "awq_marlin", "fp8"]
+KvCacheDtype = Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2"]
+Accelerator = Literal["gpu", "cpu"]
+
 
 @dataclass(frozen=True, kw_only=True)
 class Architecture:
@@ -52,31 +59,32 @@ class Architecture:
     rope_theta: float | None = None
     # The MLP width (config.json intermediate_size): the largest activation in a forward pass.
     intermediate_size: int | None = None
-    weight_bits: Literal[4, 8, 16, 32] = 16
+    weight_bits: WeightBits = 16
     quant_group_size: int | None = None
     tied_embeddings: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
 class Profile:
-    """One profile, as validated by controller.config.profile_schema.ProfileSchema (which declares
-    the same fields with what each may hold; tests/unit/test_profile_schema.py keeps them equal)."""
+    """One profile, as validated by controller.config.profile_schema.ProfileSchema, which declares
+    the same fields with what each may hold (tests/unit/test_profile_schema.py checks that the two
+    have the same fields, in the same order, with the same defaults and types)."""
 
     name: str
     description: str = ""
     model: str  # a Hugging Face id, or a local directory
     served_model_name: str
-    dtype: Literal["auto", "half", "float16", "bfloat16", "float", "float32"] = "auto"
+    dtype: Dtype = "auto"
     max_model_len: int
-    quantization: Literal["gptq", "gptq_marlin", "awq", "awq_marlin", "fp8"] | None = None
-    kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2"] = "auto"
+    quantization: Quantization | None = None
+    kv_cache_dtype: KvCacheDtype = "auto"
     gpu_memory_utilization: float = 0.90
     # vLLM's --max-num-batched-tokens and --max-num-seqs; unset: the defaults above.
     max_num_batched_tokens: int | None = None
     max_num_seqs: int | None = None
     tensor_parallel_size: int = 1
     extra_args: list[str] = field(default_factory=list)
-    accelerator: Literal["gpu", "cpu"] = "gpu"
+    accelerator: Accelerator = "gpu"
     gated: bool = False
     rope_scaling: dict[str, Any] | None = None
     # vLLM's parser for this model's tool-call format; set only for models trained to call tools.

@@ -1,6 +1,6 @@
 """What each profile field may hold, as pydantic checks, and how a catalog's entry becomes a
-Profile. Only reading a catalog the user wrote (or the built-in YAML, in tests and
-`make catalog-snapshot`) imports this module, and with it pydantic."""
+Profile. Only a catalog the user wrote, and the built-in YAML when `make catalog-snapshot` turns
+it into the package's snapshot, are read through it (and so import pydantic)."""
 
 from __future__ import annotations
 
@@ -10,18 +10,26 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from controller.config.profile import BUILTIN_CATALOG_NAME, MAX_BATCH, VLLM_LORA_RANKS, Architecture, Profile
+from controller.config.profile import (
+    BUILTIN_CATALOG_NAME,
+    MAX_BATCH,
+    VLLM_LORA_RANKS,
+    Accelerator,
+    Architecture,
+    Dtype,
+    KvCacheDtype,
+    Profile,
+    Quantization,
+    WeightBits,
+)
 from controller.config.profile_fields import (
     PROFILE_NAME_PATTERN,
-    check_hf_repo_id,
     check_model_reference,
     check_vllm_arg,
 )
 from controller.config.values import printable
 
 ModelReference = Annotated[str, AfterValidator(check_model_reference)]
-# A Hugging Face repo id only, checked as a profile's model is (a bundle's models, for one).
-HfRepoId = Annotated[str, Field(max_length=193), AfterValidator(check_hf_repo_id)]
 LoraName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
 ArgText = Annotated[str, Field(min_length=1, max_length=512), AfterValidator(check_vllm_arg)]
 JsonScalar = bool | int | float | str
@@ -35,6 +43,9 @@ class _Strict(BaseModel):
 class ArchitectureSchema(_Strict):
     """controller.config.profile.Architecture's fields, with what each may hold."""
 
+    # The name pydantic's messages use ("... instance of Architecture"), as the catalog says it.
+    model_config = ConfigDict(title="Architecture")
+
     params_billion: float = Field(gt=0)
     layers: int = Field(gt=0)
     hidden_size: int = Field(gt=0)
@@ -45,7 +56,7 @@ class ArchitectureSchema(_Strict):
     max_context: int = Field(gt=0)
     rope_theta: float | None = Field(default=None, gt=0)
     intermediate_size: int | None = Field(default=None, gt=0)
-    weight_bits: Literal[4, 8, 16, 32] = 16
+    weight_bits: WeightBits = 16
     quant_group_size: int | None = Field(default=None, gt=0)
     tied_embeddings: bool = False
 
@@ -54,20 +65,22 @@ class ProfileSchema(_Strict):
     """controller.config.profile.Profile's fields, with what each may hold (the comments there say
     what each is for)."""
 
+    model_config = ConfigDict(title="Profile")
+
     name: str = Field(min_length=1, max_length=64, pattern=PROFILE_NAME_PATTERN)
     description: str = Field("", max_length=1000)
     model: ModelReference = Field(min_length=1, max_length=1024)
     served_model_name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
-    dtype: Literal["auto", "half", "float16", "bfloat16", "float", "float32"] = "auto"
+    dtype: Dtype = "auto"
     max_model_len: int = Field(gt=0)
-    quantization: Literal["gptq", "gptq_marlin", "awq", "awq_marlin", "fp8"] | None = None
-    kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2"] = "auto"
+    quantization: Quantization | None = None
+    kv_cache_dtype: KvCacheDtype = "auto"
     gpu_memory_utilization: float = Field(default=0.90, gt=0, le=1)
     max_num_batched_tokens: int | None = Field(default=None, ge=1, le=MAX_BATCH)
     max_num_seqs: int | None = Field(default=None, ge=1, le=MAX_BATCH)
     tensor_parallel_size: int = Field(default=1, ge=1)
     extra_args: list[ArgText] = Field(default_factory=list, max_length=64)
-    accelerator: Literal["gpu", "cpu"] = "gpu"
+    accelerator: Accelerator = "gpu"
     gated: bool = False
     rope_scaling: dict[str, JsonScalar | list[int | float]] | None = Field(default=None, max_length=32)
     tool_call_parser: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*$")

@@ -3,20 +3,15 @@ precise type, from the checks in controller.config.values."""
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 from pydantic import AfterValidator, Field, SecretStr
 
-from controller.config.values import MIN_KEY_LENGTH, check_image_reference, printable
+from controller.config.values import check_image_reference, check_key_text, printable
 
 
 def _key_text(value: SecretStr) -> SecretStr:
-    plain = value.get_secret_value()
-    if len(plain) < MIN_KEY_LENGTH:
-        raise ValueError(f"is shorter than {MIN_KEY_LENGTH} characters; delete the line to have a strong one generated")
-    if not re.fullmatch(r"[\x21-\x7e]+", plain):
-        raise ValueError("may hold only printable ASCII characters without spaces")
+    check_key_text(value.get_secret_value())
     return value
 
 

@@ -1,6 +1,6 @@
 """Checks of the settings' values, as plain functions (no pydantic, so that `models` and `plan` can
 use them and start without it): IP address, pinned image reference, host directory, printable
-text, memory size. controller.config.setting_types makes pydantic field types of them."""
+text, memory size, key. controller.config.setting_types makes pydantic field types of them."""
 
 from __future__ import annotations
 
@@ -92,3 +92,12 @@ def host_directory(value: Path) -> Path:
     if path.exists() and not path.is_dir():
         raise ValueError(f"{path} exists and is not a directory")
     return value
+
+
+def check_key_text(plain: str) -> str:
+    """A key the operator set (a secret: the message never shows it)."""
+    if len(plain) < MIN_KEY_LENGTH:
+        raise ValueError(f"is shorter than {MIN_KEY_LENGTH} characters; delete the line to have a strong one generated")
+    if not re.fullmatch(r"[\x21-\x7e]+", plain):
+        raise ValueError("may hold only printable ASCII characters without spaces")
+    return plain

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import pytest
+
 from controller.config.catalog import BUILTIN_SNAPSHOT, load_catalog, snapshot_of_builtin_source
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,3 +50,26 @@ def test_a_value_validation_would_change_is_caught():
     fields = {**fields, "architecture": {**fields["architecture"], "params_billion": 8}}
     taken, validated = Profile.from_snapshot(name, fields), build_profile(name, fields, BUILTIN_CATALOG_NAME)
     assert repr(dataclasses.asdict(taken)) != repr(dataclasses.asdict(validated))
+
+
+def test_a_damaged_snapshot_is_a_catalog_error_not_a_traceback(monkeypatch):
+    from controller.config import catalog
+    from controller.errors import CatalogError
+
+    raw = catalog.builtin_profiles_raw()
+    name = next(iter(raw))
+    raw[name] = {**raw[name], "spelling_mistake": 1}
+    monkeypatch.setattr(catalog, "builtin_profiles_raw", lambda: raw)
+    with pytest.raises(CatalogError, match=r"built-in catalog \(builtin_models.json\) is damaged"):
+        catalog.load_catalog()
+
+
+def test_only_a_catalog_that_validates_becomes_the_snapshot(monkeypatch, tmp_path):
+    from controller.config import catalog
+    from controller.errors import CatalogError
+
+    source = (REPO / "controller" / "builtin_models.yaml").read_text(encoding="utf-8")
+    (tmp_path / "builtin_models.yaml").write_text(source.replace("max_model_len: 8192", "max_model_len: 0", 1))
+    monkeypatch.setattr(catalog.resources, "files", lambda package: tmp_path)
+    with pytest.raises(CatalogError, match="max_model_len"):
+        catalog.snapshot_of_builtin_source()

@@ -4,6 +4,9 @@ pydantic at start-up) and as its pydantic schema (what each field may hold). The
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
+from typing import Annotated, Literal, Union, get_args, get_origin
 
 import pytest
 from pydantic_core import PydanticUndefined
@@ -35,6 +38,35 @@ def _schema_defaults(schema) -> dict:
 @pytest.mark.parametrize(("plain", "schema"), [(Profile, ProfileSchema), (Architecture, ArchitectureSchema)])
 def test_the_schema_and_the_dataclass_have_the_same_fields_in_order_with_the_same_defaults(plain, schema):
     assert list(_dataclass_defaults(plain).items()) == list(_schema_defaults(schema).items())
+
+
+def _bare(annotation):
+    """A type without its pydantic checks (Annotated metadata), unions as sets, the schema's nested
+    model as the dataclass it makes."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return _bare(args[0])
+    if origin in (Union, types.UnionType):
+        return frozenset(_bare(arg) for arg in args)
+    if origin is Literal:
+        return annotation
+    if origin is not None:
+        return (origin, tuple(_bare(arg) for arg in args))
+    return Architecture if annotation is ArchitectureSchema else annotation
+
+
+# Where the schema says more than the dataclass: the values a JSON scalar may take, and vLLM's ranks.
+NARROWED = {"rope_scaling", "max_lora_rank"}
+
+
+@pytest.mark.parametrize(("plain", "schema"), [(Profile, ProfileSchema), (Architecture, ArchitectureSchema)])
+def test_the_schema_and_the_dataclass_declare_the_same_types(plain, schema):
+    hints = typing.get_type_hints(plain)
+    declared = {name: _bare(hints[name]) for name in hints if name not in NARROWED}
+    checked = {
+        name: _bare(info.rebuild_annotation()) for name, info in schema.model_fields.items() if name not in NARROWED
+    }
+    assert declared == checked
 
 
 def test_a_validated_profile_is_the_plain_dataclass_with_every_field():

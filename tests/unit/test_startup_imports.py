@@ -30,16 +30,19 @@ HEAVY_CONTROLLER = {
     "controller.runtime.gpu",
 }
 
-# Runs the command line in-process and reports sys.modules on stderr's last line, after the command.
+# Runs the command line in-process, reports sys.modules on stderr's last line after the command, and
+# exits as the command did.
 _RUN_COMMAND = """
 import json, sys
 from controller.cli.main import main
 sys.argv = ["controller", *sys.argv[1:]]
+code = 0
 try:
     main()
-except SystemExit:
-    pass
+except SystemExit as exc:
+    code = exc.code or 0
 sys.stderr.write("\\nMODULES " + json.dumps(sorted(sys.modules)) + "\\n")
+sys.exit(code)
 """
 
 
@@ -47,7 +50,8 @@ def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("CONTROLLER_")}
 
 
-def _loaded(code: str, *args: str, cwd: Path) -> set[str]:
+def _loaded(code: str, *args: str, cwd: Path) -> tuple[set[str], int]:
+    """The modules the interpreter loaded, and its exit status."""
     done = subprocess.run(
         [sys.executable, "-c", code, *args],
         cwd=cwd,
@@ -59,7 +63,7 @@ def _loaded(code: str, *args: str, cwd: Path) -> set[str]:
     )
     marker = [line for line in done.stderr.splitlines() if line.startswith("MODULES ")]
     assert marker, f"the interpreter did not report its modules (exit {done.returncode}):\n{done.stderr}"
-    return set(json.loads(marker[-1].removeprefix("MODULES ")))
+    return set(json.loads(marker[-1].removeprefix("MODULES "))), done.returncode
 
 
 def _heavy(modules: set[str]) -> list[str]:
@@ -68,31 +72,39 @@ def _heavy(modules: set[str]) -> list[str]:
 
 
 def test_importing_the_command_line_loads_no_heavy_library(tmp_path):
-    modules = _loaded(
+    modules, status = _loaded(
         "import json, sys, controller.cli.main; sys.stderr.write('MODULES ' + json.dumps(sorted(sys.modules)))",
         cwd=tmp_path,
     )
-    assert "controller.cli.main" in modules
+    assert "controller.cli.main" in modules and status == 0
     assert not _heavy(modules), (
         f"`import controller.cli.main` loads {_heavy(modules)}; import them inside the commands that use them "
         "(measure with: python -X importtime -c 'import controller.cli.main')"
     )
 
 
-@pytest.mark.parametrize(
-    "args",
-    [
-        ["--help"],
-        ["models"],
-        ["models", "--json"],
-        ["plan", "llama3-8b", "--gpu-memory", "12GiB"],
-        ["plan", "llama3-8b-gptq", "--gpu-memory", "12GiB", "--json"],
-    ],
-    ids=lambda args: " ".join(args),
-)
-def test_quick_commands_load_no_heavy_library(tmp_path, args):
-    modules = _loaded(_RUN_COMMAND, "--project-dir", str(tmp_path), *args, cwd=tmp_path)
+def _run_command(tmp_path: Path, args: list[str], expected_exit: int = 0) -> set[str]:
+    """The modules `controller ARGS` loaded, once it exited as expected (a command that failed early
+    would load little and prove nothing)."""
+    modules, status = _loaded(_RUN_COMMAND, "--project-dir", str(tmp_path), *args, cwd=tmp_path)
     assert "controller.cli.main" in modules
+    assert status == expected_exit, f"`controller {' '.join(args)}` exited {status}, not {expected_exit}"
+    return modules
+
+
+@pytest.mark.parametrize(
+    ("args", "expected_exit"),
+    [
+        (["--help"], 0),
+        (["models"], 0),
+        (["models", "--json"], 0),
+        (["plan", "llama3-8b", "--gpu-memory", "12GiB"], 1),  # "does not fit" is exit 1 by design
+        (["plan", "llama3-8b-gptq", "--gpu-memory", "12GiB", "--json"], 0),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else str(value),
+)
+def test_quick_commands_load_no_heavy_library(tmp_path, args, expected_exit):
+    modules = _run_command(tmp_path, args, expected_exit)
     assert not _heavy(modules), f"`controller {' '.join(args)}` loads {_heavy(modules)}"
 
 
@@ -100,6 +112,5 @@ def test_quick_commands_load_no_heavy_library(tmp_path, args):
     "args", [["models", "--json"], ["plan", "llama3-8b-gptq", "--gpu-memory", "12GiB", "--json"]], ids=" ".join
 )
 def test_json_output_loads_no_rich(tmp_path, args):
-    modules = _loaded(_RUN_COMMAND, "--project-dir", str(tmp_path), *args, cwd=tmp_path)
-    assert "controller.cli.main" in modules
+    modules = _run_command(tmp_path, args)
     assert "rich" not in modules, f"`controller {' '.join(args)}` imports rich, which only printed output needs"
