@@ -140,8 +140,16 @@ def write_site_env(env_file: Path, *, project: str, port: int, images: dict, hf_
 
 
 def host_for_containers(client: docker.DockerClient) -> str:
-    """The host as containers reach it: the default bridge's gateway is one of the host's addresses."""
-    return client.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
+    """The host as containers reach it: the default bridge's address on this host (the bridge's
+    gateway). Read from the bridge itself, not from `docker network inspect`: Docker lists the
+    gateway there only if the bridge had an address when the network was first made, so on a machine
+    where dockerd starts for the first time IPAM's config holds the subnet alone (the last CI
+    rehearsal failed on that)."""
+    bridge = client.networks.get("bridge").attrs["Options"]["com.docker.network.bridge.name"]
+    shown = subprocess.run(
+        ["ip", "-json", "-4", "address", "show", "dev", bridge], check=True, capture_output=True, text=True
+    )
+    return json.loads(shown.stdout)[0]["addr_info"][0]["local"]
 
 
 def monitoring_env(images: dict, webhook_url: str, *, scrape_interval: str, down_after: str, group_wait: str) -> str:
