@@ -75,23 +75,26 @@ def _targets(prometheus: str) -> dict[str, list[str]]:
 def test_prometheus_scrapes_every_target_and_the_rules_name_metrics_vllm_exports(monitored):
     site, prometheus, _ = monitored
 
-    def all_up() -> dict:
+    # The planned-work series exists only while a command runs (test_a_blue_green_switch_... sees it).
+    named = {name for rule in alert_rules(MonitoringSettings(), max_num_seqs=1) for name in METRIC.findall(rule.expr)
+             if name != "llmstack_planned_work_until_seconds"}  # fmt: skip
+    assert named
+
+    def all_up_and_every_named_series_scraped() -> None:
         health = _targets(prometheus)
         if set(health) != {"vllm", "webui", "hf-cache", "prometheus", "alertmanager"} or any(
             state != ["up"] for state in health.values()
         ):
             raise NotReady(f"targets: {health}")
-        return health
+        # up writes its KV-cache file last, so the textfile series may wait for node-exporter's next scrape.
+        exported = set(httpx.get(f"{prometheus}/api/v1/label/__name__/values", timeout=10).json()["data"])
+        if not named <= exported:
+            raise NotReady(f"rules name series nobody exports (yet): {sorted(named - exported)}")
 
-    wait_for("every target up", all_up, deadline_s=120)
+    wait_for("every target up and every series the rules name scraped", all_up_and_every_named_series_scraped,
+             deadline_s=120)  # fmt: skip
     assert _query(prometheus, 'probe_success{job="webui"}')[0]["value"][1] == "1"
     assert _query(prometheus, 'node_filesystem_avail_bytes{job="hf-cache",mountpoint="/hf-cache"}')
-
-    exported = set(httpx.get(f"{prometheus}/api/v1/label/__name__/values", timeout=10).json()["data"])
-    # The planned-work series exists only while a command runs (test_a_blue_green_switch_... sees it).
-    named = {name for rule in alert_rules(MonitoringSettings(), max_num_seqs=1) for name in METRIC.findall(rule.expr)
-             if name != "llmstack_planned_work_until_seconds"}  # fmt: skip
-    assert named and named <= exported, f"rules name series nobody exports: {sorted(named - exported)}"
 
     # Prometheus read the rules as rendered: `$labels` went through Compose literally.
     groups = httpx.get(f"{prometheus}/api/v1/rules", timeout=10).json()["data"]["groups"]
