@@ -40,7 +40,9 @@ def build_base(spec: BaseSpec, timer: Timer) -> str:
         tmp_root = CACHE / "tmp"
         tmp_root.mkdir(parents=True, exist_ok=True)
         rootfs = Path(tempfile.mkdtemp(prefix="rootfs-", dir=tmp_root))
-        debs = CACHE / "debootstrap-debs"
+        # One .deb cache per image: the debootstrap runs go side by side, and two of them retrieving
+        # the same package into one cache directory fail (one validates a file the other is writing).
+        debs = CACHE / "debootstrap-debs" / spec.key
         debs.mkdir(parents=True, exist_ok=True)
         logf = LOGS / f"{spec.key}.log"
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import os
@@ -381,6 +382,23 @@ def test_a_failed_base_fails_the_build_and_no_app_image_is_built(ib, fake_build,
     with pytest.raises(ib.common.BuildError, match="debootstrap failed"):
         ib.build.build_all(fake_build.plan, ib.common.Timer())
     assert fake_build.events == []
+
+
+def test_each_debootstrap_image_has_a_deb_cache_of_its_own(ib, tmp_path, monkeypatch):
+    # They are built side by side; debootstrap runs sharing one --cache-dir failed while retrieving.
+    commands = []
+    monkeypatch.setattr(ib.build, "CACHE", tmp_path)
+    monkeypatch.setattr(ib.build, "require_debootstrap", lambda: None)
+    monkeypatch.setattr(ib.build.docker, "image_exists", lambda tag: False)
+    monkeypatch.setattr(ib.build.docker, "run", lambda cmd, **kw: commands.append(cmd))
+    monkeypatch.setattr(ib.build.docker, "import_rootfs", lambda *args: None)
+    plan = ib.specs.plan(ib.specs.load_versions(REPO / "images" / "versions.env"), REPO / "images")
+    # Without the links, which need the root file system that the stand-in debootstrap does not make.
+    specs = tuple(dataclasses.replace(spec, links=()) for spec in (plan.base, *plan.services))
+    for spec in specs:
+        ib.build.build_base(spec, ib.common.Timer())
+    caches = [next(arg for arg in cmd if arg.startswith("--cache-dir=")) for cmd in commands]
+    assert len(specs) >= 4 and len(set(caches)) == len(specs), caches
 
 
 def test_package_modules_stay_small():
