@@ -40,8 +40,8 @@ def build_base(spec: BaseSpec, timer: Timer) -> str:
         tmp_root = CACHE / "tmp"
         tmp_root.mkdir(parents=True, exist_ok=True)
         rootfs = Path(tempfile.mkdtemp(prefix="rootfs-", dir=tmp_root))
-        # One .deb cache per image: the debootstrap runs go side by side, and two of them retrieving
-        # the same package into one cache directory fail (one validates a file the other is writing).
+        # One .deb cache per image: the debootstrap runs go side by side, and with one shared cache
+        # directory one of four failed while retrieving packages, without a message, in two fresh runs.
         debs = CACHE / "debootstrap-debs" / spec.key
         debs.mkdir(parents=True, exist_ok=True)
         logf = LOGS / f"{spec.key}.log"
