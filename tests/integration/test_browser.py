@@ -35,7 +35,8 @@ def test_a_person_signs_in_chats_and_keeps_chatting_after_a_switch(shared_site):
     with ui.chromium() as browser:
         stranger = ui.new_page(browser)
         ui.submit_login(stranger, url, email, password + "-wrong")
-        expect(stranger.get_by_text("The email or password provided is incorrect")).to_be_visible()
+        refused = stranger.get_by_text("The email or password provided is incorrect")
+        expect(refused).to_be_visible(timeout=ui.UI_TIMEOUT_MS)
         assert stranger.evaluate("localStorage.token") is None and stranger.url.endswith("/auth")
         assert stranger.get_by_text(re.compile(r"sign ?up", re.IGNORECASE)).count() == 0, "sign-up is offered"
         ui.screenshot(stranger, "01-wrong-password-refused")
@@ -67,7 +68,7 @@ def test_a_person_signs_in_chats_and_keeps_chatting_after_a_switch(shared_site):
         ui.wait_for_chat_box(page, "after reloading")
         ui.dismiss_release_notes(page)
         assert ui.selected_model(page) == "tiny-b"
-        expect(page.locator(f"a[href='/c/{chat_id}']")).to_be_visible()
+        expect(page.locator(f"a[href='/c/{chat_id}']")).to_be_visible(timeout=ui.UI_TIMEOUT_MS)
         second = "And now the new model"
         second_id = ui.send_message(page, second)
         assert second_id != chat_id
