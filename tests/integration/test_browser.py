@@ -60,7 +60,7 @@ def test_a_person_signs_in_chats_and_keeps_chatting_after_a_switch(shared_site):
         page.locator("#chat-input").click()
         page.keyboard.type(stale)
         page.keyboard.press("Enter")
-        expect(page.get_by_text("Model not found").first).to_be_visible(timeout=30_000)
+        expect(page.get_by_text("Model not found").first).to_be_visible(timeout=ui.UI_TIMEOUT_MS)
         ui.screenshot(page, "03a-stale-tab-model-not-found")
 
         ui.goto(page, f"{url}/")
