@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 from filelock import FileLock
-from playwright.sync_api import Browser, Page, Response, sync_playwright
+from playwright.sync_api import Browser, Page, Request, Response, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from tenacity import retry, retry_if_exception, stop_after_attempt
@@ -50,8 +50,11 @@ def chromium(home: Path | None = None) -> Iterator[Browser]:
             browser.close()
 
 
+NETWORK_CHANGED = "ERR_NETWORK_CHANGED"
+
+
 def _network_changed(error: BaseException) -> bool:
-    return isinstance(error, PlaywrightError) and "ERR_NETWORK_CHANGED" in str(error)
+    return isinstance(error, PlaywrightError) and NETWORK_CHANGED in str(error)
 
 
 # Chromium drops a page load with ERR_NETWORK_CHANGED when any interface on the machine gains or
@@ -70,9 +73,28 @@ def reload(page: Page) -> Response | None:
     return page.reload()
 
 
+# The sign-in forms' requests. Over HTTPS (HTTP/2 to Caddy) a network change drops a request in flight
+# too: a POST held by the server failed with ERR_NETWORK_CHANGED when `docker network create` ran
+# beside it (over HTTP/1.1 it did not). Open WebUI then shows a toast and nothing answers the form;
+# a person presses Enter again, and so does the page.
+SIGN_IN_PATHS = ("/api/v1/auths/signin", "/api/v1/auths/ldap")
+RESUBMITS = 2
+
+
 def new_page(browser: Browser) -> Page:
     page = browser.new_page(viewport={"width": 1440, "height": 900})
     page.set_default_timeout(UI_TIMEOUT_MS)
+    resubmitted: list[str] = []
+
+    def on_request_failed(request: Request) -> None:
+        # Printed for every failed request: pytest shows it beside a failure, and CI keeps only the output.
+        print(f"browser: {request.method} {request.url} failed: {request.failure}", flush=True)
+        dropped_sign_in = request.method == "POST" and request.url.endswith(SIGN_IN_PATHS)
+        if dropped_sign_in and NETWORK_CHANGED in (request.failure or "") and len(resubmitted) < RESUBMITS:
+            resubmitted.append(request.url)
+            page.keyboard.press("Enter")
+
+    page.on("requestfailed", on_request_failed)
     return page
 
 
