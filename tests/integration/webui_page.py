@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from filelock import FileLock
 from playwright.sync_api import Browser, Page, Request, Response, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
-from tenacity import retry, retry_if_exception, stop_after_attempt
+from tenacity import retry, retry_if_exception_type, stop_after_attempt
 
 from controller.errors import NotReady
 from controller.phases import wait_for
@@ -53,24 +53,40 @@ def chromium(home: Path | None = None) -> Iterator[Browser]:
 NETWORK_CHANGED = "ERR_NETWORK_CHANGED"
 
 
-def _network_changed(error: BaseException) -> bool:
-    return isinstance(error, PlaywrightError) and NETWORK_CHANGED in str(error)
+class NetworkChanged(Exception):
+    """A page load that a network change on the machine dropped."""
 
 
 # Chromium drops a page load with ERR_NETWORK_CHANGED when any interface on the machine gains or
 # loses an address (chromium issue 41465264), and a test beside it creating a Docker network does
 # just that. The load is tried again, as a person reloads; any other error is the test's answer.
-_survives_network_change = retry(retry=retry_if_exception(_network_changed), stop=stop_after_attempt(3), reraise=True)
+# After a redirect (http -> https) Playwright names only the error page it lands on, so the failed
+# navigation request itself says why.
+@retry(retry=retry_if_exception_type(NetworkChanged), stop=stop_after_attempt(3), reraise=True)
+def _load(page: Page, load: Callable[[], Response | None]) -> Response | None:
+    dropped: list[str] = []
+
+    def on_request_failed(request: Request) -> None:
+        if request.is_navigation_request() and NETWORK_CHANGED in (request.failure or ""):
+            dropped.append(request.url)
+
+    page.on("requestfailed", on_request_failed)
+    try:
+        return load()
+    except PlaywrightError as error:
+        if NETWORK_CHANGED in str(error) or dropped:
+            raise NetworkChanged(f"{error} (dropped by a network change: {dropped})") from error
+        raise
+    finally:
+        page.remove_listener("requestfailed", on_request_failed)
 
 
-@_survives_network_change
 def goto(page: Page, url: str) -> Response | None:
-    return page.goto(url)
+    return _load(page, lambda: page.goto(url))
 
 
-@_survives_network_change
 def reload(page: Page) -> Response | None:
-    return page.reload()
+    return _load(page, page.reload)
 
 
 # The sign-in forms' requests. Over HTTPS (HTTP/2 to Caddy) a network change drops a request in flight
