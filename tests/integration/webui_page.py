@@ -18,7 +18,7 @@ from filelock import FileLock
 from playwright.sync_api import Browser, Page, Request, Response, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
-from tenacity import retry, retry_if_exception_type, stop_after_attempt
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from controller.errors import NotReady
 from controller.phases import wait_for
@@ -60,23 +60,41 @@ class NetworkChanged(Exception):
 # Chromium drops a page load with ERR_NETWORK_CHANGED when any interface on the machine gains or
 # loses an address (chromium issue 41465264), and a test beside it creating a Docker network does
 # just that. The load is tried again, as a person reloads; any other error is the test's answer.
-# After a redirect (http -> https) Playwright names only the error page it lands on, so the failed
-# navigation request itself says why.
-@retry(retry=retry_if_exception_type(NetworkChanged), stop=stop_after_attempt(3), reraise=True)
+# After a redirect (http -> https) Playwright names only the error page it lands on, and when a
+# script or image of the page is dropped the load still "succeeds" with an app that never starts
+# (a rehearsal's sign-in form never came), so the page's failed requests themselves say why.
 def _load(page: Page, load: Callable[[], Response | None]) -> Response | None:
-    dropped: list[str] = []
+    dropped: list[str] = []  # across the tries
 
     def on_request_failed(request: Request) -> None:
-        if request.is_navigation_request() and NETWORK_CHANGED in (request.failure or ""):
+        if NETWORK_CHANGED in (request.failure or ""):
             dropped.append(request.url)
+
+    def one_try() -> Response | None:
+        before = len(dropped)
+        try:
+            response = load()
+        except PlaywrightError as error:
+            # What is left of a dropped try (its error page, its redirect) can interrupt the next one.
+            interrupted_by_the_last = bool(dropped) and "interrupted by another navigation" in str(error)
+            if NETWORK_CHANGED in str(error) or len(dropped) > before or interrupted_by_the_last:
+                raise NetworkChanged(f"{error} (dropped by a network change: {dropped})") from error
+            raise
+        if len(dropped) > before:
+            raise NetworkChanged(f"the page loaded without what a network change dropped: {dropped}")
+        return response
 
     page.on("requestfailed", on_request_failed)
     try:
-        return load()
-    except PlaywrightError as error:
-        if NETWORK_CHANGED in str(error) or dropped:
-            raise NetworkChanged(f"{error} (dropped by a network change: {dropped})") from error
-        raise
+        # Chromium reloads a page that a network change dropped by itself; a pause lets that reload
+        # start and end, so that it does not interrupt the next try too.
+        return Retrying(
+            retry=retry_if_exception_type(NetworkChanged),
+            stop=stop_after_attempt(4),
+            wait=wait_exponential(multiplier=2, max=8),
+            before_sleep=lambda _: page.wait_for_load_state(),
+            reraise=True,
+        )(one_try)
     finally:
         page.remove_listener("requestfailed", on_request_failed)
 
