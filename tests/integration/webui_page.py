@@ -57,6 +57,10 @@ class NetworkChanged(Exception):
     """A page load that a network change on the machine dropped."""
 
 
+def _dropped_by_network_change(request: Request) -> bool:
+    return NETWORK_CHANGED in (request.failure or "")
+
+
 # Chromium drops a page load with ERR_NETWORK_CHANGED when any interface on the machine gains or
 # loses an address (chromium issue 41465264), and a test beside it creating a Docker network does
 # just that. The load is tried again, as a person reloads; any other error is the test's answer.
@@ -67,7 +71,7 @@ def _load(page: Page, load: Callable[[], Response | None]) -> Response | None:
     dropped: list[str] = []  # across the tries
 
     def on_request_failed(request: Request) -> None:
-        if NETWORK_CHANGED in (request.failure or ""):
+        if _dropped_by_network_change(request):
             dropped.append(request.url)
 
     def one_try() -> Response | None:
@@ -107,10 +111,10 @@ def reload(page: Page) -> Response | None:
     return _load(page, page.reload)
 
 
-# The sign-in forms' requests. Over HTTPS (HTTP/2 to Caddy) a network change drops a request in flight
-# too: a POST held by the server failed with ERR_NETWORK_CHANGED when `docker network create` ran
-# beside it (over HTTP/1.1 it did not). Open WebUI then shows a toast and nothing answers the form;
-# a person presses Enter again, and so does the page.
+# The sign-in forms' requests. Over HTTPS (HTTP/2 to Caddy) a network change drops a request in
+# flight too: a POST held by the server failed with ERR_NETWORK_CHANGED when `docker network create`
+# ran beside it (a request already under way over HTTP/1.1 was not). Open WebUI then shows a toast
+# and nothing answers the form; a person presses Enter again, and so does the page.
 SIGN_IN_PATHS = ("/api/v1/auths/signin", "/api/v1/auths/ldap")
 RESUBMITS = 2
 
@@ -124,7 +128,7 @@ def new_page(browser: Browser) -> Page:
         # Printed for every failed request: pytest shows it beside a failure, and CI keeps only the output.
         print(f"browser: {request.method} {request.url} failed: {request.failure}", flush=True)
         dropped_sign_in = request.method == "POST" and request.url.endswith(SIGN_IN_PATHS)
-        if dropped_sign_in and NETWORK_CHANGED in (request.failure or "") and len(resubmitted) < RESUBMITS:
+        if dropped_sign_in and _dropped_by_network_change(request) and len(resubmitted) < RESUBMITS:
             resubmitted.append(request.url)
             page.keyboard.press("Enter")
 
