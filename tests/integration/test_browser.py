@@ -63,8 +63,8 @@ def test_a_person_signs_in_chats_and_keeps_chatting_after_a_switch(shared_site):
         expect(page.get_by_text("Model not found").first).to_be_visible(timeout=ui.UI_TIMEOUT_MS)
         ui.screenshot(page, "03a-stale-tab-model-not-found")
 
-        ui.goto(page, f"{url}/")
-        ui.reload(page)
+        page.goto(f"{url}/")
+        page.reload()
         ui.wait_for_chat_box(page, "after reloading")
         ui.dismiss_release_notes(page)
         assert ui.selected_model(page) == "tiny-b"
@@ -79,7 +79,7 @@ def test_a_person_signs_in_chats_and_keeps_chatting_after_a_switch(shared_site):
         # and the next message in it is answered by that model.
         back = shared_site.controller("switch", "tiny-a")
         assert back.returncode == 0, back.stderr
-        ui.goto(page, f"{url}/c/{second_id}")
+        page.goto(f"{url}/c/{second_id}")
         ui.wait_for_chat_box(page, "in an earlier chat")
         assert ui.selected_model(page) == "tiny-a"
         third = "Are you still there?"

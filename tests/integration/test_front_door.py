@@ -78,7 +78,7 @@ def untrusting_error(site) -> str:
     """What the same browser says without the root imported (one Chromium at a time: before the other)."""
     _site, result, _up, _ = site
     with ui.chromium() as untrusting, pytest.raises(PlaywrightError) as refused:
-        ui.goto(ui.new_page(untrusting), f"{result['url']}/auth")
+        ui.new_page(untrusting).goto(f"{result['url']}/auth")
     return str(refused.value)
 
 
@@ -93,7 +93,7 @@ def browser(site, untrusting_error, tmp_path_factory):
 def _ldap_login(page, url: str, user: str, password: str):
     """Submit the LDAP form and return Open WebUI's answer to it: what the page shows next is
     waited on from there (an error is a toast, which a busy machine shows seconds later)."""
-    ui.goto(page, f"{url}/auth")
+    page.goto(f"{url}/auth")
     page.fill("#username", user)
     page.fill("#password", password)
     with page.expect_response(lambda r: r.url.endswith("/api/v1/auths/ldap") and r.request.method == "POST",
@@ -105,7 +105,7 @@ def _ldap_login(page, url: str, user: str, password: str):
 def test_https_verifies_in_the_browser_against_the_imported_root(site, browser, untrusting_error):
     _site, result, _up, _ = site
     page = ui.new_page(browser)
-    response = ui.goto(page, f"{result['url']}/auth")
+    response = page.goto(f"{result['url']}/auth")
     assert response.ok and page.url.startswith(f"{result['url']}/auth")
     assert "Caddy Local Authority" in response.security_details()["issuer"]
     expect(page.get_by_text("Sign in to Open WebUI with LDAP")).to_be_visible(timeout=ui.UI_TIMEOUT_MS)
@@ -118,7 +118,7 @@ def test_https_verifies_in_the_browser_against_the_imported_root(site, browser, 
 def test_http_redirects_to_https_in_the_browser(site, browser):
     _site, result, _up, http_port = site
     page = ui.new_page(browser)
-    ui.goto(page, f"http://{HOST}:{http_port}/auth")
+    page.goto(f"http://{HOST}:{http_port}/auth")
     assert page.url == f"{result['url']}/auth"
     page.close()
 
@@ -166,7 +166,7 @@ def test_the_local_admin_still_signs_in(site, browser):
     test_site, result, _up, _ = site
     settings = test_site.settings()
     page = ui.new_page(browser)
-    ui.goto(page, f"{result['url']}/auth")
+    page.goto(f"{result['url']}/auth")
     page.get_by_text("Continue with Email").click()
     page.fill("#email", settings.webui_admin_email)
     page.fill("#password", settings.webui_admin_password.get_secret_value())

@@ -157,7 +157,7 @@ def test_open_webui_upgrade_keeps_users_chats_and_files_and_a_person_sees_them(s
         # Listed in her sidebar once its chat list has loaded (Playwright's own 5 s is too short on a busy box).
         expect(page.locator(f"a[href='/c/{ada_chat}']")).to_be_visible(timeout=ui.UI_TIMEOUT_MS)
         # Opened by its address: a first sign-in may still show the "What's New" dialog over the sidebar.
-        ui.goto(page, f"{site.url}/c/{ada_chat}")
+        page.goto(f"{site.url}/c/{ada_chat}")
         ui.wait_for_chat_box(page, "in Ada's chat from before the upgrade")
         expect(page.get_by_text("Ada's chat from before the upgrade").first).to_be_visible(timeout=ui.UI_TIMEOUT_MS)
         ui.screenshot(page, "upgrade-01-old-chat-opens-on-0.12.4")

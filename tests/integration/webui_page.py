@@ -6,19 +6,18 @@ chat box `#chat-input`, the model selector's aria-label, and `/c/<id>` links for
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 from filelock import FileLock
-from playwright.sync_api import Browser, Page, Request, Response, sync_playwright
-from playwright.sync_api import Error as PlaywrightError
+from playwright.sync_api import Browser, Page, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from controller.errors import NotReady
 from controller.phases import wait_for
@@ -37,12 +36,28 @@ REPLY_DEADLINE_S = 120
 BROWSER_LOCK = Path(__file__).resolve().parents[2] / ".cache" / "browser.lock"
 
 
+# Chromium without its watch on the host's network interfaces (no_netlink.c says why), built once.
+NO_NETLINK_SOURCE = Path(__file__).with_name("no_netlink.c")
+
+
+def no_netlink_library() -> Path:
+    """The shim compiled into .cache, named by its source's hash; call it under BROWSER_LOCK."""
+    source = NO_NETLINK_SOURCE.read_bytes()
+    library = BROWSER_LOCK.parent / f"no_netlink-{hashlib.sha256(source).hexdigest()[:12]}.so"
+    if not library.exists():
+        partial = library.with_suffix(".partial")
+        subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-o", str(partial),
+                        str(NO_NETLINK_SOURCE), "-ldl"], check=True, capture_output=True)  # fmt: skip
+        partial.rename(library)
+    return library
+
+
 @contextmanager
 def chromium(home: Path | None = None) -> Iterator[Browser]:
     """Debian's Chromium; with `home`, it reads the certificates it trusts from `home`/.pki/nssdb."""
     BROWSER_LOCK.parent.mkdir(exist_ok=True)
-    env = {**os.environ, "HOME": str(home)} if home else None
     with FileLock(BROWSER_LOCK), sync_playwright() as playwright:
+        env = {**os.environ, "LD_PRELOAD": str(no_netlink_library())} | ({"HOME": str(home)} if home else {})
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, env=env)
         try:
             yield browser
@@ -50,94 +65,17 @@ def chromium(home: Path | None = None) -> Iterator[Browser]:
             browser.close()
 
 
-NETWORK_CHANGED = "ERR_NETWORK_CHANGED"
-
-
-class NetworkChanged(Exception):
-    """A page load that a network change on the machine dropped."""
-
-
-def _dropped_by_network_change(request: Request) -> bool:
-    return NETWORK_CHANGED in (request.failure or "")
-
-
-# Chromium drops a page load with ERR_NETWORK_CHANGED when any interface on the machine gains or
-# loses an address (chromium issue 41465264), and a test beside it creating a Docker network does
-# just that. The load is tried again, as a person reloads; any other error is the test's answer.
-# After a redirect (http -> https) Playwright names only the error page it lands on, and when a
-# script or image of the page is dropped the load still "succeeds" with an app that never starts
-# (a rehearsal's sign-in form never came), so the page's failed requests themselves say why.
-def _load(page: Page, load: Callable[[], Response | None]) -> Response | None:
-    dropped: list[str] = []  # across the tries
-
-    def on_request_failed(request: Request) -> None:
-        if _dropped_by_network_change(request):
-            dropped.append(request.url)
-
-    def one_try() -> Response | None:
-        before = len(dropped)
-        try:
-            response = load()
-        except PlaywrightError as error:
-            # What is left of a dropped try (its error page, its redirect) can interrupt the next one.
-            interrupted_by_the_last = bool(dropped) and "interrupted by another navigation" in str(error)
-            if NETWORK_CHANGED in str(error) or len(dropped) > before or interrupted_by_the_last:
-                raise NetworkChanged(f"{error} (dropped by a network change: {dropped})") from error
-            raise
-        if len(dropped) > before:
-            raise NetworkChanged(f"the page loaded without what a network change dropped: {dropped}")
-        return response
-
-    page.on("requestfailed", on_request_failed)
-    try:
-        # Chromium reloads a page that a network change dropped by itself; a pause lets that reload
-        # start and end, so that it does not interrupt the next try too.
-        return Retrying(
-            retry=retry_if_exception_type(NetworkChanged),
-            stop=stop_after_attempt(4),
-            wait=wait_exponential(multiplier=2, max=8),
-            before_sleep=lambda _: page.wait_for_load_state(),
-            reraise=True,
-        )(one_try)
-    finally:
-        page.remove_listener("requestfailed", on_request_failed)
-
-
-def goto(page: Page, url: str) -> Response | None:
-    return _load(page, lambda: page.goto(url))
-
-
-def reload(page: Page) -> Response | None:
-    return _load(page, page.reload)
-
-
-# The sign-in forms' requests. Over HTTPS (HTTP/2 to Caddy) a network change drops a request in
-# flight too: a POST held by the server failed with ERR_NETWORK_CHANGED when `docker network create`
-# ran beside it (a request already under way over HTTP/1.1 was not). Open WebUI then shows a toast
-# and nothing answers the form; a person presses Enter again, and so does the page.
-SIGN_IN_PATHS = ("/api/v1/auths/signin", "/api/v1/auths/ldap")
-RESUBMITS = 2
-
-
 def new_page(browser: Browser) -> Page:
     page = browser.new_page(viewport={"width": 1440, "height": 900})
     page.set_default_timeout(UI_TIMEOUT_MS)
-    resubmitted: list[str] = []
-
-    def on_request_failed(request: Request) -> None:
-        # Printed for every failed request: pytest shows it beside a failure, and CI keeps only the output.
-        print(f"browser: {request.method} {request.url} failed: {request.failure}", flush=True)
-        dropped_sign_in = request.method == "POST" and request.url.endswith(SIGN_IN_PATHS)
-        if dropped_sign_in and _dropped_by_network_change(request) and len(resubmitted) < RESUBMITS:
-            resubmitted.append(request.url)
-            page.keyboard.press("Enter")
-
-    page.on("requestfailed", on_request_failed)
+    # Printed for every failed request: pytest shows it beside a failure, and CI keeps only the output.
+    page.on("requestfailed", lambda request: print(f"browser: {request.method} {request.url} failed: "
+                                                   f"{request.failure}", flush=True))  # fmt: skip
     return page
 
 
 def submit_login(page: Page, base_url: str, email: str, password: str) -> None:
-    goto(page, f"{base_url}/auth")
+    page.goto(f"{base_url}/auth")
     page.fill("input[type=email]", email)
     page.fill("input[type=password]", password)
     page.keyboard.press("Enter")
@@ -172,7 +110,7 @@ def wait_for_chat_box(page: Page, when: str) -> None:
             chat_box.or_(error_page).first.wait_for()
             if chat_box.is_visible():
                 return
-            reload(page)
+            page.reload()
         chat_box.wait_for()
     except PlaywrightTimeout:
         shown = page.locator("body").inner_text(timeout=10_000)[:1500]
