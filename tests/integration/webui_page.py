@@ -41,13 +41,14 @@ NO_NETLINK_SOURCE = Path(__file__).with_name("no_netlink.c")
 
 
 def no_netlink_library() -> Path:
-    """The shim compiled into .cache, named by its source's hash; call it under BROWSER_LOCK."""
+    """The library compiled into .cache, named by its source's hash (each worker compiles to a file of
+    its own and renames it into place, so two at once are harmless)."""
     source = NO_NETLINK_SOURCE.read_bytes()
     library = BROWSER_LOCK.parent / f"no_netlink-{hashlib.sha256(source).hexdigest()[:12]}.so"
     if not library.exists():
-        partial = library.with_suffix(".partial")
+        partial = library.with_suffix(f".{os.getpid()}.partial")
         subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-o", str(partial),
-                        str(NO_NETLINK_SOURCE), "-ldl"], check=True, capture_output=True)  # fmt: skip
+                        str(NO_NETLINK_SOURCE), "-ldl"], check=True)  # fmt: skip
         partial.rename(library)
     return library
 
