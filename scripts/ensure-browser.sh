@@ -6,7 +6,9 @@
 # No-op when all three are there.
 set -euo pipefail
 CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
-if [ -x "$CHROMIUM" ] && command -v certutil >/dev/null 2>&1 && command -v gcc >/dev/null 2>&1; then
+# gcc alone is not enough: Debian's gcc only recommends the C library's headers (libc6-dev).
+compiles() { echo '#include <linux/netlink.h>' | gcc -fsyntax-only -x c - >/dev/null 2>&1; }
+if [ -x "$CHROMIUM" ] && command -v certutil >/dev/null 2>&1 && compiles; then
   echo "[ensure-browser] $("$CHROMIUM" --version 2>/dev/null), certutil and gcc ready" >&2
   exit 0
 fi

@@ -12,14 +12,21 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <linux/netlink.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 
+static int (*real_socket)(int, int, int);
+
+/* Resolved once, before any thread of the program runs. */
+__attribute__((constructor)) static void find_real_socket(void) {
+    real_socket = (int (*)(int, int, int))dlsym(RTLD_NEXT, "socket");
+    if (!real_socket) abort();
+}
+
 int socket(int domain, int type, int protocol) {
-    static int (*real_socket)(int, int, int);
     if (domain == AF_NETLINK && protocol == NETLINK_ROUTE) {
         errno = EAFNOSUPPORT;
         return -1;
     }
-    if (!real_socket) real_socket = (int (*)(int, int, int))dlsym(RTLD_NEXT, "socket");
     return real_socket(domain, type, protocol);
 }

@@ -41,15 +41,18 @@ NO_NETLINK_SOURCE = Path(__file__).with_name("no_netlink.c")
 
 
 def no_netlink_library() -> Path:
-    """The library compiled into .cache, named by its source's hash (each worker compiles to a file of
-    its own and renames it into place, so two at once are harmless)."""
-    source = NO_NETLINK_SOURCE.read_bytes()
-    library = BROWSER_LOCK.parent / f"no_netlink-{hashlib.sha256(source).hexdigest()[:12]}.so"
+    """The library compiled into .cache, named by the hash of its source and compiler command (each
+    worker compiles to a file of its own and renames it into place, so two at once are harmless)."""
+    command = ["gcc", "-shared", "-fPIC", "-O2", "-Wall", "-Werror", str(NO_NETLINK_SOURCE), "-ldl", "-o"]
+    key = hashlib.sha256(NO_NETLINK_SOURCE.read_bytes() + " ".join(command).encode()).hexdigest()[:12]
+    library = BROWSER_LOCK.parent.resolve() / f"no_netlink-{key}.so"
     if not library.exists():
         partial = library.with_suffix(f".{os.getpid()}.partial")
-        subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-o", str(partial),
-                        str(NO_NETLINK_SOURCE), "-ldl"], check=True)  # fmt: skip
+        subprocess.run([*command, str(partial)], check=True)
         partial.rename(library)
+    # The loader splits LD_PRELOAD at spaces and colons: such a path would be ignored without a word.
+    if set(str(library)) & {" ", ":"}:
+        raise RuntimeError(f"{library}: LD_PRELOAD cannot name a path with a space or a colon; move the checkout")
     return library
 
 
@@ -58,7 +61,8 @@ def chromium(home: Path | None = None) -> Iterator[Browser]:
     """Debian's Chromium; with `home`, it reads the certificates it trusts from `home`/.pki/nssdb."""
     BROWSER_LOCK.parent.mkdir(exist_ok=True)
     with FileLock(BROWSER_LOCK), sync_playwright() as playwright:
-        env = {**os.environ, "LD_PRELOAD": str(no_netlink_library())} | ({"HOME": str(home)} if home else {})
+        preload = " ".join(filter(None, [os.environ.get("LD_PRELOAD"), str(no_netlink_library())]))
+        env = {**os.environ, "LD_PRELOAD": preload} | ({"HOME": str(home)} if home else {})
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, env=env)
         try:
             yield browser
