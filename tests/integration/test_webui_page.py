@@ -40,7 +40,6 @@ def _probe(preload: str | None) -> str:
 
 
 def test_the_library_refuses_the_route_netlink_socket_and_nothing_else():
-    ui.BROWSER_LOCK.parent.mkdir(exist_ok=True)
     library = ui.no_netlink_library()
     ctypes.CDLL(str(library))  # a shared library the loader takes
     assert _probe(None).split("\n")[0] == "route opened"  # the machine has the socket to refuse

@@ -47,6 +47,7 @@ def no_netlink_library() -> Path:
     key = hashlib.sha256(NO_NETLINK_SOURCE.read_bytes() + " ".join(command).encode()).hexdigest()[:12]
     library = BROWSER_LOCK.parent.resolve() / f"no_netlink-{key}.so"
     if not library.exists():
+        library.parent.mkdir(exist_ok=True)
         partial = library.with_suffix(f".{os.getpid()}.partial")
         subprocess.run([*command, str(partial)], check=True)
         partial.rename(library)
